@@ -1,0 +1,124 @@
+"""The CLI's side of the control socket: connect, say hello, send requests, read answers.
+
+Plain blocking sockets (no gevent): ``keplerctl`` must start fast.
+"""
+
+import errno
+import itertools
+import socket
+
+from keplerd import PROTOCOL_VERSION, paths
+from keplerd.control.protocol import BadFrame, ProtocolError, encode, read_frame
+
+
+class DaemonUnreachable(Exception):
+    """No daemon listens on the socket (exit code 2)."""
+
+
+class CommandError(Exception):
+    """The command failed; the message is the one line shown to the user (exit code 1)."""
+
+
+class Client:
+    """A connection to the daemon; requests are multiplexed by id."""
+
+    def __init__(self, socket_path=None):
+        self.socket_path = socket_path or paths.socket_path(paths.state_dir())
+        self._sock = None
+        self._ids = itertools.count(1)
+        self._responses = {}
+        self._listeners = {}
+
+    def connect(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.connect(self.socket_path)
+        except FileNotFoundError:
+            sock.close()
+            raise DaemonUnreachable(f"keplerd is not running (no socket at {self.socket_path})") from None
+        except ConnectionRefusedError:
+            sock.close()
+            raise DaemonUnreachable(f"keplerd is not running (nothing listens on {self.socket_path})") from None
+        except PermissionError:
+            sock.close()
+            raise CommandError(f"permission denied: cannot connect to {self.socket_path} "
+                               f"(root or membership of group kepler is required)") from None
+        except OSError as error:
+            sock.close()
+            if error.errno == errno.ENOTSOCK:
+                raise DaemonUnreachable(f"keplerd is not running ({self.socket_path} is not a socket)") from None
+            raise
+        self._sock = sock
+        hello = self.call({"type": "hello", "version": PROTOCOL_VERSION})
+        self.daemon_version = hello.get("daemon_version")
+        return self
+
+    def close(self):
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self):
+        return self.connect()
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def call(self, request, on_event=None):
+        """Send *request*, pass its events to *on_event*, return its response fields.
+
+        Raises ``CommandError`` with the daemon's message when it answers with an error.
+        """
+        return self.wait(self.send(request, on_event))
+
+    def send(self, request, on_event=None):
+        """Send *request* and return its id without waiting; its events go to *on_event*."""
+        request_id = next(self._ids)
+        if on_event is not None:
+            self._listeners[request_id] = on_event
+        self._sock.sendall(encode({"id": request_id, "request": request}))
+        return request_id
+
+    def wait(self, request_id):
+        """Read frames until the response to *request_id* arrives; return it (or raise).
+
+        Events of every request in flight reach their listeners meanwhile.
+        """
+        while request_id not in self._responses:
+            message = self._read()
+            if "event" in message:
+                listener = self._listeners.get(message.get("id"))
+                if listener is not None:
+                    listener(message["event"])
+                continue
+            response = message.get("response") or {}
+            if message.get("id") is None and not response.get("ok", True):
+                raise CommandError(response.get("error", "the daemon refused the request"))
+            self._responses[message.get("id")] = response
+        response = self._responses.pop(request_id)
+        self._listeners.pop(request_id, None)
+        if not response.get("ok"):
+            raise CommandError(response.get("error", "the request failed"))
+        return response
+
+    def _read(self):
+        try:
+            message = read_frame(self._sock)
+        except (ProtocolError, BadFrame) as error:
+            raise CommandError(f"bad answer from keplerd: {error}") from None
+        except ConnectionResetError:
+            message = None
+        if message is None:
+            raise CommandError("keplerd closed the connection")
+        return message
+
+
+def is_running(socket_path=None):
+    """Tell whether a daemon answers on the socket."""
+    try:
+        with Client(socket_path):
+            return True
+    except DaemonUnreachable:
+        return False
+    except (CommandError, OSError):
+        return True  # something answers, even if it does not let us in

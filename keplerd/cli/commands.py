@@ -1,0 +1,111 @@
+"""The command line of keplerctl: every command, its flags, and the module that runs it.
+
+Each command's module is imported only when that command runs.
+"""
+
+import importlib
+
+from keplerd.units import parse_duration, parse_signal
+
+
+def _runner(module, function):
+    def run(context):
+        return getattr(importlib.import_module(f"keplerd.cli.{module}"), function)(context)
+    return run
+
+
+def _duration(text):
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise _argument_error(error) from None
+
+
+def _signal(text):
+    try:
+        return parse_signal(text)
+    except ValueError as error:
+        raise _argument_error(error) from None
+
+
+def _count(text):
+    if not text.isdigit():
+        raise _argument_error(f"invalid count {text!r}: expected a non-negative integer")
+    return int(text)
+
+
+def _argument_error(message):
+    import argparse
+
+    return argparse.ArgumentTypeError(str(message))
+
+
+def _start_flags(parser, verb):
+    parser.add_argument("services", nargs="*", metavar="SERVICE", help=f"services to {verb} (default: all)")
+    parser.add_argument("-d", "--detach", action="store_true", help="return at once; everything runs in the daemon")
+    parser.add_argument("--wait", action="store_true",
+                        help="with -d: return once every startup service is started (exit 1 if one failed)")
+    parser.add_argument("--timeout", type=_duration, metavar="DURATION",
+                        help="with --wait: give up waiting after DURATION (exit 1)")
+
+
+def register(subparsers, common, common_without_f):
+    """Add every keplerctl command to *subparsers*.
+
+    *common* holds the global options for use after the command too; ``logs`` gets
+    *common_without_f*, because there ``-f`` is ``--follow`` (as in docker compose).
+    """
+
+    def add(name, help_text, module, function, parent=common):
+        parser = subparsers.add_parser(name, help=help_text, description=help_text, parents=[parent])
+        parser.set_defaults(run=_runner(module, function))
+        return parser
+
+    daemon = subparsers.add_parser("daemon", help="start, stop or inspect keplerd", parents=[common])
+    daemon_commands = daemon.add_subparsers(dest="daemon_command", metavar="ACTION", required=True)
+    for name, help_text in (("start", "run keplerd (foreground; -d: in the background)"),
+                            ("stop", "stop every service gracefully, then keplerd"),
+                            ("restart", "stop keplerd, then start it; services that were up come back"),
+                            ("status", "show pid, uptime, version, socket and loaded configs")):
+        parser = daemon_commands.add_parser(name, help=help_text, description=help_text, parents=[common])
+        parser.set_defaults(run=_runner("daemonctl", name))
+        if name in ("start", "restart"):
+            parser.add_argument("-d", "--detach", action="store_true",
+                                help="run in the background; return once the socket answers")
+
+    start = add("start", "start services (attached unless -d)", "lifecycle", "start")
+    _start_flags(start, "start")
+    start.add_argument("--no-deps", action="store_true", help="do not start or wait for dependencies")
+
+    stop = add("stop", "stop services (all by default)", "lifecycle", "stop")
+    stop.add_argument("services", nargs="*", metavar="SERVICE", help="services to stop (default: all)")
+    stop.add_argument("-s", "--signal", type=_signal, metavar="SIGNAL",
+                      help="signal to send instead of the service's stop_signal (SIGTERM, TERM, 15)")
+    stop.add_argument("--clean", action="store_true",
+                      help="then run pre_cleanup, remove the config's state dir and unload it")
+
+    restart = add("restart", "restart services with the baked config", "lifecycle", "restart")
+    _start_flags(restart, "restart")
+
+    add("recreate", "re-bake the config from its file and the current environment", "lifecycle", "recreate")
+
+    ps = add("ps", "list services and their status", "views", "ps")
+    ps.add_argument("-a", "--all", action="store_true", help="every loaded config, with a CONFIG column")
+
+    logs = add("logs", "show service logs, merged in time order", "views", "logs", parent=common_without_f)
+    logs.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new lines until Ctrl+C")
+    logs.add_argument("--tail", type=_count, metavar="N", help="only the last N lines")
+    logs.add_argument("--head", type=_count, metavar="N", help="only the first N lines")
+    logs.add_argument("--no-hook", action="store_true", help="leave out the output of hooks")
+    logs.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its UTC time")
+
+    inspect = add("inspect", "show the baked config and runtime state as JSON", "views", "inspect")
+    inspect.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
+
+    config = subparsers.add_parser("config", help="work with config files", parents=[common])
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_commands.add_parser("check", help="validate the config without contacting the daemon",
+                                       description="validate the config without contacting the daemon",
+                                       parents=[common])
+    check.set_defaults(run=_runner("check", "check"))

@@ -1,0 +1,117 @@
+"""keplerctl: drive the Kepler daemon.
+
+Exit codes: 0 success; 1 error (one line on stderr saying what and where);
+2 the daemon is not reachable. Only what a command needs is imported, so that
+``keplerctl ps`` starts in a few tens of milliseconds.
+"""
+
+import argparse
+import os
+import pwd
+import sys
+
+from keplerd import __version__, paths
+from keplerd.cli.client import CommandError, DaemonUnreachable
+
+EXIT_ERROR = 1
+EXIT_UNREACHABLE = 2
+EXIT_INTERRUPTED = 130
+
+
+class Context:
+    """What every command needs: parsed arguments and the config they point at."""
+
+    def __init__(self, args):
+        self.args = args
+        self.cwd = os.getcwd()
+
+    @property
+    def config_path(self):
+        try:
+            return paths.find_config_file(self.cwd, self.args.file)
+        except FileNotFoundError as error:
+            raise CommandError(str(error)) from None
+
+    @property
+    def display_name(self):
+        return self.args.file or os.path.basename(self.config_path)
+
+    @property
+    def home(self):
+        """The home of the user running keplerctl, for ``~`` in configs."""
+        try:
+            return pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            return os.path.expanduser("~")
+
+    def config_request(self, request_type, **fields):
+        """Return a request about the current config."""
+        return {"type": request_type, "config": self.config_path, **fields}
+
+    def baking_request(self, request_type, **fields):
+        """Return a request that may bake: it carries our environment, cwd and home."""
+        return self.config_request(request_type, display_name=self.display_name, env=dict(os.environ),
+                                   cwd=self.cwd, home=self.home, **fields)
+
+    def client(self):
+        from keplerd.cli.client import Client
+
+        return Client()
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line and exit code 1 (SPEC §13)."""
+
+    def error(self, message):
+        print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+
+
+def _global_options(parser, suppress, short_file=True):
+    default = argparse.SUPPRESS if suppress else None
+    flags = ("-f", "--file") if short_file else ("--file",)
+    parser.add_argument(*flags, default=default, help="config file (default: kepler.yaml or kepler.yml)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="say more")
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
+                        help="print data as JSON")
+
+
+def build_parser():
+    from keplerd.cli import commands
+
+    parser = Parser(prog="keplerctl", description="Drive the Kepler process orchestrator.")
+    parser.add_argument("--version", action="version", version=f"keplerctl {__version__}")
+    _global_options(parser, suppress=False)
+    common = Parser(add_help=False)
+    _global_options(common, suppress=True)
+    common_without_f = Parser(add_help=False)
+    _global_options(common_without_f, suppress=True, short_file=False)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    commands.register(subparsers, common, common_without_f)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    context = Context(args)
+    try:
+        code = args.run(context)
+    except DaemonUnreachable as error:
+        print(f"keplerctl: {error}", file=sys.stderr)
+        return _exit(EXIT_UNREACHABLE)
+    except CommandError as error:
+        print(f"keplerctl: {error}", file=sys.stderr)
+        return _exit(EXIT_ERROR)
+    except KeyboardInterrupt:
+        return _exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # stdout went away (e.g. `keplerctl logs | head`): not an error worth a message.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _exit(0)
+    return _exit(code or 0)
+
+
+def _exit(code):
+    sys.stdout.flush()
+    sys.exit(code)

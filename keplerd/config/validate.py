@@ -1,0 +1,96 @@
+"""Validate an expanded config tree against the schema and the dependency graph.
+
+Every problem is collected with its key path; marshmallow's nested error dicts are
+flattened into dotted paths (``services.web.depends_on.db.condition``).
+"""
+
+from marshmallow import ValidationError
+
+from ..graph import find_cycles
+from .loader import find_lua_chunks
+from .schema import KeplerSchema, ServiceSchema, TopSchema, service_name_problem
+
+_MESSAGES = {
+    "Missing data for required field.": "required key missing",
+    "Field may not be null.": "must not be empty",
+}
+
+
+def flatten_errors(messages, path=()):
+    """Yield ``(key path, message)`` for marshmallow's nested error *messages*."""
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            yield from flatten_errors(value, path if key == "_schema" else (*path, key))
+    elif isinstance(messages, list):
+        for item in messages:
+            yield from flatten_errors(item, path)
+    else:
+        yield list(path), _MESSAGES.get(messages, messages)
+
+
+class Validator:
+    """Validate one tree; problems under a Lua marker are reported once, as the marker."""
+
+    def __init__(self, problems):
+        self.problems = problems
+        self.lua_paths = []
+
+    def validate(self, tree):
+        """Return ``(kepler settings, {name: service})``, the parts that validated."""
+        self._report_lua(tree)
+        # The top schema only checks which keys exist; their values are validated below.
+        self._load(TopSchema, dict.fromkeys(tree, "checked below"), [])
+        raw_kepler = tree.get("kepler")
+        kepler = self._load(KeplerSchema, {} if raw_kepler is None else raw_kepler, ["kepler"]) or {}
+        raw_services = tree.get("services")
+        if "services" in tree and (not isinstance(raw_services, dict) or not raw_services):
+            self.report(["services"], "must be a non-empty mapping of service names to services")
+            return kepler, {}
+        services = {}
+        for name, raw in (raw_services or {}).items():
+            problem = service_name_problem(name)
+            if problem:
+                self.report(["services", name], problem)
+            loaded = self._load(ServiceSchema, raw, ["services", name])
+            if loaded is not None:
+                services[name] = loaded
+        self._check_graph(raw_services or {})
+        return kepler, services
+
+    def report(self, path, message):
+        if not any(path[:len(lua)] == lua for lua in self.lua_paths):
+            self.problems.add(path, message)
+
+    def _report_lua(self, tree):
+        for path, _chunk in find_lua_chunks({key: value for key, value in tree.items() if key != "lua"}):
+            self.problems.add(path, "Lua is not supported yet")
+            self.lua_paths.append(path)
+
+    def _load(self, schema, data, path):
+        try:
+            return schema().load(data)
+        except ValidationError as error:
+            for where, message in flatten_errors(error.messages, path):
+                self.report(where, message)
+            return None
+
+    def _check_graph(self, raw_services):
+        edges = {}
+        for name, raw in raw_services.items():
+            deps = _dependency_names(raw)
+            for dep in deps:
+                if dep not in raw_services:
+                    self.report(["services", name, "depends_on", dep], f"undefined service '{dep}'")
+            edges[name] = [dep for dep in deps if dep in raw_services]
+        for cycle in find_cycles(edges):
+            self.report(["services"], "dependency cycle: " + " -> ".join(cycle))
+
+
+def _dependency_names(raw):
+    """Return the dependency names written in the raw service *raw*, leniently."""
+    deps = raw.get("depends_on") if isinstance(raw, dict) else None
+    if isinstance(deps, dict):
+        return [name for name in deps if isinstance(name, str)]
+    if isinstance(deps, list):
+        return list(dict.fromkeys(name for name in deps if isinstance(name, str)))
+    return []

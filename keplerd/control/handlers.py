@@ -1,0 +1,295 @@
+"""The daemon's answer to each request type of the control protocol.
+
+A handler takes the ``Call`` (who asked, how to send events) and the request
+body, and returns the response fields; raising ``RequestError`` answers with
+that message. Nothing a client sends may crash the daemon.
+"""
+
+import logging
+import time
+
+import gevent
+
+from keplerd import __version__, paths, states
+from keplerd.events import Dropped, Subscriber
+from keplerd.logs import reader
+from keplerd.registry import NotLoaded
+from keplerd.units import parse_signal
+
+log = logging.getLogger("keplerd.handlers")
+
+LOG_BATCH_LINES = 1000
+
+
+class RequestError(Exception):
+    """A request that cannot be done; the message goes back to the client."""
+
+
+class Call:
+    """One request in flight: the daemon, the session and the request id."""
+
+    def __init__(self, daemon, session, request_id):
+        self.daemon = daemon
+        self.session = session
+        self.request_id = request_id
+
+    def emit(self, event):
+        self.session.emit(self.request_id, event)
+
+    @property
+    def registry(self):
+        return self.daemon.registry
+
+
+def dispatch(daemon, session, request_id, request):
+    """Run the handler of *request* and return its response (never raises)."""
+    handler = HANDLERS.get(request["type"])
+    if handler is None:
+        return {"ok": False, "error": f"unknown request type: {request['type']!r}"}
+    try:
+        return {"ok": True, **(handler(Call(daemon, session, request_id), request) or {})}
+    except RequestError as error:
+        return {"ok": False, "error": str(error)}
+    except NotLoaded as error:
+        return {"ok": False, "error": str(error)}
+    except KeyError as error:
+        return {"ok": False, "error": error.args[0] if error.args else "missing field"}
+    except Exception as error:
+        log.exception("request %s failed", request["type"])
+        return {"ok": False, "error": f"internal error: {error}"}
+
+
+# -- helpers ---------------------------------------------------------------------
+
+
+def _text(request, key, default=None):
+    value = request.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise RequestError(f"field {key!r} must be a string")
+    return value
+
+
+def _names(request):
+    names = request.get("services") or []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise RequestError("field 'services' must be a list of names")
+    return names
+
+
+def _config_path(request):
+    path = _text(request, "config")
+    if not path:
+        raise RequestError("field 'config' is required")
+    return path
+
+
+def _project(call, request):
+    return call.registry.find(_config_path(request))
+
+
+def _baked_project(call, request):
+    from keplerd.config.errors import ConfigError
+
+    env = request.get("env") or {}
+    if not isinstance(env, dict):
+        raise RequestError("field 'env' must be an object")
+    try:
+        return call.registry.get_or_bake(_config_path(request), env, _text(request, "home", "/"),
+                                         _text(request, "display_name"))
+    except ConfigError as error:
+        raise RequestError(str(error)) from None
+    except OSError as error:
+        raise RequestError(f"cannot read config: {error}") from None
+
+
+def _select(project, names):
+    try:
+        return project.select(names)
+    except KeyError as error:
+        raise RequestError(error.args[0]) from None
+
+
+def _signal(request):
+    value = request.get("signal")
+    if value is None:
+        return None
+    try:
+        return parse_signal(value)
+    except ValueError as error:
+        raise RequestError(str(error)) from None
+
+
+# -- requests ----------------------------------------------------------------------
+
+
+def handle_ping(call, request):
+    return {"pong": True}
+
+
+def handle_ps(call, request):
+    if request.get("all"):
+        projects = list(call.registry.projects.values())
+    else:
+        try:
+            projects = [_project(call, request)]
+        except NotLoaded:
+            projects = []
+    return {"services": [row for project in projects for row in project.ps_rows()]}
+
+
+def handle_start(call, request):
+    project = _baked_project(call, request)
+    names = _names(request)
+    _select(project, names)
+    return _run_and_follow(call, project, request,
+                           lambda: project.start(names, no_deps=bool(request.get("no_deps"))))
+
+
+def handle_restart(call, request):
+    project = _project(call, request)
+    names = _names(request)
+    _select(project, names)
+    return _run_and_follow(call, project, request, lambda: project.restart(names) or
+                           [service.name for service in project.select(names)])
+
+
+def _run_and_follow(call, project, request, action):
+    """Do *action*; when attached, stream progress and logs until its services end."""
+    if not request.get("attach"):
+        names = action()
+        if request.get("wait"):
+            _wait_started(project, names, _timeout(request))
+        return {"services": names}
+    subscriber = Subscriber()
+    project.attach(subscriber)
+    try:
+        names = action()
+        for name in names:
+            call.emit({"kind": "state", "service": name, **project.services[name].runtime()})
+        _follow_until_terminal(call, project, subscriber, names)
+        for event in subscriber.drain():
+            call.emit(event)
+        return {"services": names}
+    except Dropped as error:
+        raise RequestError(str(error)) from None
+    finally:
+        project.detach(subscriber)
+
+
+def _follow_until_terminal(call, project, subscriber, names):
+    while not all(project.services[name].status in states.TERMINAL for name in names):
+        event = subscriber.get(timeout=1.0)
+        if event is not None:
+            call.emit(event)
+
+
+def _timeout(request):
+    value = request.get("timeout")
+    if value is not None and (not isinstance(value, (int, float)) or value < 0):
+        raise RequestError("field 'timeout' must be a non-negative number of seconds")
+    return value
+
+
+def _wait_started(project, names, timeout):
+    """Block until every service in *names* is up or has ended; fail naming the failed ones."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        pending = [name for name in names if project.services[name].status in (states.STARTING,)]
+        if not pending:
+            break
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise RequestError(f"timed out after {timeout:g}s waiting for: {', '.join(pending)}")
+        project.wait_change(timeout=remaining)
+    failed = [service for service in project.select(names) if service.status == states.FAILED]
+    if failed:
+        raise RequestError("failed to start: " + ", ".join(f"{service.name} ({service.reason})"
+                                                           for service in failed))
+
+
+def handle_stop(call, request):
+    project = _project(call, request)
+    names = _names(request)
+    _select(project, names)
+    signum = _signal(request)
+    project.stop(names, signum)
+    if request.get("clean"):
+        if names:
+            raise RequestError("--clean stops the whole config: do not name services")
+        call.registry.unload(project, remove_files=True)
+        return {"cleaned": project.paths.root}
+    return {}
+
+
+def handle_recreate(call, request):
+    project = _project(call, request)
+    busy = [service.name for service in project.services.values() if service.status not in states.TERMINAL]
+    if busy:
+        raise RequestError(f"cannot recreate while services are running: {', '.join(busy)} "
+                           f"(stop them first)")
+    from keplerd.config.errors import ConfigError
+
+    env = request.get("env") or {}
+    try:
+        fresh = call.registry.rebake(project, env, _text(request, "home", "/"), _text(request, "display_name"))
+    except ConfigError as error:
+        raise RequestError(str(error)) from None
+    return {"services": list(fresh.services)}
+
+
+def handle_inspect(call, request):
+    project = _project(call, request)
+    _select(project, _names(request))
+    return {"inspect": project.inspect(_names(request))}
+
+
+def handle_logs(call, request):
+    project = _project(call, request)
+    names = _names(request)
+    _select(project, names)
+    head, tail = request.get("head"), request.get("tail")
+    for value in (head, tail):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise RequestError("head and tail must be non-negative integers")
+    selected = reader.sources(project.paths.logs, names, bool(request.get("no_hook")))
+    call.emit({"kind": "names", "names": sorted({source.name for source in selected})})
+    batch = []
+    for line in reader.merged(selected, head=head, tail=tail):
+        batch.append(line)
+        if len(batch) >= LOG_BATCH_LINES:
+            call.emit({"kind": "lines", "lines": batch})
+            batch = []
+            gevent.sleep(0)
+    if batch:
+        call.emit({"kind": "lines", "lines": batch})
+    return {}
+
+
+def handle_daemon_status(call, request):
+    daemon = call.daemon
+    configs = []
+    for project in daemon.registry.projects.values():
+        running = sum(service.status in states.UP for service in project.services.values())
+        configs.append({"config": project.source_path, "id": project.id,
+                        "running": running, "total": len(project.services)})
+    return {"pid": daemon.pid, "version": __version__, "uptime": time.time() - daemon.started_at,
+            "socket": paths.socket_path(daemon.state_dir), "state_dir": daemon.state_dir, "configs": configs}
+
+
+def handle_daemon_stop(call, request):
+    call.daemon.shutdown()
+    return {}
+
+
+HANDLERS = {
+    "ping": handle_ping,
+    "ps": handle_ps,
+    "start": handle_start,
+    "restart": handle_restart,
+    "stop": handle_stop,
+    "recreate": handle_recreate,
+    "inspect": handle_inspect,
+    "logs": handle_logs,
+    "daemon_status": handle_daemon_status,
+    "daemon_stop": handle_daemon_stop,
+}

@@ -1,0 +1,261 @@
+"""The control socket: bind it safely, check who connects, serve their sessions.
+
+Every connection is one ``Session``: a hello exchange, then requests that each run
+in their own greenlet, answered through a bounded send queue so that a client that
+stops reading is dropped instead of blocking anything else.
+"""
+
+import errno
+import grp
+import logging
+import os
+import pwd
+import socket
+import struct
+
+import gevent
+from gevent.pool import Group, Pool
+from gevent.queue import Full, Queue
+from gevent.server import StreamServer
+
+from keplerd import PROTOCOL_VERSION, __version__
+from keplerd.control.protocol import BadFrame, ProtocolError, encode, read_frame
+
+log = logging.getLogger("keplerd.control")
+
+MAX_SESSIONS = 1024
+SEND_QUEUE_FRAMES = 256
+SEND_TIMEOUT = 30.0
+_PEERCRED = struct.Struct("3i")
+
+
+class AlreadyRunning(Exception):
+    """Another daemon answers on the socket."""
+
+
+def bind_socket(path, group_name):
+    """Return a listening Unix socket at *path*, ``0660 root:<group>`` (or ``0600``).
+
+    A live daemon on *path* raises ``AlreadyRunning``; a stale socket file is
+    replaced. The socket is bound under a temporary name, given its mode and owner,
+    then renamed into place, so no client ever sees it with the wrong permissions.
+    """
+    if os.path.exists(path):
+        if socket_answers(path):
+            raise AlreadyRunning(f"another keplerd is already listening on {path}")
+        log.warning("removing stale socket %s", path)
+        os.unlink(path)
+    gid = group_id(group_name)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        listener.bind(temporary)
+        if gid is None:
+            log.warning("group %r does not exist: socket %s is root-only (0600)", group_name, path)
+            os.chmod(temporary, 0o600)
+        else:
+            os.chown(temporary, 0, gid)
+            os.chmod(temporary, 0o660)
+        listener.listen(128)
+        os.rename(temporary, path)
+    except BaseException:
+        listener.close()
+        raise
+    return listener
+
+
+def socket_answers(path):
+    """Tell whether something accepts connections on the Unix socket *path*."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+        return True
+    except OSError as error:
+        if error.errno in (errno.ECONNREFUSED, errno.ENOENT, errno.ENOTSOCK):
+            return False
+        raise
+    finally:
+        probe.close()
+
+
+def group_id(name):
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        return None
+
+
+class Peer:
+    """Who is on the other end of a connection, from ``SO_PEERCRED`` and ``/proc``."""
+
+    def __init__(self, sock):
+        self.pid, self.uid, self.gid = _PEERCRED.unpack(
+            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+
+    @property
+    def user(self):
+        try:
+            return pwd.getpwuid(self.uid).pw_name
+        except KeyError:
+            return str(self.uid)
+
+    def groups(self):
+        """Return the primary and supplementary gids of the peer process."""
+        gids = {self.gid}
+        try:
+            with open(f"/proc/{self.pid}/status") as status:
+                for line in status:
+                    if line.startswith("Groups:"):
+                        gids.update(int(gid) for gid in line.split()[1:])
+                        break
+        except OSError:
+            pass  # the client is already gone; its primary group is all we know
+        return gids
+
+    def allowed(self, group_gid):
+        return self.uid == 0 or (group_gid is not None and group_gid in self.groups())
+
+
+class ControlServer:
+    """Serves CLI sessions on the bound socket; *dispatch* answers each request."""
+
+    def __init__(self, listener, group_name, dispatch):
+        self._group_name = group_name
+        self._dispatch = dispatch
+        self._server = StreamServer(listener, self._handle, spawn=Pool(MAX_SESSIONS))
+
+    def start(self):
+        self._server.start()
+
+    def stop(self, timeout=1.0):
+        self._server.stop(timeout=timeout)
+
+    def _handle(self, sock, _address):
+        peer = Peer(sock)
+        if not peer.allowed(group_id(self._group_name)):
+            message = f"permission denied: user {peer.user} is not in group {self._group_name}"
+            log.warning("refused connection from pid %s: %s", peer.pid, message)
+            _send_quietly(sock, {"id": None, "response": {"ok": False, "error": message}})
+            sock.close()
+            return
+        Session(sock, peer, self._dispatch).serve()
+
+
+def _send_quietly(sock, message):
+    try:
+        sock.sendall(encode(message))
+    except OSError:
+        pass  # the refused client may have left already; nothing to tell it
+
+
+class Session:
+    """One client connection: hello, then multiplexed requests."""
+
+    def __init__(self, sock, peer, dispatch):
+        self.sock = sock
+        self.peer = peer
+        self._dispatch = dispatch
+        self._outbox = Queue(SEND_QUEUE_FRAMES)
+        self._requests = Group()
+        self.closed = False
+
+    def serve(self):
+        writer = gevent.spawn(self._write_loop)
+        try:
+            if self._hello():
+                self._read_loop()
+        finally:
+            self._requests.kill()
+            self.close()
+            writer.kill()
+            self.sock.close()
+
+    def _hello(self):
+        try:
+            message = read_frame(self.sock)
+        except (ProtocolError, BadFrame, OSError) as error:
+            self._send_now({"id": None, "response": {"ok": False, "error": str(error)}})
+            return False
+        if message is None:
+            return False
+        request = message.get("request") if isinstance(message.get("request"), dict) else {}
+        if request.get("type") != "hello":
+            self._send_now({"id": message.get("id"),
+                            "response": {"ok": False, "error": "expected a hello request first"}})
+            return False
+        if request.get("version") != PROTOCOL_VERSION:
+            self._send_now({"id": message.get("id"), "response": {
+                "ok": False, "error": f"protocol version mismatch: client speaks {request.get('version')}, "
+                                      f"daemon speaks {PROTOCOL_VERSION}"}})
+            return False
+        self.send({"id": message.get("id"), "response": {
+            "ok": True, "version": PROTOCOL_VERSION, "daemon_version": __version__}})
+        return True
+
+    def _read_loop(self):
+        while not self.closed:
+            try:
+                message = read_frame(self.sock)
+            except BadFrame as error:
+                self.send({"id": None, "response": {"ok": False, "error": str(error)}})
+                continue
+            except ProtocolError as error:
+                self._send_now({"id": None, "response": {"ok": False, "error": str(error)}})
+                return
+            except OSError:
+                return
+            if message is None:
+                return
+            self._requests.spawn(self._answer, message)
+
+    def _answer(self, message):
+        request_id = message.get("id")
+        request = message.get("request")
+        if not isinstance(request, dict) or not isinstance(request.get("type"), str):
+            self.send({"id": request_id, "response": {"ok": False, "error": "a request needs a type"}})
+            return
+        response = self._dispatch(self, request_id, request)
+        self.send({"id": request_id, "response": response})
+
+    def emit(self, request_id, event):
+        self.send({"id": request_id, "event": event})
+
+    def send(self, message):
+        """Queue *message* for the client; drop the client if it does not read."""
+        if self.closed:
+            return
+        try:
+            frame = encode(message)
+        except (TypeError, ValueError, ProtocolError) as error:
+            log.exception("cannot encode an answer to request %s", message.get("id"))
+            frame = encode({"id": message.get("id"), "response": {"ok": False, "error": f"internal error: {error}"}})
+        try:
+            self._outbox.put(frame, timeout=SEND_TIMEOUT)
+        except Full:
+            log.warning("dropping client pid %s: it stopped reading", self.peer.pid)
+            self.close()
+
+    def _send_now(self, message):
+        _send_quietly(self.sock, message)
+
+    def _write_loop(self):
+        while True:
+            frame = self._outbox.get()
+            try:
+                self.sock.sendall(frame)
+            except OSError:
+                self.close()
+                return
+
+    def close(self):
+        """End the session: the read loop sees the end of stream."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already disconnected

@@ -1,0 +1,214 @@
+"""One loaded config: its snapshot, its services, and starting and stopping them in order."""
+
+import logging
+import os
+
+import gevent
+from gevent.event import Event
+from gevent.pool import Group
+
+from keplerd import graph, persist, states
+from keplerd.paths import ConfigPaths
+from keplerd.service import Service
+
+log = logging.getLogger("keplerd.project")
+
+STATE_FORMAT = 1
+
+
+class Project:
+    """A baked config loaded in the daemon.
+
+    Owns the greenlets of its services (one ``Group``), the subscribers that watch
+    it, and ``state.json``.
+    """
+
+    def __init__(self, state_dir, config_id, snapshot, saved_state=None):
+        self.id = config_id
+        self.paths = ConfigPaths(state_dir, config_id)
+        self.snapshot = snapshot
+        self.source_path = snapshot["source_path"]
+        self.name = snapshot.get("display_name") or os.path.basename(self.source_path)
+        self.log_listeners = set()
+        self.subscribers = set()
+        self.on_init_done = False
+        self._greenlets = Group()
+        self._changed = Event()
+        self._persist_pending = False
+        self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
+        if saved_state:
+            self._restore(saved_state)
+
+    # -- loading and saving ---------------------------------------------------------
+
+    @classmethod
+    def create(cls, state_dir, config_id, baked):
+        """Write a freshly baked config into its state dir and return it loaded."""
+        paths = ConfigPaths(state_dir, config_id)
+        os.makedirs(paths.logs, mode=0o770, exist_ok=True)
+        os.makedirs(paths.env_files, mode=0o770, exist_ok=True)
+        persist.write_bytes(paths.source_path, baked.snapshot["source_path"].encode())
+        persist.write_bytes(paths.config_copy, baked.config_bytes)
+        for name, data in baked.env_files.items():
+            persist.write_bytes(os.path.join(paths.env_files, name), data)
+        persist.write_json(paths.snapshot, baked.snapshot)
+        project = cls(state_dir, config_id, baked.snapshot)
+        project.write_state()
+        return project
+
+    @classmethod
+    def load(cls, state_dir, config_id):
+        """Load a config from its state dir (``snapshot.json`` and ``state.json``)."""
+        paths = ConfigPaths(state_dir, config_id)
+        snapshot = persist.read_json(paths.snapshot)
+        if snapshot is None:
+            raise FileNotFoundError(paths.snapshot)
+        return cls(state_dir, config_id, snapshot, persist.read_json(paths.state))
+
+    def _restore(self, saved):
+        self.on_init_done = saved.get("on_init_done", False)
+        for name, service_state in saved.get("services", {}).items():
+            if name in self.services:
+                self.services[name].restore(service_state)
+
+    def saved_services(self):
+        """Return the service states of ``state.json`` as the previous daemon left them."""
+        saved = persist.read_json(self.paths.state) or {}
+        return saved.get("services", {})
+
+    def state(self):
+        return {
+            "format": STATE_FORMAT,
+            "on_init_done": self.on_init_done,
+            "services": {name: service.runtime() for name, service in self.services.items()},
+        }
+
+    def write_state(self):
+        persist.write_json(self.paths.state, self.state())
+
+    def persist(self):
+        """Write ``state.json`` soon: changes made in the same loop turn share one write."""
+        if self._persist_pending:
+            return
+        self._persist_pending = True
+        gevent.get_hub().loop.run_callback(self._write_pending_state)
+
+    def _write_pending_state(self):
+        self._persist_pending = False
+        if os.path.isdir(self.paths.root):
+            try:
+                self.write_state()
+            except OSError as error:
+                log.error("%s: cannot write state.json: %s", self.name, error)
+
+    # -- events ----------------------------------------------------------------------
+
+    def spawn(self, function, *args):
+        """Run *function* in a greenlet owned by this config."""
+        return self._greenlets.spawn(function, *args)
+
+    def service_changed(self, service):
+        """Record and announce a service's new state."""
+        self.persist()
+        changed, self._changed = self._changed, Event()
+        changed.set()
+        event = {"kind": "state", "config": self.name, "service": service.name, **service.runtime()}
+        for subscriber in tuple(self.subscribers):
+            subscriber.offer(event)
+
+    def wait_change(self, timeout=None):
+        """Block until any service of this config changes state (or *timeout*)."""
+        return self._changed.wait(timeout)
+
+    def attach(self, subscriber, logs=True):
+        """Send state changes (and log output when *logs*) to *subscriber*."""
+        self.subscribers.add(subscriber)
+        if logs:
+            subscriber.log_listener = _log_forwarder(self.name, subscriber)
+            self.log_listeners.add(subscriber.log_listener)
+
+    def detach(self, subscriber):
+        self.subscribers.discard(subscriber)
+        self.log_listeners.discard(getattr(subscriber, "log_listener", None))
+
+    # -- commands --------------------------------------------------------------------
+
+    def select(self, names):
+        """Return the services named (all when *names* is empty); raise KeyError on unknown."""
+        if not names:
+            return list(self.services.values())
+        unknown = [name for name in names if name not in self.services]
+        if unknown:
+            raise KeyError(f"no such service: {', '.join(unknown)}")
+        return [self.services[name] for name in names]
+
+    def start(self, names=(), no_deps=False):
+        """Start the named services (all when none) and, unless *no_deps*, what they need."""
+        wanted = {service.name for service in self.select(names)}
+        if names and not no_deps:
+            wanted = graph.dependencies_closure(wanted, self._edges())
+        ordered = [name for name in self.snapshot["start_order"] if name in wanted]
+        for name in ordered:
+            self.services[name].start()
+        return ordered
+
+    def stop(self, names=(), signum=None, by_user=True):
+        """Stop the named services (all when none), dependents before their dependencies."""
+        targets = {service.name for service in self.select(names)}
+        stoppers = {}
+        edges = self._edges()
+
+        def stop_after_dependents(name):
+            dependents = [stoppers[other] for other in targets if name in edges.get(other, ()) and other != name]
+            gevent.joinall(dependents)
+            self.services[name].stop(signum, by_user=by_user)
+
+        for name in targets:
+            stoppers[name] = gevent.Greenlet(stop_after_dependents, name)
+        for greenlet in stoppers.values():
+            greenlet.start()
+        gevent.joinall(list(stoppers.values()), raise_error=True)
+
+    def restart(self, names=()):
+        """Stop then start the named services (all when none)."""
+        selected = [service.name for service in self.select(names)]
+        self.stop(selected)
+        self.start(selected, no_deps=True)
+
+    def all_terminal(self, names=()):
+        return all(service.status in states.TERMINAL for service in self.select(names))
+
+    def _edges(self):
+        return {name: list(spec.get("depends_on", {})) for name, spec in self.snapshot["services"].items()}
+
+    # -- views -----------------------------------------------------------------------
+
+    def ps_rows(self):
+        return [{"config": self.name, "config_path": self.source_path, "name": service.name,
+                 **service.runtime()} for service in self.services.values()]
+
+    def inspect(self, names=()):
+        return {
+            "config": {"id": self.id, "source_path": self.source_path, "state_dir": self.paths.root,
+                       "on_init_done": self.on_init_done},
+            "services": {service.name: {"config": service.spec, "state": service.runtime()}
+                         for service in self.select(names)},
+        }
+
+    def shutdown(self):
+        """Stop every service without changing what the user asked for, then close logs."""
+        self.stop(by_user=False)
+        self._greenlets.kill()
+        for service in self.services.values():
+            service.log.close()
+        self.write_state()
+
+
+def _log_forwarder(config_name, subscriber):
+    def forward(name, stream, data):
+        subscriber.offer(
+            {"kind": "log", "config": config_name, "name": name, "stream": stream,
+             "data": data.decode("utf-8", "replace")},
+            size=len(data) + 100,
+        )
+    return forward

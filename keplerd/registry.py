@@ -1,0 +1,86 @@
+"""The configs a daemon has loaded: found by path, baked on first use, restored at boot."""
+
+import logging
+import os
+import shutil
+
+from gevent.lock import RLock
+
+from keplerd import paths, process
+from keplerd.project import Project
+
+log = logging.getLogger("keplerd.registry")
+
+
+class NotLoaded(Exception):
+    """No config is loaded for that path."""
+
+
+class Registry:
+    """Every loaded ``Project`` of one state dir, by config id."""
+
+    def __init__(self, state_dir):
+        self.state_dir = state_dir
+        self.projects = {}
+        self._bake_lock = RLock()
+
+    def load_all(self):
+        """Load every config that has a snapshot; log and skip the unreadable ones."""
+        root = paths.configs_dir(self.state_dir)
+        os.makedirs(root, mode=0o770, exist_ok=True)
+        for config_id in sorted(os.listdir(root)):
+            try:
+                self.projects[config_id] = Project.load(self.state_dir, config_id)
+            except FileNotFoundError:
+                log.warning("config %s has no snapshot; ignoring it", config_id)
+            except (OSError, ValueError, KeyError) as error:
+                log.error("cannot load config %s: %s", config_id, error)
+        return list(self.projects.values())
+
+    def find(self, config_path):
+        """Return the loaded project of *config_path*, or raise ``NotLoaded``."""
+        project = self.projects.get(paths.config_id(config_path))
+        if project is None:
+            raise NotLoaded(f"config not loaded: {config_path} (start it first)")
+        return project
+
+    def get_or_bake(self, config_path, sys_env, home, display_name=None):
+        """Return the project of *config_path*, baking the file if it has no snapshot."""
+        config_id = paths.config_id(config_path)
+        with self._bake_lock:
+            project = self.projects.get(config_id)
+            if project is None:
+                project = self.projects[config_id] = self._bake(config_id, config_path, sys_env, home,
+                                                                display_name)
+            return project
+
+    def rebake(self, project, sys_env, home, display_name=None):
+        """Replace *project* with a new bake of its file (``recreate``)."""
+        with self._bake_lock:
+            baked = _bake(project.source_path, sys_env, home, display_name or project.name)
+            fresh = Project.create(self.state_dir, project.id, baked)
+            self.projects[project.id] = fresh
+            return fresh
+
+    def _bake(self, config_id, config_path, sys_env, home, display_name):
+        baked = _bake(config_path, sys_env, home, display_name)
+        log.info("baked %s as config %s", config_path, config_id)
+        return Project.create(self.state_dir, config_id, baked)
+
+    def unload(self, project, remove_files=False):
+        """Forget *project*; with *remove_files*, delete its state dir too."""
+        self.projects.pop(project.id, None)
+        if remove_files:
+            shutil.rmtree(project.paths.root, ignore_errors=True)
+
+    def kill_leftovers(self, project):
+        """Kill process groups a previous daemon left running for *project*'s services."""
+        for name, saved in project.saved_services().items():
+            if process.kill_leftover(saved.get("pid"), saved.get("pid"), saved.get("create_time")):
+                log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
+
+
+def _bake(config_path, sys_env, home, display_name):
+    from keplerd.config.bake import bake  # the schema and YAML machinery load on first bake
+
+    return bake(config_path, sys_env, home, display_name=display_name)

@@ -1,0 +1,40 @@
+import os
+import shutil
+import tempfile
+
+import pytest
+
+from tests.integration.harness import Kepler
+
+if os.geteuid() != 0:
+    pytest.exit("the integration tests start a real keplerd and must run as root", returncode=1)
+
+
+@pytest.fixture
+def kepler_root():
+    # A short path: Unix socket paths are limited to 107 bytes.
+    root = tempfile.mkdtemp(prefix="kt-", dir="/tmp")
+    os.chmod(root, 0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def kepler(kepler_root):
+    """A running keplerd in a temporary state dir; stopped and cleaned up afterwards."""
+    instance = Kepler(kepler_root)
+    try:
+        instance.start_daemon()
+        yield instance
+    finally:
+        instance.cleanup()
+
+
+@pytest.fixture
+def kepler_stopped(kepler_root):
+    """A keplerd harness whose daemon the test starts itself."""
+    instance = Kepler(kepler_root)
+    try:
+        yield instance
+    finally:
+        instance.cleanup()

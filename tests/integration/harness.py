@@ -1,0 +1,185 @@
+"""A real keplerd in a temporary state dir, driven by the real keplerctl.
+
+Tests synchronise on state by polling with a deadline (``wait_for``), never on
+fixed sleeps. Everything a test starts is killed by recorded pid when it ends.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+
+BIN = os.path.dirname(sys.executable)
+KEPLERCTL = os.path.join(BIN, "keplerctl")
+DEFAULT_TIMEOUT = 15.0
+
+
+def wait_for(predicate, timeout=DEFAULT_TIMEOUT, interval=0.02, message="condition"):
+    """Poll *predicate* until it returns something truthy; return that, or fail after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class Kepler:
+    """One daemon under test, its state dir and a work dir for configs."""
+
+    def __init__(self, root, daemon_args=()):
+        self.root = root
+        self.state_dir = os.path.join(root, "state")
+        self.workdir = os.path.join(root, "work")
+        os.makedirs(self.workdir, exist_ok=True)
+        self.daemon_args = list(daemon_args)
+        self.daemon = None
+        self.daemon_log = os.path.join(root, "keplerd.log")
+        self._known_pids = {}
+
+    # -- daemon ------------------------------------------------------------------------
+
+    def env(self, **extra):
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": "/root",
+               "KEPLER_DAEMON_PATH": self.state_dir, "NO_COLOR": "1"}
+        env.update(extra)
+        return env
+
+    def start_daemon(self, *extra_args):
+        with open(self.daemon_log, "ab") as log:
+            self.daemon = subprocess.Popen(
+                [sys.executable, "-m", "keplerd", *self.daemon_args, *extra_args],
+                env=self.env(), stdout=log, stderr=log, start_new_session=True)
+        self._remember(self.daemon.pid)
+        wait_for(lambda: self.daemon.poll() is not None or self.ctl("daemon", "status", check=False).returncode == 0,
+                 message="keplerd to answer")
+        assert self.daemon.poll() is None, f"keplerd exited early:\n{self.read_daemon_log()}"
+        return self.daemon
+
+    def stop_daemon(self, timeout=30):
+        if self.daemon is None or self.daemon.poll() is not None:
+            return
+        self._collect_descendants()
+        self.daemon.send_signal(signal.SIGTERM)
+        try:
+            self.daemon.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.daemon.kill()
+            self.daemon.wait()
+
+    def kill_daemon(self):
+        """SIGKILL the daemon (a crash), leaving its services running."""
+        self._collect_descendants()
+        self.daemon.kill()
+        self.daemon.wait()
+
+    def read_daemon_log(self):
+        with open(self.daemon_log, errors="replace") as file:
+            return file.read()
+
+    def _collect_descendants(self):
+        try:
+            for child in psutil.Process(self.daemon.pid).children(recursive=True):
+                self._remember(child.pid)
+        except psutil.Error:
+            pass
+
+    def _remember(self, pid):
+        try:
+            self._known_pids[pid] = psutil.Process(pid).create_time()
+        except psutil.Error:
+            pass
+
+    def cleanup(self):
+        """Stop the daemon and kill anything it or its services left behind."""
+        try:
+            self.stop_daemon(timeout=20)
+        finally:
+            if self.daemon is not None and self.daemon.poll() is None:
+                self.daemon.kill()
+            for pid, created in self._known_pids.items():
+                kill_if_same(pid, created)
+
+    # -- keplerctl ---------------------------------------------------------------------
+
+    def ctl(self, *args, cwd=None, env=None, check=True, timeout=60, user=None):
+        """Run the real keplerctl; return the CompletedProcess (text)."""
+        command = [KEPLERCTL, *args]
+        if user is not None:
+            command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", *command]
+        result = subprocess.run(command, cwd=cwd or self.workdir, env=env or self.env(), capture_output=True,
+                                text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"keplerctl {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"stdout: {result.stdout}\nstderr: {result.stderr}\n"
+                                 f"daemon log tail:\n{self.read_daemon_log()[-3000:]}")
+        return result
+
+    def write(self, name, text, directory=None):
+        path = os.path.join(directory or self.workdir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as file:
+            file.write(textwrap.dedent(text))
+        return path
+
+    def config(self, text, name="kepler.yaml"):
+        return self.write(name, text)
+
+    def ps(self, *args, **kwargs):
+        """Return ``ps --json`` as a dict by service name."""
+        rows = json.loads(self.ctl("ps", "--json", *args, **kwargs).stdout)
+        for row in rows:
+            if row.get("pid"):
+                self._remember(row["pid"])
+        return {row["name"]: row for row in rows}
+
+    def status(self, name, *args, **kwargs):
+        row = self.ps(*args, **kwargs).get(name)
+        return row["status"] if row else None
+
+    def wait_status(self, name, wanted, *args, timeout=DEFAULT_TIMEOUT, **kwargs):
+        wanted = {wanted} if isinstance(wanted, str) else set(wanted)
+        return wait_for(lambda: self.ps(*args, **kwargs).get(name, {}).get("status") in wanted and
+                        self.ps(*args, **kwargs)[name], timeout=timeout, message=f"{name} to be {wanted}")
+
+    def inspect(self, *args, **kwargs):
+        return json.loads(self.ctl("inspect", *args, **kwargs).stdout)
+
+    def logs(self, *args, **kwargs):
+        return self.ctl("logs", *args, **kwargs).stdout.splitlines()
+
+
+def kill_if_same(pid, created):
+    """SIGKILL *pid* (and its group) if it is still the process that started at *created*."""
+    try:
+        process = psutil.Process(pid)
+        if abs(process.create_time() - created) > 0.01:
+            return
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.kill()
+    except psutil.Error:
+        pass
+
+
+def pids_with_marker(marker):
+    """Return the pids of live processes whose argv[0] starts with *marker* (``exec -a``)."""
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if process.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if (process.info["cmdline"] or [""])[0].startswith(marker):
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
