@@ -19,8 +19,10 @@ class NotLoaded(Exception):
 class Registry:
     """Every loaded ``Project`` of one state dir, by config id."""
 
-    def __init__(self, state_dir):
+    def __init__(self, state_dir, bake_options=None):
         self.state_dir = state_dir
+        # Daemon settings that shape a bake (keplerd.conf): Lua limits, default stop grace period.
+        self.bake_options = dict(bake_options or {})
         self.projects = {}
         self._bake_lock = RLock()
 
@@ -57,13 +59,13 @@ class Registry:
     def rebake(self, project, sys_env, home, display_name=None):
         """Replace *project* with a new bake of its file (``recreate``)."""
         with self._bake_lock:
-            baked = _bake(project.source_path, sys_env, home, display_name or project.name)
+            baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options)
             fresh = Project.create(self.state_dir, project.id, baked)
             self.projects[project.id] = fresh
             return fresh
 
     def _bake(self, config_id, config_path, sys_env, home, display_name):
-        baked = _bake(config_path, sys_env, home, display_name)
+        baked = _bake(config_path, sys_env, home, display_name, self.bake_options)
         log.info("baked %s as config %s", config_path, config_id)
         return Project.create(self.state_dir, config_id, baked)
 
@@ -80,7 +82,7 @@ class Registry:
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
 
 
-def _bake(config_path, sys_env, home, display_name):
+def _bake(config_path, sys_env, home, display_name, options):
     from keplerd.config.bake import bake  # the schema and YAML machinery load on first bake
 
-    return bake(config_path, sys_env, home, display_name=display_name)
+    return bake(config_path, sys_env, home, display_name=display_name, **options)
