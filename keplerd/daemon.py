@@ -108,7 +108,7 @@ class Daemon:
         except BlockingIOError:
             other = os.read(fd, 32).decode().strip() or "?"
             os.close(fd)
-            raise AlreadyRunning(f"another keplerd (pid {other}) is running on {self.state_dir}") from None
+            raise AlreadyRunning(f"keplerd is already running (pid {other}) on {self.state_dir}") from None
         self._lock_fd = fd
 
     def _write_pid(self):

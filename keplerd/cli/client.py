@@ -76,8 +76,22 @@ class Client:
         request_id = next(self._ids)
         if on_event is not None:
             self._listeners[request_id] = on_event
-        self._sock.sendall(encode({"id": request_id, "request": request}))
+        try:
+            self._sock.sendall(encode({"id": request_id, "request": request}))
+        except (BrokenPipeError, ConnectionResetError):
+            raise CommandError(self._parting_words()) from None
         return request_id
+
+    def _parting_words(self):
+        """Return why the daemon hung up on us: its last error frame, if it left one."""
+        try:
+            while (message := read_frame(self._sock)) is not None:
+                response = message.get("response") or {}
+                if not response.get("ok", True):
+                    return response.get("error")
+        except (OSError, ProtocolError, BadFrame):
+            pass  # nothing more to read: fall back to the generic message
+        return "keplerd closed the connection"
 
     def wait(self, request_id):
         """Read frames until the response to *request_id* arrives; return it (or raise).

@@ -70,14 +70,19 @@ def stop(context):
 def _wait_gone(pid):
     deadline = time.monotonic() + STOP_TIMEOUT
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if not _running(pid):
             return
-        except PermissionError:
-            pass  # it exists but is not ours to signal: keep waiting
         time.sleep(POLL_INTERVAL)
     raise CommandError(f"keplerd (pid {pid}) is still running after {STOP_TIMEOUT:.0f}s")
+
+
+def _running(pid):
+    """Tell whether *pid* still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def restart(context):

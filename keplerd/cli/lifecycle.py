@@ -1,5 +1,6 @@
 """keplerctl start, stop, restart and recreate."""
 
+import signal
 import sys
 
 from keplerd.cli.client import CommandError
@@ -40,6 +41,8 @@ def _run(context, request):
 
 def _attached(context, client, request):
     """Show progress and logs until every service ends; Ctrl+C stops them gracefully."""
+    # SIGTERM (e.g. from a terminal multiplexer or `timeout`) means the same as Ctrl+C here.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     view = AttachedView(verbose=context.args.verbose)
     request_id = client.send(request, view.event)
     try:

@@ -26,6 +26,7 @@ log = logging.getLogger("keplerd.control")
 MAX_SESSIONS = 1024
 SEND_QUEUE_FRAMES = 256
 SEND_TIMEOUT = 30.0
+LINGER_SECONDS = 1.0
 _PEERCRED = struct.Struct("3i")
 
 
@@ -139,6 +140,7 @@ class ControlServer:
             message = f"permission denied: user {peer.user} is not in group {self._group_name}"
             log.warning("refused connection from pid %s: %s", peer.pid, message)
             _send_quietly(sock, {"id": None, "response": {"ok": False, "error": message}})
+            _linger(sock)
             sock.close()
             return
         Session(sock, peer, self._dispatch).serve()
@@ -149,6 +151,22 @@ def _send_quietly(sock, message):
         sock.sendall(encode(message))
     except OSError:
         pass  # the refused client may have left already; nothing to tell it
+
+
+def _linger(sock):
+    """Let the client read our last words before we hang up on it.
+
+    Closing a Unix socket with unread input makes the peer's next read fail with
+    ECONNRESET, losing the error frame: so stop writing, then discard what the
+    client still sends, for a bounded time.
+    """
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        with gevent.Timeout(LINGER_SECONDS, False):
+            while sock.recv(65536):
+                pass
+    except OSError:
+        pass  # the client left first: nothing to protect
 
 
 class Session:
@@ -178,6 +196,7 @@ class Session:
             message = read_frame(self.sock)
         except (ProtocolError, BadFrame, OSError) as error:
             self._send_now({"id": None, "response": {"ok": False, "error": str(error)}})
+            self._linger()
             return False
         if message is None:
             return False
@@ -204,6 +223,7 @@ class Session:
                 continue
             except ProtocolError as error:
                 self._send_now({"id": None, "response": {"ok": False, "error": str(error)}})
+                self._linger()
                 return
             except OSError:
                 return
@@ -240,6 +260,9 @@ class Session:
 
     def _send_now(self, message):
         _send_quietly(self.sock, message)
+
+    def _linger(self):
+        _linger(self.sock)
 
     def _write_loop(self):
         while True:

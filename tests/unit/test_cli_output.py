@@ -1,0 +1,40 @@
+from keplerd.cli.output import iso_time, ps_json_row, status_text, table
+from keplerd.units import format_age
+
+NOW = 1_000_000.0
+
+
+def _row(status, **fields):
+    return {"name": "web", "status": status, **fields}
+
+
+def test_status_words_of_ps():
+    assert status_text(_row("running", started_at=NOW - 300, since=NOW - 300), NOW) == "Up 5m"
+    assert status_text(_row("healthy", started_at=NOW - 300, since=NOW - 10), NOW) == "Up 5m (healthy)"
+    assert status_text(_row("unhealthy", started_at=NOW - 120, since=NOW), NOW) == "Up 2m (unhealthy)"
+    assert status_text(_row("starting", since=NOW), NOW) == "Starting"
+    assert status_text(_row("stopping", since=NOW), NOW) == "Stopping"
+    assert status_text(_row("stopped", since=NOW), NOW) == "Stopped"
+    assert status_text(_row("exited", exit_code=0, since=NOW - 14), NOW) == "Exited (0) 14s ago"
+    assert status_text(_row("exited", exit_code=1, since=NOW - 5), NOW) == "Exited (1) 5s ago"
+    assert status_text(_row("killed", signal=9, since=NOW - 3), NOW) == "Killed (SIGKILL) 3s ago"
+    assert status_text(_row("failed", since=NOW - 2), NOW) == "Failed 2s ago"
+
+
+def test_ages_use_the_largest_unit():
+    assert [format_age(s) for s in (45, 300, 3 * 3600 + 5, 2 * 86400 + 7)] == ["45s", "5m", "3h", "2d"]
+
+
+def test_ps_json_row_has_the_documented_fields():
+    row = ps_json_row({"config_path": "/c/kepler.yaml", "name": "web", "status": "killed", "pid": None,
+                       "exit_code": None, "signal": 9, "since": 5.0, "restarts": 2})
+    assert row == {"config": "/c/kepler.yaml", "name": "web", "status": "killed", "pid": None, "exit_code": None,
+                   "signal": "SIGKILL", "since": 5.0, "restarts": 2, "health": None}
+
+
+def test_table_aligns_columns():
+    assert table(["A", "BB"], [["xxx", "y"]]).splitlines() == ["A     BB", "xxx   y"]
+
+
+def test_iso_time_has_milliseconds_in_utc():
+    assert iso_time(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
