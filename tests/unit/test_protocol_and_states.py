@@ -53,4 +53,4 @@ def test_transitions_follow_the_state_machine():
 
 def test_terminal_and_active_states_do_not_overlap():
     assert not states.TERMINAL & states.ACTIVE
-    assert states.TERMINAL | states.ACTIVE == set(states.ALL)
+    assert set(states.ALL) == states.TERMINAL | states.ACTIVE
