@@ -20,7 +20,7 @@ import time  # noqa: E402
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
 
-from keplerd import __version__, paths  # noqa: E402
+from keplerd import __version__, lifecycle, paths  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
 from keplerd.registry import Registry  # noqa: E402
@@ -122,7 +122,9 @@ class Daemon:
             wanted = [name for name, service in project.services.items() if service.desired == UP]
             if wanted:
                 log.info("%s: restarting %s", project.name, ", ".join(wanted))
-                project.start(wanted, no_deps=True)
+                # In dependency order, awaiting only dependencies that come back too:
+                # the others were not up when the daemon went away.
+                lifecycle.start(project, wanted, no_deps=True, wait_on=set(wanted))
 
     def _cleanup_files(self):
         for path in (paths.socket_path(self.state_dir), paths.pid_path(self.state_dir)):

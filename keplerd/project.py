@@ -7,7 +7,8 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Group
 
-from keplerd import graph, persist, states
+from keplerd import lifecycle, persist, states
+from keplerd.logs.writer import LogWriter
 from keplerd.paths import ConfigPaths
 from keplerd.service import Service
 
@@ -35,6 +36,7 @@ class Project:
         self._greenlets = Group()
         self._changed = Event()
         self._persist_pending = False
+        self._log_writers = {}
         self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
         if saved_state:
             self._restore(saved_state)
@@ -142,44 +144,27 @@ class Project:
             raise KeyError(f"no such service: {', '.join(unknown)}")
         return [self.services[name] for name in names]
 
-    def start(self, names=(), no_deps=False):
-        """Start the named services (all when none) and, unless *no_deps*, what they need."""
-        wanted = {service.name for service in self.select(names)}
-        if names and not no_deps:
-            wanted = graph.dependencies_closure(wanted, self._edges())
-        ordered = [name for name in self.snapshot["start_order"] if name in wanted]
-        for name in ordered:
-            self.services[name].start()
-        return ordered
-
-    def stop(self, names=(), signum=None, by_user=True):
-        """Stop the named services (all when none), dependents before their dependencies."""
-        targets = {service.name for service in self.select(names)}
-        stoppers = {}
-        edges = self._edges()
-
-        def stop_after_dependents(name):
-            dependents = [stoppers[other] for other in targets if name in edges.get(other, ()) and other != name]
-            gevent.joinall(dependents)
-            self.services[name].stop(signum, by_user=by_user)
-
-        for name in targets:
-            stoppers[name] = gevent.Greenlet(stop_after_dependents, name)
-        for greenlet in stoppers.values():
-            greenlet.start()
-        gevent.joinall(list(stoppers.values()), raise_error=True)
-
-    def restart(self, names=()):
-        """Stop then start the named services (all when none)."""
-        selected = [service.name for service in self.select(names)]
-        self.stop(selected)
-        self.start(selected, no_deps=True)
-
     def all_terminal(self, names=()):
         return all(service.status in states.TERMINAL for service in self.select(names))
 
-    def _edges(self):
-        return {name: list(spec.get("depends_on", {})) for name, spec in self.snapshot["services"].items()}
+    def edges(self):
+        """Return ``{service: [names it depends on]}``."""
+        return {name: list(spec["depends_on"]) for name, spec in self.snapshot["services"].items()}
+
+    @property
+    def global_hooks(self):
+        return self.snapshot["kepler"]["hooks"]
+
+    def log_writer(self, name):
+        """Return the (shared) writer of log name *name*: a service, ``<svc>.<hook>``, ``global.<hook>``."""
+        writer = self._log_writers.get(name)
+        if writer is None:
+            writer = self._log_writers[name] = LogWriter(self.paths.logs, name, self.log_listeners)
+        return writer
+
+    def dependency_restarting(self, service):
+        """*service* is being restarted by its policy: restart its ``restart: true`` dependents."""
+        lifecycle.bounce_dependents(self, service)
 
     # -- views -----------------------------------------------------------------------
 
@@ -190,18 +175,22 @@ class Project:
     def inspect(self, names=()):
         return {
             "config": {"id": self.id, "source_path": self.source_path, "state_dir": self.paths.root,
-                       "on_init_done": self.on_init_done},
-            "services": {service.name: {"config": service.spec, "state": service.runtime()}
+                       "on_init_done": self.on_init_done, "hooks": self.global_hooks},
+            "services": {service.name: {"config": service.spec, "state": service.runtime(),
+                                        "effective_wait": service.spec["effective_wait"]}
                          for service in self.select(names)},
         }
 
     def shutdown(self):
         """Stop every service without changing what the user asked for, then close logs."""
-        self.stop(by_user=False)
+        lifecycle.stop(self, by_user=False)
         self._greenlets.kill()
-        for service in self.services.values():
-            service.log.close()
+        self.close_logs()
         self.write_state()
+
+    def close_logs(self):
+        for writer in self._log_writers.values():
+            writer.close()
 
 
 def _log_forwarder(config_name, subscriber):

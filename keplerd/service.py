@@ -1,19 +1,20 @@
-"""One service's supervisor: spawn it, wait for it, restart it per policy, stop it.
+"""One service's supervisor: wait for dependencies, run hooks, spawn, watch, restart, stop.
 
-Each running service has one supervisor greenlet, which owns the child's exit:
-it alone waits on the process and decides what happens next. ``stop`` asks for
-the end and waits for the supervisor to see it.
+Each started service has one supervisor greenlet, which owns the child's exit: it
+alone waits on the process and decides what happens next. ``stop`` asks for the
+end and waits for the supervisor to see it.
 """
 
 import logging
-import os
 import time
 
 import gevent
 from gevent.event import Event
 
-from keplerd import process, states
-from keplerd.logs.writer import LogWriter, now_stamp
+from keplerd import deps, launch, process, states
+from keplerd.health import HealthMonitor
+from keplerd.hooks import HookFailed, run_hook
+from keplerd.logs.writer import now_stamp
 from keplerd.restart import Backoff, wants_restart
 
 log = logging.getLogger("keplerd.service")
@@ -21,13 +22,14 @@ log = logging.getLogger("keplerd.service")
 UP = "up"
 DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
+_PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done")
 
 
 class Service:
     """The runtime of one service of a loaded config.
 
     *project* is the owning ``Project``: it spawns greenlets, persists state,
-    publishes events and holds the log listeners.
+    publishes events, holds the log writers and knows the other services.
     """
 
     def __init__(self, name, spec, project):
@@ -36,36 +38,45 @@ class Service:
         self.project = project
         self.status = states.STOPPED
         self.desired = DOWN
-        self.pid = None
-        self.create_time = None
-        self.exit_code = None
-        self.signal = None
+        self.pid = self.create_time = self.exit_code = self.signal = None
         self.since = time.time()
         self.started_at = None
         self.restarts = 0
         self.reason = None
         self.gave_up = False
-        self.log = LogWriter(project.paths.logs, name, project.log_listeners)
+        self.on_init_done = False
+        self.waiting_on = None
+        self.reached_up = False      # the current run got as far as a running process
+        self.was_healthy = False     # ... and that process passed a probe
+        self.health_failures = 0
+        self.last_probe = None
+        self.log = project.log_writer(name)
         self._child = None
         self._supervisor = None
         self._stop_requested = False
         self._idle = Event()
         self._idle.set()
 
-    # -- state -----------------------------------------------------------------
+    # -- state -----------------------------------------------------------------------
 
     def runtime(self):
         """Return the runtime state as stored in ``state.json`` and shown by ps/inspect."""
         return {
-            "status": self.status, "desired": self.desired, "pid": self.pid,
-            "create_time": self.create_time, "exit_code": self.exit_code, "signal": self.signal,
-            "since": self.since, "started_at": self.started_at, "restarts": self.restarts,
-            "reason": self.reason, "gave_up": self.gave_up,
+            "status": self.status, "desired": self.desired, "pid": self.pid, "create_time": self.create_time,
+            "exit_code": self.exit_code, "signal": self.signal, "since": self.since,
+            "started_at": self.started_at, "restarts": self.restarts, "reason": self.reason,
+            "gave_up": self.gave_up, "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
+            "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
         }
+
+    def _health(self):
+        if not self.spec.get("healthcheck") or self.status not in states.UP:
+            return None
+        return self.status if self.status != states.RUNNING else "starting"
 
     def restore(self, saved):
         """Take back the state a previous daemon recorded; no process belongs to us yet."""
-        for key in ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up"):
+        for key in _PERSISTED:
             if key in saved:
                 setattr(self, key, saved[key])
         status = saved.get("status", states.STOPPED)
@@ -82,33 +93,47 @@ class Service:
             setattr(self, key, value)
         self.project.service_changed(self)
 
+    def _note(self, **changes):
+        """Record runtime details that are not a state change (and tell watchers)."""
+        for key, value in changes.items():
+            setattr(self, key, value)
+        self.project.service_changed(self)
+
     @property
     def supervised(self):
         return self._supervisor is not None and not self._supervisor.dead
 
-    # -- commands --------------------------------------------------------------
+    # -- commands --------------------------------------------------------------------
 
-    def start(self):
-        """Make the service run; returns once its supervisor is on its way."""
+    def start(self, wait_on=None, after_start=()):
+        """Make the service run; returns once its supervisor is on its way.
+
+        *wait_on* limits the dependencies whose conditions are awaited (None: all);
+        *after_start* names hooks to run after ``post_start`` (``post_restart``).
+        """
         self._idle.wait()
         self.desired = UP
         if self.supervised:
             self.project.persist()
             return
         self._stop_requested = False
-        self.gave_up = False
-        self._set_state(states.STARTING, reason=None, exit_code=None, signal=None)
-        self._supervisor = self.project.spawn(self._supervise)
+        self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
+                        reached_up=False, waiting_on=None)
+        self._supervisor = self.project.spawn(self._supervise, wait_on, tuple(after_start))
 
-    def stop(self, signum=None, by_user=True):
+    def stop(self, signum=None, by_user=True, hooks=True, restarting=False):
         """Stop the service and everything it spawned; returns when it is stopped.
 
         *by_user* is False when the daemon itself shuts down: the desired state then
-        stays as it is, so the next daemon brings the service back.
+        stays as it is, so the next daemon brings the service back. A failing
+        ``pre_stop`` hook aborts a user's stop (``HookFailed``); when *restarting*,
+        ``pre_restart`` runs first and guards the same way.
         """
-        if by_user:
-            self.desired = DOWN
+        if restarting:
+            self._guard_hook("pre_restart", abort=True)
         if not self.supervised:
+            if by_user:
+                self.desired = DOWN
             self.project.persist()
             return
         if self._stop_requested:
@@ -116,50 +141,112 @@ class Service:
             return
         self._idle.clear()
         try:
-            self._stop_requested = True
-            child = self._child
-            if child is not None and child.returncode is None:
-                self._set_state(states.STOPPING)
-                child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
-                self._supervisor.join()
-            else:
-                self._supervisor.kill()
-            self._child = None
-            self._set_state(states.STOPPED, pid=None)
+            self._stop_supervised(signum, by_user, hooks)
         finally:
             self._idle.set()
 
-    # -- supervision -----------------------------------------------------------
+    def _stop_supervised(self, signum, by_user, hooks):
+        child = self._child
+        running = child is not None and child.returncode is None
+        if running and hooks:
+            self._guard_hook("pre_stop", abort=by_user)
+        if by_user:
+            self.desired = DOWN
+        self._stop_requested = True
+        if running:
+            self._set_state(states.STOPPING)
+            child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
+            self._supervisor.join()
+        else:
+            self._supervisor.kill()
+        self._child = None
+        self._set_state(states.STOPPED, pid=None, waiting_on=None)
+        if running and hooks:
+            self._logged_hook("post_stop")
 
-    def _supervise(self):
+    # -- supervision -----------------------------------------------------------------
+
+    def _supervise(self, wait_on, after_start):
+        if not self._await_dependencies(wait_on) or not self._start_hooks():
+            return
         backoff = Backoff.from_spec(self.spec["restart"])
         while True:
-            outcome = self._run_once()
+            outcome = self._run_once(after_start)
+            after_start = ()
             if outcome is None or self._stop_requested:
                 return
             returncode, ran_for = outcome
+            self._logged_hook("post_exit")
             delay = backoff.next_delay(ran_for)
             if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
                 self._finish(returncode, gave_up=delay is None)
                 return
-            self.restarts += 1
-            self._set_state(states.STARTING, reason=f"restarting after exit {_describe(returncode)}")
+            self._set_state(states.STARTING, restarts=self.restarts + 1, reached_up=False,
+                            reason=f"restarting after exit {_describe(returncode)}")
+            self.project.dependency_restarting(self)
             if delay:
                 gevent.sleep(delay)
+            if not self._start_hooks():
+                return
 
-    def _run_once(self):
+    def _await_dependencies(self, wait_on):
+        """Wait until every awaited dependency condition holds; fail the service if one cannot."""
+        edges = {dep: edge for dep, edge in self.spec["depends_on"].items() if wait_on is None or dep in wait_on}
+        began = time.monotonic()
+        while True:
+            pending, deadline = [], None
+            for dep, edge in edges.items():
+                dependency = self.project.services[dep]
+                if deps.condition_met(dependency, edge["condition"], edge.get("exit_code")):
+                    continue
+                if deps.never_satisfiable(dependency, edge["condition"], edge.get("exit_code")):
+                    return self._fail(f"dependency {deps.describe(dep, edge)} can never be satisfied: "
+                                      f"{dep} is {dependency.status}")
+                if edge["timeout"] is not None:
+                    left = edge["timeout"] - (time.monotonic() - began)
+                    if left <= 0:
+                        return self._fail(f"timed out after {edge['timeout']:g}s waiting for "
+                                          f"{deps.describe(dep, edge)}")
+                    deadline = left if deadline is None else min(deadline, left)
+                pending.append(deps.describe(dep, edge))
+            if not pending:
+                if self.waiting_on:
+                    self._note(waiting_on=None)
+                return True
+            if pending != self.waiting_on:
+                self._note(waiting_on=pending)
+            self.project.wait_change(timeout=deadline)
+
+    def _start_hooks(self):
+        """Run ``on_init`` (once per bake) and ``pre_start``; fail the service if one fails."""
+        try:
+            if not self.on_init_done:
+                self._guard_hook("on_init", abort=True)
+                self._note(on_init_done=True)
+            self._guard_hook("pre_start", abort=True)
+        except HookFailed as failure:
+            self._fail(str(failure))
+            return False
+        return True
+
+    def _run_once(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = self._spawn()
+            child, pumps = launch.spawn_logged(self.project, self.log, self.spec)
         except process.SpawnError as error:
             self._fail(str(error))
             return None
         self._child = child
         started = time.monotonic()
-        self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time,
-                        started_at=time.time(), reason=None)
+        self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
+                        reason=None, reached_up=True, was_healthy=False, health_failures=0, last_probe=None)
+        monitor = self._monitor_health()
+        for hook in ("post_start", *after_start):
+            self._logged_hook(hook)
         returncode = child.wait()
         ran_for = time.monotonic() - started
+        if monitor is not None:
+            monitor.kill()
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             process.kill_all(child.pgid, [])
@@ -168,27 +255,25 @@ class Service:
         self._child = None
         return returncode, ran_for
 
-    def _spawn(self):
-        spec = self.spec
-        out_read, out_write = os.pipe2(os.O_CLOEXEC)
-        err_read, err_write = os.pipe2(os.O_CLOEXEC)
-        try:
-            child = process.spawn(
-                spec["command"], spec["env"], spec["working_dir"], user=spec.get("user"),
-                group=spec.get("group"), limits=spec.get("limits"), stdout=out_write, stderr=err_write,
-            )
-        except BaseException:
-            for fd in (out_read, err_read):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (out_write, err_write):
-                process.close_now(fd)
-        pumps = []
-        for stream, fd in (("stdout", out_read), ("stderr", err_read)):
-            os.set_blocking(fd, False)
-            pumps.append(self.project.spawn(self.log.pump, stream, fd))
-        return child, pumps
+    def _monitor_health(self):
+        check = self.spec.get("healthcheck")
+        if not check:
+            return None
+        return self.project.spawn(HealthMonitor(self, check).run)
+
+    def health_verdict(self, result, failures, unhealthy):
+        """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""
+        if self.status not in states.UP:
+            return
+        probe = {"at": result.at, "passed": result.passed, "exit_code": result.exit_code, "output": result.output}
+        if result.passed and self.status != states.HEALTHY:
+            self._set_state(states.HEALTHY, was_healthy=True, health_failures=0, last_probe=probe)
+            self._logged_hook("post_healthcheck_success")
+        elif unhealthy and self.status != states.UNHEALTHY:
+            self._set_state(states.UNHEALTHY, health_failures=failures, last_probe=probe)
+            self._logged_hook("post_healthcheck_fail")
+        else:
+            self._note(health_failures=failures, last_probe=probe)
 
     def _finish(self, returncode, gave_up):
         exit_code, signum = _split_returncode(returncode)
@@ -198,7 +283,25 @@ class Service:
 
     def _fail(self, reason):
         self.log.write("stderr", now_stamp() + f"kepler: {self.name} failed: {reason}\n".encode())
-        self._set_state(states.FAILED, pid=None, reason=reason)
+        self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None)
+        return False
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def _guard_hook(self, name, abort):
+        """Run a ``pre_*``/``on_init`` hook; its failure raises when *abort*, else is logged."""
+        hook = self.spec["hooks"].get(name)
+        if hook is None:
+            return
+        try:
+            run_hook(self.project, self.name, name, hook)
+        except HookFailed:
+            if abort:
+                raise
+
+    def _logged_hook(self, name):
+        """Run a ``post_*`` hook; a failure is only logged."""
+        self._guard_hook(name, abort=False)
 
 
 def _split_returncode(returncode):

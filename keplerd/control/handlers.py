@@ -10,7 +10,7 @@ import time
 
 import gevent
 
-from keplerd import __version__, paths, states
+from keplerd import __version__, lifecycle, paths, states
 from keplerd.events import Dropped, Subscriber
 from keplerd.logs import reader
 from keplerd.registry import NotLoaded
@@ -141,29 +141,34 @@ def handle_start(call, request):
     project = _baked_project(call, request)
     names = _names(request)
     _select(project, names)
-    return _run_and_follow(call, project, request,
-                           lambda: project.start(names, no_deps=bool(request.get("no_deps"))))
+    no_deps = bool(request.get("no_deps"))
+    return _run_in_mode(call, project, request, lambda: lifecycle.start(project, names, no_deps=no_deps))
 
 
 def handle_restart(call, request):
     project = _project(call, request)
     names = _names(request)
     _select(project, names)
-    return _run_and_follow(call, project, request, lambda: project.restart(names) or
-                           [service.name for service in project.select(names)])
+    return _run_in_mode(call, project, request, lambda: lifecycle.restart(project, names))
 
 
-def _run_and_follow(call, project, request, action):
-    """Do *action*; when attached, stream progress and logs until its services end."""
+def _run_in_mode(call, project, request, action):
+    """Do *action* (which returns the names it started) in the start mode asked for (SPEC §13).
+
+    Attached: stream progress and logs until those services end. Detached with
+    ``wait``: return once the startup cluster is up, failing when part of it failed
+    or ``timeout`` passed. Detached: return at once.
+    """
+    timeout = _timeout(request)
     if not request.get("attach"):
-        names = action()
+        names = _act(action)
         if request.get("wait"):
-            _wait_started(project, names, _timeout(request))
+            _wait_startup(project, names, timeout)
         return {"services": names}
     subscriber = Subscriber()
     project.attach(subscriber)
     try:
-        names = action()
+        names = _act(action)
         for name in names:
             call.emit({"kind": "state", "service": name, **project.services[name].runtime()})
         _follow_until_terminal(call, project, subscriber, names)
@@ -174,6 +179,13 @@ def _run_and_follow(call, project, request, action):
         raise RequestError(str(error)) from None
     finally:
         project.detach(subscriber)
+
+
+def _act(action):
+    try:
+        return action()
+    except lifecycle.ActionFailed as error:
+        raise RequestError(str(error)) from None
 
 
 def _follow_until_terminal(call, project, subscriber, names):
@@ -190,21 +202,21 @@ def _timeout(request):
     return value
 
 
-def _wait_started(project, names, timeout):
-    """Block until every service in *names* is up or has ended; fail naming the failed ones."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        pending = [name for name in names if project.services[name].status in (states.STARTING,)]
-        if not pending:
-            break
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise RequestError(f"timed out after {timeout:g}s waiting for: {', '.join(pending)}")
-        project.wait_change(timeout=remaining)
-    failed = [service for service in project.select(names) if service.status == states.FAILED]
+def _wait_startup(project, names, timeout):
+    """Block until the startup cluster of *names* is up; fail naming what failed or is late."""
+    failed, pending = lifecycle.wait_startup(project, names, timeout)
     if failed:
-        raise RequestError("failed to start: " + ", ".join(f"{service.name} ({service.reason})"
-                                                           for service in failed))
+        raise RequestError("failed to start: " + ", ".join(_failure_text(project.services[name]) for name in failed))
+    if pending:
+        raise RequestError(f"timed out after {timeout:g}s waiting for: {', '.join(pending)} (they keep starting)")
+
+
+def _failure_text(service):
+    if service.reason:
+        return f"{service.name} ({service.reason})"
+    if service.signal:
+        return f"{service.name} (killed by signal {service.signal})"
+    return f"{service.name} (exited with code {service.exit_code})"
 
 
 def handle_stop(call, request):
@@ -212,10 +224,12 @@ def handle_stop(call, request):
     names = _names(request)
     _select(project, names)
     signum = _signal(request)
-    project.stop(names, signum)
-    if request.get("clean"):
-        if names:
-            raise RequestError("--clean stops the whole config: do not name services")
+    clean = bool(request.get("clean"))
+    if clean and names:
+        raise RequestError("--clean stops the whole config: do not name services")
+    _act(lambda: lifecycle.stop(project, names, signum))
+    if clean:
+        _act(lambda: lifecycle.clean(project))
         call.registry.unload(project, remove_files=True)
         return {"cleaned": project.paths.root}
     return {}

@@ -1,0 +1,55 @@
+"""Run lifecycle hooks (SPEC §9): spawn, log under ``<owner>.<hook>``, bound by a timeout.
+
+A hook's baked spec already carries what it inherits (a service hook: the service's
+user, working dir, environment and limits; a global hook: nothing), so running one
+is just spawning it like a service and waiting.
+"""
+
+import logging
+import signal
+
+import gevent
+
+from keplerd import launch, process
+from keplerd.logs.writer import now_stamp
+
+log = logging.getLogger("keplerd.hooks")
+
+
+class HookFailed(Exception):
+    """A hook exited non-zero, could not be spawned or timed out; the message says which."""
+
+
+def run_hook(project, owner, name, hook):
+    """Run hook *name* of *owner* (a service name or ``global``); raise ``HookFailed``.
+
+    Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
+    group, killed whole when its ``timeout`` expires.
+    """
+    writer = project.log_writer(f"{owner}.{name}")
+    child, pumps = _spawn(project, writer, hook)
+    if child is None:
+        raise _failure(writer, name, pumps)
+    returncode = child.wait(hook.get("timeout"))
+    if returncode is None:
+        child.stop(signal.SIGKILL, 0)
+        gevent.joinall(pumps, timeout=1.0)
+        raise _failure(writer, name, f"timed out after {hook['timeout']:g}s")
+    gevent.joinall(pumps, timeout=1.0)
+    if returncode != 0:
+        reason = f"exited with code {returncode}" if returncode > 0 else f"killed by signal {-returncode}"
+        raise _failure(writer, name, reason)
+
+
+def _spawn(project, writer, hook):
+    """Return ``(child, pumps)``, or ``(None, reason)`` when the hook cannot start."""
+    try:
+        return launch.spawn_logged(project, writer, hook)
+    except process.SpawnError as error:
+        return None, str(error)
+
+
+def _failure(writer, name, reason):
+    writer.write("stderr", now_stamp() + f"kepler: hook {name} failed: {reason}\n".encode())
+    log.warning("hook %s failed: %s", writer.name, reason)
+    return HookFailed(f"{name} hook {reason}")

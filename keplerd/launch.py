@@ -1,0 +1,34 @@
+"""Start a child whose stdout and stderr are pumped into a log writer.
+
+Shared by services and hooks: both spawn from a baked spec (``command``, ``env``,
+``working_dir``, ``user``, ``group``, ``limits``) and log every line.
+"""
+
+import os
+
+from keplerd import process
+
+
+def spawn_logged(owner, writer, spec):
+    """Spawn *spec* with its output going to *writer*; return ``(child, pump greenlets)``.
+
+    *owner* spawns the pump greenlets (a ``Project``). Raises ``process.SpawnError``.
+    """
+    out_read, out_write = os.pipe2(os.O_CLOEXEC)
+    err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        child = process.spawn(spec["command"], spec["env"], spec["working_dir"], user=spec.get("user"),
+                              group=spec.get("group"), limits=spec.get("limits"), stdout=out_write,
+                              stderr=err_write)
+    except BaseException:
+        for fd in (out_read, err_read):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (out_write, err_write):
+            process.close_now(fd)
+    pumps = []
+    for stream, fd in (("stdout", out_read), ("stderr", err_read)):
+        os.set_blocking(fd, False)
+        pumps.append(owner.spawn(writer.pump, stream, fd))
+    return child, pumps
