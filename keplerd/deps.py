@@ -7,9 +7,10 @@ processes.
 
 from keplerd import states
 
-# A dependency that reached "up" in its current run and then ended on its own (or is
-# being restarted by its policy) has started: as in docker compose, a short-lived
-# dependency satisfies service_started even if it is gone by the time we look.
+# A dependency has started once its start sequence (spawn, post_start) has run in its
+# current run. One that then ended on its own (or is being restarted by its policy)
+# still counts: as in docker compose, a short-lived dependency satisfies
+# service_started even if it is gone by the time we look.
 _STARTED_THEN_ENDED = frozenset({states.STARTING, states.EXITED, states.KILLED})
 
 
@@ -17,9 +18,9 @@ def condition_met(dependency, condition, exit_codes=None):
     """Tell whether *dependency* satisfies *condition* (with the optional exit code filter)."""
     status = dependency.status
     if condition == "service_started":
-        return status in states.UP or (dependency.reached_up and status in _STARTED_THEN_ENDED)
+        return dependency.reached_up and (status in states.UP or status in _STARTED_THEN_ENDED)
     if condition == "service_healthy":
-        return status == states.HEALTHY
+        return status == states.HEALTHY and dependency.reached_up
     if condition == "service_completed_successfully":
         return status == states.EXITED and dependency.exit_code == 0
     if condition == "service_unhealthy":
@@ -62,9 +63,9 @@ def startup_outcome(service):
     having run, counts as started.
     """
     status = service.status
-    if status in states.UP or (status == states.EXITED and service.exit_code == 0):
+    if status == states.EXITED and service.exit_code == 0:
         return "started"
-    if status == states.STARTING and service.reached_up:
+    if service.reached_up and (status in states.UP or status == states.STARTING):
         return "started"
     if status in (states.FAILED, states.KILLED, states.EXITED, states.STOPPED):
         return "failed"

@@ -40,7 +40,13 @@ def probe(test, spec, timeout):
         process.close_now(write_end)
     os.set_blocking(read_end, False)
     reader = gevent.spawn(_read_output, read_end)
-    returncode = child.wait(timeout)
+    try:
+        returncode = child.wait(timeout)
+    except BaseException:
+        # The service stopped (its monitor is being killed): the probe goes with it.
+        child.stop(signal.SIGKILL, 0)
+        reader.kill()
+        raise
     if returncode is None:
         child.stop(signal.SIGKILL, 0)
         reader.join(timeout=1.0)

@@ -30,7 +30,12 @@ def run_hook(project, owner, name, hook):
     child, pumps = _spawn(project, writer, hook)
     if child is None:
         raise _failure(writer, name, pumps)
-    returncode = child.wait(hook.get("timeout"))
+    try:
+        returncode = child.wait(hook.get("timeout"))
+    except BaseException:
+        # Whoever ran the hook is being killed (e.g. a stop during pre_start): no orphan.
+        child.stop(signal.SIGKILL, 0)
+        raise
     if returncode is None:
         child.stop(signal.SIGKILL, 0)
         gevent.joinall(pumps, timeout=1.0)

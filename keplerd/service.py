@@ -46,7 +46,7 @@ class Service:
         self.gave_up = False
         self.on_init_done = False
         self.waiting_on = None
-        self.reached_up = False      # the current run got as far as a running process
+        self.reached_up = False      # the current run got through spawn and post_start
         self.was_healthy = False     # ... and that process passed a probe
         self.health_failures = 0
         self.last_probe = None
@@ -239,10 +239,12 @@ class Service:
         self._child = child
         started = time.monotonic()
         self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
-                        reason=None, reached_up=True, was_healthy=False, health_failures=0, last_probe=None)
+                        reason=None, was_healthy=False, health_failures=0, last_probe=None)
         monitor = self._monitor_health()
         for hook in ("post_start", *after_start):
             self._logged_hook(hook)
+        # Only now has the start sequence run its course: dependents may go ahead.
+        self._note(reached_up=True)
         returncode = child.wait()
         ran_for = time.monotonic() - started
         if monitor is not None:
