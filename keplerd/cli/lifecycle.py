@@ -89,6 +89,8 @@ def phase_text(event):
     status = event["status"]
     if status == "running":
         return f"started (pid {event.get('pid')})"
+    if status == "starting" and event.get("waiting_on"):
+        return f"waiting for {', '.join(event['waiting_on'])}"
     if status == "starting" and event.get("reason"):
         return f"starting ({event['reason']})"
     if status == "exited":
