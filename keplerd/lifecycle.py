@@ -91,7 +91,6 @@ def _stop_in_reverse_order(project, targets, signum, by_user, restarting):
 def clean(project):
     """Run the global ``pre_cleanup`` hook before the config's state dir is removed."""
     _guard(project, "pre_cleanup")
-    project.close_logs()
 
 
 def restart(project, names=()):

@@ -184,9 +184,13 @@ class Project:
     def shutdown(self):
         """Stop every service without changing what the user asked for, then close logs."""
         lifecycle.stop(self, by_user=False)
+        self.close()
+        self.write_state()
+
+    def close(self):
+        """Let go of everything this config holds in the daemon (its services have ended)."""
         self._greenlets.kill()
         self.close_logs()
-        self.write_state()
 
     def close_logs(self):
         for writer in self._log_writers.values():

@@ -72,8 +72,25 @@ class Registry:
     def unload(self, project, remove_files=False):
         """Forget *project*; with *remove_files*, delete its state dir too."""
         self.projects.pop(project.id, None)
+        project.close()
         if remove_files:
             shutil.rmtree(project.paths.root, ignore_errors=True)
+
+    def prunable(self, force=False):
+        """Return ``(project, why)`` for each config prune would remove.
+
+        A config goes when its source file is gone or none of its services runs
+        (all are in a terminal state); with *force*, every config goes.
+        """
+        found = []
+        for project in self.projects.values():
+            if not os.path.exists(project.source_path):
+                found.append((project, "config file is gone"))
+            elif project.all_terminal():
+                found.append((project, "all services stopped"))
+            elif force:
+                found.append((project, "forced"))
+        return found
 
     def kill_leftovers(self, project):
         """Kill process groups a previous daemon left running for *project*'s services."""

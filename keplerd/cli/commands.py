@@ -103,6 +103,10 @@ def register(subparsers, common, common_without_f):
     inspect = add("inspect", "show the baked config and runtime state as JSON", "views", "inspect")
     inspect.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
 
+    prune = add("prune", "remove the state of configs that are all stopped or whose file is gone", "views", "prune")
+    prune.add_argument("--force", action="store_true", help="stop running services first, then remove those too")
+    prune.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+
     config = subparsers.add_parser("config", help="work with config files", parents=[common])
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_commands.add_parser("check", help="validate the config without contacting the daemon",

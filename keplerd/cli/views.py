@@ -57,3 +57,19 @@ def inspect(context):
         response = client.call(context.config_request("inspect", services=context.args.services))
     print(json.dumps(response["inspect"], indent=2))
     return 0
+
+
+def prune(context):
+    """Remove the state dirs of configs whose services all ended or whose file is gone."""
+    args = context.args
+    with context.client() as client:
+        response = client.call({"type": "prune", "force": args.force, "dry_run": args.dry_run})
+    if args.json:
+        print(json.dumps(response["pruned"], indent=2))
+        return 0
+    verb = "would remove" if args.dry_run else "removed"
+    for item in response["pruned"]:
+        print(f"{verb} {item['config']} ({item['id']}): {item['why']}")
+    if not response["pruned"]:
+        print("nothing to prune")
+    return 0

@@ -279,6 +279,20 @@ def handle_logs(call, request):
     return {}
 
 
+def handle_prune(call, request):
+    """Remove the state of configs that are all stopped or whose file is gone (SPEC §13)."""
+    force, dry_run = bool(request.get("force")), bool(request.get("dry_run"))
+    removed = []
+    for project, why in call.registry.prunable(force):
+        removed.append({"config": project.source_path, "id": project.id, "why": why})
+        if dry_run:
+            continue
+        if not project.all_terminal():
+            _act(lambda project=project: lifecycle.stop(project))
+        call.registry.unload(project, remove_files=True)
+    return {"pruned": removed, "dry_run": dry_run}
+
+
 def handle_daemon_status(call, request):
     daemon = call.daemon
     configs = []
@@ -304,6 +318,7 @@ HANDLERS = {
     "recreate": handle_recreate,
     "inspect": handle_inspect,
     "logs": handle_logs,
+    "prune": handle_prune,
     "daemon_status": handle_daemon_status,
     "daemon_stop": handle_daemon_stop,
 }

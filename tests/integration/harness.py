@@ -152,6 +152,12 @@ class Kepler:
     def inspect(self, *args, **kwargs):
         return json.loads(self.ctl("inspect", *args, **kwargs).stdout)
 
+    def inspect_path(self, config="kepler.yaml", offline=True):
+        """Return the state dir of a config of the work dir (computed, no daemon needed)."""
+        from keplerd.paths import config_id
+
+        return os.path.join(self.state_dir, "configs", config_id(os.path.join(self.workdir, config)))
+
     def logs(self, *args, **kwargs):
         return self.ctl("logs", *args, **kwargs).stdout.splitlines()
 
