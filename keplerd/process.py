@@ -30,6 +30,9 @@ KILL_POLL_INTERVAL = 0.01
 # we hand to a child must be closed at once or the reader never sees EOF.
 close_now = get_original("os", "close")
 
+# Kernels built without CONFIG_PROC_CHILDREN lack these files; psutil's scan still works there.
+_PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
 _RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
 
 
@@ -171,10 +174,7 @@ class Child:
 
     def descendants(self):
         """Return the live descendants of the child (psutil processes, identity-checked)."""
-        try:
-            return psutil.Process(self.pid).children(recursive=True)
-        except psutil.Error:
-            return []
+        return descendants(self.pid)
 
     def stop(self, signum, grace):
         """Send *signum* to the process group, wait *grace*, then kill whatever is left.
@@ -190,6 +190,46 @@ class Child:
             gevent.sleep(KILL_POLL_INTERVAL)
         kill_all(self.pgid, survivors + self.descendants())
         return self.wait()
+
+
+def descendants(pid):
+    """Return psutil processes for every live descendant of *pid*.
+
+    Walks ``/proc/<pid>/task/<tid>/children``, which costs a read per process in the
+    tree, instead of psutil's scan of every process on the machine (which made
+    stopping hundreds of services quadratic).
+    """
+    if not _PROC_CHILDREN:
+        return _descendants_by_scan(pid)
+    found, pending = [], [pid]
+    while pending:
+        parent = pending.pop()
+        try:
+            children = _children_of(parent)
+        except OSError:
+            continue  # gone meanwhile: it has no children left to find
+        for child in children:
+            try:
+                found.append(psutil.Process(child))
+            except psutil.Error:
+                continue
+            pending.append(child)
+    return found
+
+
+def _children_of(pid):
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as file:
+            children.extend(int(child) for child in file.read().split())
+    return children
+
+
+def _descendants_by_scan(pid):
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
 
 
 def signal_group(pgid, signum):
@@ -259,7 +299,7 @@ def kill_leftover(pid, pgid, create_time):
         process = psutil.Process(pid)
         if abs(process.create_time() - create_time) > 0.01:
             return False
-        survivors = process.children(recursive=True)
+        survivors = descendants(pid)
     except psutil.Error:
         return False
     kill_all(pgid or pid, [process] + survivors)
