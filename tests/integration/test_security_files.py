@@ -136,3 +136,56 @@ def test_the_daemon_itself_checks_supplementary_groups_of_every_peer(grouped):
     message = f"permission denied: user {grouped.outsider} is not in group {grouped.group}"
     assert refused.returncode == 1 and message in refused.stderr
     wait_for(lambda: message in grouped.read_daemon_log(), message="the refusal in the daemon's log")
+
+
+def plant(kepler, link_name, make):
+    """Plant something at ``logs/<link_name>`` of the only config; return the victim file."""
+    victim = os.path.join(kepler.root, "victim")
+    with open(victim, "w") as file:
+        file.write("precious\n")
+    path = os.path.join(config_dir(kepler), "logs", link_name)
+    if os.path.lexists(path):
+        os.unlink(path)
+    make(victim, path)
+    return victim
+
+
+def read(path):
+    with open(path) as file:
+        return file.read()
+
+
+@pytest.mark.parametrize("make", [os.symlink, os.link, lambda _victim, path: os.mkfifo(path)],
+                         ids=["symlink", "hardlink", "fifo"])
+def test_a_file_planted_at_a_log_path_is_replaced_not_written_through(kepler, make):
+    config(kepler, {"web": {"command": ["sh", "-c", "echo run $$; exec sleep 1000"]}})
+    kepler.ctl("start", "-d")
+    kepler.wait_status("web", "running")
+    log_file = os.path.join(config_dir(kepler), "logs", "web.stdout.log")
+    wait_for(lambda: os.path.exists(log_file), message="the first run's log")
+    # The daemon opens a log file once per run of the daemon: plant while it is down.
+    kepler.stop_daemon()
+    victim = plant(kepler, "web.stdout.log", make)
+    kepler.start_daemon()
+    pid = kepler.wait_status("web", "running")["pid"]
+    wait_for(lambda: stat.S_ISREG(os.lstat(log_file).st_mode), message="the planted file to be replaced")
+    wait_for(lambda: f"web | run {pid}" in kepler.logs(), message="the second run's output in its logs")
+    assert read(victim) == "precious\n"
+    assert os.lstat(log_file).st_nlink == 1
+    assert "is not a regular file of its own: replacing it" in kepler.read_daemon_log()
+
+
+@pytest.mark.parametrize("make", [os.symlink, os.link], ids=["symlink", "hardlink"])
+def test_state_json_is_never_written_through_a_planted_temp_file(kepler, make):
+    config(kepler, {"web": {"command": ["sleep", "1000"]}})
+    kepler.ctl("start", "-d")
+    kepler.wait_status("web", "running")
+    state_json = os.path.join(config_dir(kepler), "state.json")
+    victim = os.path.join(kepler.root, "victim")
+    with open(victim, "w") as file:
+        file.write("precious\n")
+    make(victim, state_json + ".tmp")
+    kepler.ctl("stop")
+    wait_for(lambda: '"status": "stopped"' in read(state_json), message="state.json to say stopped")
+    assert read(victim) == "precious\n"
+    assert not os.path.islink(state_json) and os.stat(state_json).st_nlink == 1
