@@ -84,6 +84,11 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         )
         # Register the watcher before anything can yield, so the exit is never missed.
         child = Child(pid)
+    except (OSError, ValueError) as error:
+        # fork itself failed (EAGAIN, ENOMEM), or an argument or variable holds a NUL byte.
+        close_now(errpipe_read)
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        raise SpawnError(f"cannot start {argv[0]}: {reason}") from None
     finally:
         close_now(errpipe_write)
         close_now(devnull)

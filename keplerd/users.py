@@ -84,7 +84,7 @@ def _passwd_entry(user):
     """Return the passwd entry of a name or uid; None for a valid uid that has none."""
     try:
         return pwd.getpwnam(user)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL byte, which no name holds
         pass
     if not _is_number(user):
         raise UnknownIdentity(f"unknown user: {user}")
@@ -99,7 +99,7 @@ def _passwd_entry(user):
 def _group_id(group):
     try:
         return grp.getgrnam(group).gr_gid
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL byte, which no name holds
         if not _is_number(group):
             raise UnknownIdentity(f"unknown group: {group}") from None
     if int(group) > MAX_ID:

@@ -174,6 +174,18 @@ def test_unknown_user_or_group_fails_the_service_with_the_reason(kepler, setting
     assert kepler.ctl("daemon", "status").returncode == 0
 
 
+@pytest.mark.parametrize("settings, reason", [
+    ({"user": "ro\u0000ot"}, "unknown user: ro\u0000ot"),
+    ({"command": ["echo", "a\u0000b"]}, "cannot start echo: embedded null byte"),
+    ({"environment": ["KEY=a\u0000b"]}, "cannot start sleep: embedded null byte"),
+], ids=["user", "argument", "environment"])
+def test_a_nul_byte_fails_the_service_instead_of_its_supervisor(kepler, settings, reason):
+    config(kepler, {"web": {"command": ["sleep", "1000"], **settings}})
+    kepler.ctl("start", "-d")
+    kepler.wait_status("web", "failed")
+    assert kepler.inspect("web")["services"]["web"]["state"]["reason"] == reason
+
+
 def test_an_unknown_hook_user_fails_the_hook(kepler):
     config(kepler, {"web": {"command": ["sleep", "1000"],
                             "hooks": {"pre_start": {"run": "true", "user": "kt-no-such-user"}}}})

@@ -72,6 +72,8 @@ def test_login_variables_are_added_only_when_absent():
     (":0", None, "unknown user: "),
     ("-1", None, "unknown user: -1"),
     ("\u0663", None, "unknown user: \u0663"),  # a digit, but not an ASCII one
+    ("ro\u0000ot", None, "unknown user: ro\u0000ot"),
+    ("root", "wh\u0000eel", "unknown group: wh\u0000eel"),
     ("4294967295", None, "invalid user id: 4294967295"),  # (uid_t)-1 means "unchanged"
     ("root", "4294967295", "invalid group id: 4294967295"),
 ])
