@@ -136,8 +136,8 @@ def _child_setup(identity, limits, cwd, errpipe):
     """
     # Address space last: once it is capped, the child should allocate nothing new.
     ordered = sorted(limits.items(), key=lambda item: item[0] == "memory")
-    steps = [(f"cannot apply limits.{name} ({value})", functools.partial(resource.setrlimit, _RLIMITS[name],
-                                                                         (value, value)))
+    steps = [(f"cannot apply limits.{name} ({value})",
+              functools.partial(resource.setrlimit, _RLIMITS[name], (value, value)))
              for name, value in ordered]
     if identity is not None:
         steps.append((f"cannot switch to uid {identity.uid} and gid {identity.gid}",
