@@ -30,6 +30,15 @@ def write_bytes(path, data):
 
 
 def _create(path):
-    """Open *path* for writing, never through a symlink planted there."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660)
+    """Create a new file at *path*, never writing through anything planted there.
+
+    Whatever is at *path* is removed first (a symlink or a hard link loses only
+    its name), then the file is created exclusively, so that the daemon never
+    writes into, or truncates, a file it did not just create.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # the usual case: nothing there
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o660)
     return os.fdopen(fd, "wb")

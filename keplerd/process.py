@@ -9,6 +9,7 @@ Requires a monkey-patched gevent hub (the daemon patches first).
 """
 
 import errno
+import functools
 import os
 import resource
 import signal
@@ -29,6 +30,10 @@ KILL_POLL_INTERVAL = 0.01
 # gevent's patched os.close defers closing pipes until the loop runs; the write ends
 # we hand to a child must be closed at once or the reader never sees EOF.
 close_now = get_original("os", "close")
+_write_now = get_original("os", "write")
+
+# What the child writes to the exec error pipe when it cannot apply limits or identity.
+_SETUP_FAILURE = "KeplerSetup"
 
 # Kernels built without CONFIG_PROC_CHILDREN lack these files; psutil's scan still works there.
 _PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
@@ -70,7 +75,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         env = identity.add_login_env(env)
     executable = find_program(argv[0], env, cwd)
     env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
-    preexec = _rlimit_setter(limits) if limits and any(v is not None for v in limits.values()) else None
+    limits = {name: value for name, value in (limits or {}).items() if value is not None}
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
     try:
@@ -78,10 +83,15 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
             [os.fsencode(arg) for arg in argv], (os.fsencode(executable),), (errpipe_write,),
             cwd, env_list, devnull,
             stdout if stdout is not None else devnull, stderr if stderr is not None else devnull,
-            errpipe_read, errpipe_write, identity, preexec,
+            errpipe_read, errpipe_write, identity, limits,
         )
         # Register the watcher before anything can yield, so the exit is never missed.
         child = Child(pid)
+    except (OSError, ValueError) as error:
+        # fork itself failed (EAGAIN, ENOMEM), or an argument or variable holds a NUL byte.
+        close_now(errpipe_read)
+        reason = error.strerror if isinstance(error, OSError) else str(error)
+        raise SpawnError(f"cannot start {argv[0]}: {reason}") from None
     finally:
         close_now(errpipe_write)
         close_now(devnull)
@@ -105,28 +115,55 @@ def _resolve_identity(user, group):
 
 
 def _fork_exec(args, executables, pass_fds, cwd, env_list, stdin, stdout, stderr,
-               errpipe_read, errpipe_write, identity, preexec):
+               errpipe_read, errpipe_write, identity, limits):
     gevent.get_hub().loop.install_sigchld()
-    gid = identity.gid if identity else None
-    groups = identity.groups if identity else None
-    uid = identity.uid if identity else None
+    preexec = _child_setup(identity, limits, cwd, errpipe_write) if identity or limits else None
     arguments = [
         args, executables, True, pass_fds, cwd, env_list,
         stdin, -1, -1, stdout, -1, stderr, errpipe_read, errpipe_write,
-        True, True, -1, gid, groups, uid, CHILD_UMASK, preexec,
+        True, True, -1, None, None, None, CHILD_UMASK, preexec,
         preexec is None,  # allow_vfork: safe only when no Python code runs in the child
     ]
     return _posixsubprocess.fork_exec(*arguments)
 
 
-def _rlimit_setter(limits):
-    settings = [(_RLIMITS[name], value) for name, value in limits.items() if value is not None]
+def _child_setup(identity, limits, cwd, errpipe):
+    """Return what the child runs before exec: set the rlimits, then become *identity*.
 
-    def set_limits():
-        for which, value in settings:
-            resource.setrlimit(which, (value, value))
+    The limits come first, while the child is still root, so that they may go
+    beyond the daemon's own hard limits (only root may raise one). Then the
+    supplementary groups, the gid and the uid, in that order (SPEC §12); then the
+    working dir is entered again as that user, so that a directory the user may not
+    enter fails the service instead of leaving it stranded there. A failure ends
+    the child and tells the parent why through the exec error pipe.
+    """
+    # Address space last: once it is capped, the child should allocate nothing new.
+    ordered = sorted(limits.items(), key=lambda item: item[0] == "memory")
+    steps = [(f"cannot apply limits.{name} ({value})",
+              functools.partial(resource.setrlimit, _RLIMITS[name], (value, value)))
+             for name, value in ordered]
+    if identity is not None:
+        steps.append((f"cannot switch to uid {identity.uid} and gid {identity.gid}",
+                      functools.partial(_become, identity.uid, identity.gid, list(identity.groups))))
+        steps.append(("cannot enter working directory", functools.partial(os.chdir, cwd)))
 
-    return set_limits
+    def setup():
+        for failure, step in steps:
+            try:
+                step()
+            except (OSError, ValueError) as error:  # setrlimit says "not allowed" with a ValueError
+                reason = error.strerror if isinstance(error, OSError) else str(error)
+                _write_now(errpipe, f"{_SETUP_FAILURE}:0:{failure}: {reason}".encode())
+                os._exit(255)
+
+    return setup
+
+
+def _become(uid, gid, groups):
+    """Drop root for good: supplementary groups, then gid, then uid (real, effective and saved)."""
+    os.setgroups(groups)
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
 
 
 def _read_all(fd):
@@ -139,6 +176,8 @@ def _read_all(fd):
 def _describe_exec_failure(data, program):
     kind, _, rest = data.decode(errors="replace").partition(":")
     code, _, where = rest.partition(":")
+    if kind == _SETUP_FAILURE:
+        return where
     if kind == "OSError":
         number = int(code, 16)
         if where == "noexec:chdir":
@@ -147,7 +186,7 @@ def _describe_exec_failure(data, program):
             return f"program not found: {program}"
         return f"cannot execute {program}: {os.strerror(number)}"
     if kind == "SubprocessError":
-        return "cannot apply user, group or limits before exec"
+        return "cannot prepare the child before exec"
     return f"cannot execute {program}: {data.decode(errors='replace')}"
 
 

@@ -1,9 +1,16 @@
-"""Resolve the ``user`` and ``group`` of a service into ids (SPEC §12)."""
+"""Resolve the ``user`` and ``group`` of a service into ids (SPEC §12).
+
+>>> resolve("root")                                        # doctest: +SKIP
+Identity(uid=0, gid=0, groups=(0,), name='root', home='/root', shell='/bin/bash', login=True)
+"""
 
 import grp
 import os
 import pwd
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+# The set*id(2) calls read (uid_t)-1 as "leave unchanged": it is not an id one can become.
+MAX_ID = 2**32 - 2
 
 
 class UnknownIdentity(Exception):
@@ -12,7 +19,11 @@ class UnknownIdentity(Exception):
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a child runs as: uid, primary gid, supplementary groups and passwd entry."""
+    """Who a child runs as: uid, primary gid, supplementary groups and passwd entry.
+
+    *login* says whether the child gets the login variables of that passwd entry:
+    only when a ``user`` was asked for, not when only the group changes.
+    """
 
     uid: int
     gid: int
@@ -20,48 +31,65 @@ class Identity:
     name: str | None = None
     home: str | None = None
     shell: str | None = None
+    login: bool = True
 
     def add_login_env(self, env):
         """Return *env* with HOME, USER, LOGNAME and SHELL from passwd, unless already set."""
+        if not self.login:
+            return env
         login = {"HOME": self.home, "USER": self.name, "LOGNAME": self.name, "SHELL": self.shell}
         added = {key: value for key, value in login.items() if value and key not in env}
         return {**env, **added} if added else env
+
+    def with_gid(self, gid):
+        """Return this identity with primary group *gid*, as ``initgroups(name, gid)`` would set it."""
+        return replace(self, gid=gid, groups=_groups(self.name, gid))
 
 
 def resolve(user, group=None):
     """Return the ``Identity`` for *user* (name, uid or ``uid:gid``) and *group*.
 
     With no *user*, the daemon's own user keeps running the child and only the
-    group changes. Raises ``UnknownIdentity``.
+    group changes. Supplementary groups are those of the target user (as
+    ``initgroups``), never the daemon's. Raises ``UnknownIdentity``.
     """
-    user = None if user is None else str(user)
-    explicit_gid = None
-    if user is not None and ":" in user:
-        user, gid_text = user.split(":", 1)
-        explicit_gid = _group_id(gid_text)
-    entry = _passwd_entry(user) if user is not None else pwd.getpwuid(os.getuid())
-    if entry is not None:
-        uid, gid, name = entry.pw_uid, entry.pw_gid, entry.pw_name
+    if user is None:
+        identity = _from_entry(pwd.getpwuid(os.getuid()), login=False)
     else:
-        uid = gid = int(user)  # a bare uid without passwd entry: its group is the same number
-        name = None
-    if explicit_gid is not None:
-        gid = explicit_gid
+        account, colon, gid_text = str(user).partition(":")
+        entry = _passwd_entry(account)
+        identity = _from_entry(entry) if entry else _bare_uid(int(account))
+        if colon:
+            identity = identity.with_gid(_group_id(gid_text))
     if group is not None:
-        gid = _group_id(str(group))
-    groups = tuple(sorted(set(os.getgrouplist(name, gid)))) if name else (gid,)
-    home = entry.pw_dir if entry else None
-    shell = entry.pw_shell if entry else None
-    return Identity(uid, gid, groups, name, home, shell)
+        identity = identity.with_gid(_group_id(str(group)))
+    return identity
+
+
+def _from_entry(entry, login=True):
+    return Identity(entry.pw_uid, entry.pw_gid, _groups(entry.pw_name, entry.pw_gid), entry.pw_name,
+                    entry.pw_dir, entry.pw_shell, login)
+
+
+def _bare_uid(uid):
+    """A uid without passwd entry: its group is the same number, and it has no other."""
+    return Identity(uid, uid, (uid,), login=False)
+
+
+def _groups(name, gid):
+    return tuple(sorted(set(os.getgrouplist(name, gid)))) if name else (gid,)
 
 
 def _passwd_entry(user):
+    """Return the passwd entry of a name or uid; None for a valid uid that has none."""
     try:
         return pwd.getpwnam(user)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a NUL byte, which no name holds
         pass
-    if not user.isdigit():
+    if not _is_number(user):
         raise UnknownIdentity(f"unknown user: {user}")
+    if int(user) > MAX_ID:
+        raise UnknownIdentity(f"invalid user id: {user}")
     try:
         return pwd.getpwuid(int(user))
     except KeyError:
@@ -71,7 +99,13 @@ def _passwd_entry(user):
 def _group_id(group):
     try:
         return grp.getgrnam(group).gr_gid
-    except KeyError:
-        if group.isdigit():
-            return int(group)
-        raise UnknownIdentity(f"unknown group: {group}") from None
+    except (KeyError, ValueError):  # ValueError: a NUL byte, which no name holds
+        if not _is_number(group):
+            raise UnknownIdentity(f"unknown group: {group}") from None
+    if int(group) > MAX_ID:
+        raise UnknownIdentity(f"invalid group id: {group}")
+    return int(group)
+
+
+def _is_number(text):
+    return text.isascii() and text.isdigit()

@@ -4,7 +4,10 @@ Plain blocking sockets (no gevent): ``keplerctl`` must start fast.
 """
 
 import errno
+import grp
 import itertools
+import os
+import pwd
 import socket
 
 from keplerd import PROTOCOL_VERSION, paths
@@ -17,6 +20,34 @@ class DaemonUnreachable(Exception):
 
 class CommandError(Exception):
     """The command failed; the message is the one line shown to the user (exit code 1)."""
+
+
+def permission_denied(socket_path):
+    """Say who was refused and which group lets one in, in the daemon's own words."""
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = str(os.getuid())
+    group = _socket_group(socket_path)
+    if group is None:
+        return f"permission denied: user {user} may not use {socket_path} (only root may)"
+    return f"permission denied: user {user} is not in group {group} (cannot connect to {socket_path})"
+
+
+def _socket_group(socket_path):
+    """Return the group owning the socket (or, when it cannot be seen, its dir); None for root."""
+    for path in (socket_path, os.path.dirname(socket_path)):
+        try:
+            gid = os.stat(path).st_gid
+        except OSError:
+            continue
+        if gid == 0:
+            return None
+        try:
+            return grp.getgrgid(gid).gr_name
+        except KeyError:
+            return str(gid)
+    return "kepler"
 
 
 class Client:
@@ -41,8 +72,7 @@ class Client:
             raise DaemonUnreachable(f"keplerd is not running (nothing listens on {self.socket_path})") from None
         except PermissionError:
             sock.close()
-            raise CommandError(f"permission denied: cannot connect to {self.socket_path} "
-                               f"(root or membership of group kepler is required)") from None
+            raise CommandError(permission_denied(self.socket_path)) from None
         except OSError as error:
             sock.close()
             if error.errno == errno.ENOTSOCK:

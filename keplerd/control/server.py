@@ -92,9 +92,13 @@ def group_id(name):
 class Peer:
     """Who is on the other end of a connection, from ``SO_PEERCRED`` and ``/proc``."""
 
-    def __init__(self, sock):
-        self.pid, self.uid, self.gid = _PEERCRED.unpack(
-            sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size))
+    def __init__(self, pid, uid, gid):
+        self.pid, self.uid, self.gid = pid, uid, gid
+
+    @classmethod
+    def of(cls, sock):
+        """Return the peer of a connected Unix socket, as it was when it connected."""
+        return cls(*_PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)))
 
     @property
     def user(self):
@@ -104,20 +108,34 @@ class Peer:
             return str(self.uid)
 
     def groups(self):
-        """Return the primary and supplementary gids of the peer process."""
+        """Return the primary and supplementary gids of the peer process.
+
+        The supplementary groups come from ``/proc/<pid>/status`` and count only
+        while that pid still runs with the effective uid that connected: a pid
+        reused by another user's process must not lend its groups to this one.
+        """
         gids = {self.gid}
-        try:
-            with open(f"/proc/{self.pid}/status") as status:
-                for line in status:
-                    if line.startswith("Groups:"):
-                        gids.update(int(gid) for gid in line.split()[1:])
-                        break
-        except OSError:
-            pass  # the client is already gone; its primary group is all we know
+        status = _proc_ids(self.pid)
+        if status.get("Uid", [None, None])[1] == self.uid:
+            gids.update(status.get("Groups", ()))
         return gids
 
     def allowed(self, group_gid):
         return self.uid == 0 or (group_gid is not None and group_gid in self.groups())
+
+
+def _proc_ids(pid):
+    """Return the ``Uid``, ``Gid`` and ``Groups`` lines of ``/proc/<pid>/status`` as lists of ints."""
+    ids = {}
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                key, _, value = line.partition(":")
+                if key in ("Uid", "Gid", "Groups"):
+                    ids[key] = [int(number) for number in value.split()]
+    except OSError:
+        pass  # the client is already gone: its primary group is all we know
+    return ids
 
 
 class ControlServer:
@@ -135,7 +153,7 @@ class ControlServer:
         self._server.stop(timeout=timeout)
 
     def _handle(self, sock, _address):
-        peer = Peer(sock)
+        peer = Peer.of(sock)
         if not peer.allowed(group_id(self._group_name)):
             message = f"permission denied: user {peer.user} is not in group {self._group_name}"
             log.warning("refused connection from pid %s: %s", peer.pid, message)

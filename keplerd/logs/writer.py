@@ -6,8 +6,13 @@ stream, ``<name>.stdout.log`` and ``<name>.stderr.log``, whose lines read
 split with ``bytes`` methods, never a Python loop per character.
 """
 
+import errno
+import logging
 import os
+import stat
 import time
+
+log = logging.getLogger("keplerd.logs")
 
 MAX_LINE = 16 * 1024
 STREAMS = ("stdout", "stderr")
@@ -63,23 +68,33 @@ def _pieces(line):
 class LogFile:
     """One stream's log file, appended to by the daemon only.
 
-    Opened with ``O_NOFOLLOW`` so a symlink planted in the logs dir by a service
-    user cannot make the daemon write elsewhere.
+    Never written through anything planted at its path (see ``_open_for_append``).
+    When the file cannot be opened or written, that stream's output is dropped
+    with one error in the daemon's log, until the file is closed or cleared: the
+    pipe keeps being drained, so the service neither blocks nor gets SIGPIPE.
     """
 
     def __init__(self, path):
         self.path = path
         self._fd = None
+        self._broken = False
 
     def write(self, data):
-        if self._fd is None:
-            self._fd = _open_for_append(self.path)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        if self._broken:
+            return
+        try:
+            if self._fd is None:
+                self._fd = _open_for_append(self.path)
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as error:
+            self._broken = True
+            log.error("cannot write log file %s, dropping its output: %s", self.path, error)
 
     def close(self):
+        self._broken = False
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
@@ -94,9 +109,31 @@ class LogFile:
                 pass  # nothing to clear
 
 
+# O_NOFOLLOW: never through a symlink; O_NONBLOCK: a planted FIFO cannot block the
+# daemon (it has no effect on a regular file); O_NOCTTY: nor can a planted terminal.
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
 def _open_for_append(path):
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(path, flags, 0o660)
+    """Open the log file at *path* for appending; never write into anything planted there.
+
+    Whatever is at *path* and is not a regular file with a single link (a symlink,
+    a FIFO, a device, a hard link to some other file) is removed and replaced by a
+    new file, so the daemon only ever appends to files it created itself.
+    """
+    try:
+        fd = os.open(path, _APPEND, 0o660)
+    except OSError as error:
+        if error.errno not in (errno.ELOOP, errno.ENXIO):  # a symlink; a FIFO nobody reads
+            raise
+    else:
+        info = os.fstat(fd)
+        if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+            return fd
+        os.close(fd)
+    log.warning("log path %s is not a regular file of its own: replacing it", path)
+    os.unlink(path)
+    return os.open(path, _APPEND | os.O_EXCL, 0o660)
 
 
 class LogWriter:
