@@ -8,8 +8,9 @@ are absorbed, and the call comes when it closes. Its greenlet sleeps in
 ``wait_read`` on the inotify fd and reads with ``timeout=0``: no thread, no polling.
 
 Counted: a path created, written and closed, deleted, or moved in or out.
-Never watched: anything under the *exclude* directories (the daemon's state dir,
-where the service logs are written). Symlinked directories are not followed.
+Never watched: the *exclude* paths and everything under them (the daemon's state
+dir, where the service logs are written, and the daemon's own log file). Symlinked
+directories are not followed.
 """
 
 import errno
@@ -230,6 +231,19 @@ class Watcher:
             return
         self.error = message
         self._on_error(message)
+
+
+def daemon_log_files():
+    """Return the regular files the daemon's stdout and stderr go to (``keplerd 2>>file``)."""
+    files = []
+    for fd in (1, 2):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed: nothing to leave out
+        if os.path.isfile(target):
+            files.append(target)
+    return files
 
 
 def describe_path(path, base_dir):
