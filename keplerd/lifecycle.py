@@ -93,11 +93,13 @@ def clean(project):
     _guard(project, "pre_cleanup")
 
 
-def restart(project, names=()):
+def restart(project, names=(), reason="user"):
     """Restart *names* (all when empty) and their ``restart: true`` dependents.
 
     Each service runs ``pre_restart`` → stop → start → ``post_restart``; a whole
-    config is wrapped in the global ``pre_restart``/``post_restart``.
+    config is wrapped in the global ``pre_restart``/``post_restart``. *reason*
+    (user, watch, dependency) is recorded on *names*; their dependents record
+    ``dependency``.
     """
     whole = not names
     selected = [service.name for service in project.select(names)]
@@ -105,6 +107,8 @@ def restart(project, names=()):
     if whole:
         _guard(project, "pre_restart")
     stop(project, [] if whole else targets, restarting=True)
+    for name in targets:
+        project.services[name].note_restart(reason if name in selected else "dependency")
     return start(project, [] if whole else targets, after_start=("post_restart",),
                  then=("post_restart",) if whole else ())
 
@@ -131,9 +135,20 @@ def bounce_dependents(project, dependency):
         project.spawn(_restart_logged, project, running)
 
 
+def restart_on_change(project, name, change):
+    """Restart *name* because the watched path *change* changed; a failure is only logged."""
+    if not project.services[name].supervised:
+        return  # stopped meanwhile: a stopped service is not restarted by file changes
+    log.info("%s: restarting %s: watch: %s changed", project.name, name, change)
+    try:
+        restart(project, [name], reason="watch")
+    except (ActionFailed, HookFailed) as failure:
+        log.warning("%s: restart of %s after %s changed: %s", project.name, name, change, failure)
+
+
 def _restart_logged(project, names):
     try:
-        restart(project, names)
+        restart(project, names, reason="dependency")
     except (ActionFailed, HookFailed) as failure:
         log.warning("%s: restart of %s after their dependency restarted: %s", project.name,
                     ", ".join(names), failure)

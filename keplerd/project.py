@@ -26,6 +26,7 @@ class Project:
 
     def __init__(self, state_dir, config_id, snapshot, saved_state=None):
         self.id = config_id
+        self.state_dir = state_dir
         self.paths = ConfigPaths(state_dir, config_id)
         self.snapshot = snapshot
         self.source_path = snapshot["source_path"]

@@ -11,18 +11,23 @@ import time
 import gevent
 from gevent.event import Event
 
-from keplerd import deps, launch, process, states
+from keplerd import deps, launch, lifecycle, process, states
+from keplerd.globs import GlobSet
 from keplerd.health import HealthMonitor
 from keplerd.hooks import HookFailed, run_hook
 from keplerd.logs.writer import now_stamp
 from keplerd.restart import Backoff, wants_restart
+from keplerd.watch import Watcher, daemon_log_files, describe_path
 
 log = logging.getLogger("keplerd.service")
 
 UP = "up"
 DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
-_PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done")
+_PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
+              "restart_reason")
+# Restarts the daemon makes on its own count in ``restarts``; asked-for and propagated ones do not.
+COUNTED_RESTARTS = ("policy", "watch")
 
 
 class Service:
@@ -42,6 +47,7 @@ class Service:
         self.since = time.time()
         self.started_at = None
         self.restarts = 0
+        self.restart_reason = None   # why the last restart happened: user, watch, dependency, policy
         self.reason = None
         self.gave_up = False
         self.on_init_done = False
@@ -51,6 +57,9 @@ class Service:
         self.health_failures = 0
         self.last_probe = None
         self.log = project.log_writer(name)
+        self.watch_error = None
+        self._watcher = None
+        self._watch_restart = None
         self._child = None
         self._supervisor = None
         self._stop_requested = False
@@ -67,6 +76,8 @@ class Service:
             "started_at": self.started_at, "restarts": self.restarts, "reason": self.reason,
             "gave_up": self.gave_up, "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
+            "restart_reason": self.restart_reason, "watch_error": self.watch_error,
+            "watched_dirs": self._watcher.watched if self._watcher is not None else None,
         }
 
     def _health(self):
@@ -98,6 +109,10 @@ class Service:
         for key, value in changes.items():
             setattr(self, key, value)
         self.project.service_changed(self)
+
+    def note_restart(self, reason):
+        """Record why the service restarts (``inspect`` shows it); see ``COUNTED_RESTARTS``."""
+        self._note(restart_reason=reason, restarts=self.restarts + (reason in COUNTED_RESTARTS))
 
     @property
     def supervised(self):
@@ -181,7 +196,7 @@ class Service:
             if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
                 self._finish(returncode, gave_up=delay is None)
                 return
-            self._set_state(states.STARTING, restarts=self.restarts + 1, reached_up=False,
+            self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="policy", reached_up=False,
                             reason=f"restarting after exit {_describe(returncode)}")
             self.project.dependency_restarting(self)
             if delay:
@@ -230,6 +245,14 @@ class Service:
         return True
 
     def _run_once(self, after_start):
+        """Spawn and wait once, watching the service's files meanwhile (SPEC §10)."""
+        self._arm_watch()
+        try:
+            return self._spawn_and_wait(after_start)
+        finally:
+            self._disarm_watch()
+
+    def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
             child, pumps = launch.spawn_logged(self.project, self.log, self.spec)
@@ -256,6 +279,42 @@ class Service:
         self.exit_code, self.signal = _split_returncode(returncode)
         self._child = None
         return returncode, ran_for
+
+    # -- file watching ---------------------------------------------------------------
+
+    def _arm_watch(self):
+        """Watch ``restart.watch`` while a process runs: armed before spawn, so no change is missed."""
+        patterns = self.spec["restart"]["watch"]
+        if not patterns:
+            return
+        if self.watch_error:
+            self._note(watch_error=None)
+        self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
+                                self._watch_failed, spawn=self.project.spawn,
+                                exclude=[self.project.state_dir, *daemon_log_files()])
+        self._watcher.arm()
+
+    def _disarm_watch(self):
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.disarm()
+
+    def _watched_change(self, path):
+        """A burst of changes ended: restart through the normal path, in a greenlet of the project.
+
+        Not in the watcher's own greenlet: the restart stops the service, which disarms the watcher.
+        """
+        if self._watch_restart is not None and not self._watch_restart.dead:
+            return  # a restart is on its way: the new process will see this change too
+        change = describe_path(path, self.spec["working_dir"])
+        self.log.write("stderr", now_stamp() + f"kepler: {self.name} restarting: watch: {change} changed\n".encode())
+        self._watch_restart = self.project.spawn(lifecycle.restart_on_change, self.project, self.name, change)
+
+    def _watch_failed(self, message):
+        """Report a watch that cannot (fully) work; the service keeps running."""
+        log.error("%s/%s: %s", self.project.name, self.name, message)
+        self.log.write("stderr", now_stamp() + f"kepler: {self.name}: {message}\n".encode())
+        self._note(watch_error=message)
 
     def _monitor_health(self):
         check = self.spec.get("healthcheck")
