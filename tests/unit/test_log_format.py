@@ -1,0 +1,74 @@
+"""The stored line format: timestamps per chunk, split long lines, a last line without newline."""
+
+from keplerd.logs.format import MAX_LINE, LineFormatter, format_lines, has_long_line, parse_line, split_long
+
+
+def test_every_line_of_a_chunk_gets_the_chunk_stamp():
+    assert LineFormatter().feed(b"a\nb\nc\n", b"7 ") == b"7 a\n7 b\n7 c\n"
+
+
+def test_text_after_the_last_newline_waits_for_the_next_chunk():
+    formatter = LineFormatter()
+    assert formatter.feed(b"one\ntw", b"1 ") == b"1 one\n"
+    assert formatter.feed(b"o\nthr", b"2 ") == b"2 two\n"
+    assert formatter.finish(b"3 ") == b"3 thr\n"
+
+
+def test_a_last_line_without_newline_is_kept_when_the_stream_closes():
+    formatter = LineFormatter()
+    assert formatter.feed(b"no newline", b"1 ") == b""
+    assert formatter.finish(b"2 ") == b"2 no newline\n"
+    assert formatter.finish(b"3 ") == b""
+
+
+def test_empty_lines_are_lines():
+    assert LineFormatter().feed(b"\n\nx\n", b"1 ") == b"1 \n1 \n1 x\n"
+
+
+def test_a_line_over_16_kib_is_split_into_pieces():
+    line = b"x" * (MAX_LINE * 2 + 10)
+    out = LineFormatter().feed(b"short\n" + line + b"\nafter\n", b"5 ")
+    assert out.split(b"\n")[:-1] == [b"5 short", b"5 " + b"x" * MAX_LINE, b"5 " + b"x" * MAX_LINE,
+                                     b"5 " + b"x" * 10, b"5 after"]
+
+
+def test_a_line_of_exactly_16_kib_is_not_split():
+    line = b"y" * MAX_LINE
+    assert LineFormatter().feed(line + b"\n", b"1 ") == b"1 " + line + b"\n"
+
+
+def test_an_unfinished_line_over_16_kib_is_stored_in_pieces_as_it_grows():
+    formatter = LineFormatter()
+    out = formatter.feed(b"z" * (MAX_LINE + 100), b"1 ")
+    assert out == b"1 " + b"z" * MAX_LINE + b"\n"
+    assert formatter.feed(b"end\n", b"2 ") == b"2 " + b"z" * 100 + b"end\n"
+
+
+def test_splitting_never_cuts_a_utf8_character():
+    line = ("é" * MAX_LINE).encode()  # two bytes each: a cut at 16384 would be mid-character... or not
+    line = b"a" + line  # ...so shift by one to make sure it is
+    pieces = split_long(line)
+    assert b"".join(pieces) == line
+    assert all(len(piece) <= MAX_LINE for piece in pieces)
+    for piece in pieces:
+        piece.decode("utf-8")  # raises if a character was cut
+
+
+def test_has_long_line_looks_at_each_line_not_the_chunk():
+    short_lines = b"".join(b"%05d " % i + b"x" * 94 + b"\n" for i in range(2000))
+    assert not has_long_line(short_lines)
+    assert has_long_line(short_lines + b"y" * (MAX_LINE + 1) + b"\n")
+    assert not has_long_line(short_lines + b"y" * MAX_LINE + b"\n")
+    assert has_long_line(b"y" * (MAX_LINE + 1) + b"\n" + short_lines)
+
+
+def test_format_lines_matches_a_per_line_reference():
+    chunk = b"".join(b"line %d\n" % i for i in range(1000))
+    expected = b"".join(b"9 " + line + b"\n" for line in chunk.split(b"\n")[:-1])
+    assert format_lines(chunk, b"9 ") == expected
+
+
+def test_parse_line_reads_the_stamp_and_keeps_text_spaces():
+    assert parse_line("1700000000000 hello  world ") == (1700000000000, "hello  world ")
+    assert parse_line("garbage without stamp", 42) == (42, "garbage without stamp")
+    assert parse_line("123 ", 0) == (123, "")
