@@ -8,6 +8,7 @@ from gevent.event import Event
 from gevent.pool import Group
 
 from keplerd import graph, persist, states
+from keplerd.logs.store import GLOBAL, LogStore
 from keplerd.paths import ConfigPaths
 from keplerd.service import Service
 
@@ -30,6 +31,7 @@ class Project:
         self.source_path = snapshot["source_path"]
         self.name = snapshot.get("display_name") or os.path.basename(self.source_path)
         self.log_listeners = set()
+        self.logs = LogStore(self.paths.logs, self.log_listeners, snapshot.get("kepler", {}).get("logs"))
         self.subscribers = set()
         self.on_init_done = False
         self._greenlets = Group()
@@ -142,18 +144,23 @@ class Project:
             raise KeyError(f"no such service: {', '.join(unknown)}")
         return [self.services[name] for name in names]
 
-    def start(self, names=(), no_deps=False):
+    def start(self, names=(), no_deps=False, restarting=False):
         """Start the named services (all when none) and, unless *no_deps*, what they need."""
         wanted = {service.name for service in self.select(names)}
+        if not names:
+            self.logs.apply_retention(GLOBAL, "on_restart" if restarting else "on_start")
         if names and not no_deps:
             wanted = graph.dependencies_closure(wanted, self._edges())
         ordered = [name for name in self.snapshot["start_order"] if name in wanted]
         for name in ordered:
-            self.services[name].start()
+            self.services[name].start(restarting=restarting)
         return ordered
 
-    def stop(self, names=(), signum=None, by_user=True):
-        """Stop the named services (all when none), dependents before their dependencies."""
+    def stop(self, names=(), signum=None, by_user=True, restarting=False):
+        """Stop the named services (all when none), dependents before their dependencies.
+
+        *restarting*: the stop half of a restart, whose log retention is ``on_restart``.
+        """
         targets = {service.name for service in self.select(names)}
         stoppers = {}
         edges = self._edges()
@@ -161,19 +168,22 @@ class Project:
         def stop_after_dependents(name):
             dependents = [stoppers[other] for other in targets if name in edges.get(other, ()) and other != name]
             gevent.joinall(dependents)
-            self.services[name].stop(signum, by_user=by_user)
+            self.services[name].stop(signum, by_user=by_user, restarting=restarting)
 
         for name in targets:
             stoppers[name] = gevent.Greenlet(stop_after_dependents, name)
         for greenlet in stoppers.values():
             greenlet.start()
         gevent.joinall(list(stoppers.values()), raise_error=True)
+        if not names and by_user and not restarting:
+            self.logs.apply_retention(GLOBAL, "on_stop")
 
     def restart(self, names=()):
         """Stop then start the named services (all when none)."""
         selected = [service.name for service in self.select(names)]
-        self.stop(selected)
-        self.start(selected, no_deps=True)
+        self.stop(names, restarting=True)
+        self.start(names or (), no_deps=True, restarting=True)
+        return selected
 
     def all_terminal(self, names=()):
         return all(service.status in states.TERMINAL for service in self.select(names))
@@ -199,8 +209,7 @@ class Project:
         """Stop every service without changing what the user asked for, then close logs."""
         self.stop(by_user=False)
         self._greenlets.kill()
-        for service in self.services.values():
-            service.log.close()
+        self.logs.close()
         self.write_state()
 
 

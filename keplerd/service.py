@@ -13,7 +13,7 @@ import gevent
 from gevent.event import Event
 
 from keplerd import process, states
-from keplerd.logs.writer import LogWriter, now_stamp
+from keplerd.logs.format import now_stamp
 from keplerd.restart import Backoff, wants_restart
 
 log = logging.getLogger("keplerd.service")
@@ -45,7 +45,7 @@ class Service:
         self.restarts = 0
         self.reason = None
         self.gave_up = False
-        self.log = LogWriter(project.paths.logs, name, project.log_listeners)
+        self.log = project.logs.writer(name, spec.get("logs"))
         self._child = None
         self._supervisor = None
         self._stop_requested = False
@@ -88,23 +88,28 @@ class Service:
 
     # -- commands --------------------------------------------------------------
 
-    def start(self):
-        """Make the service run; returns once its supervisor is on its way."""
+    def start(self, restarting=False):
+        """Make the service run; returns once its supervisor is on its way.
+
+        *restarting*: the start half of a restart (log retention ``on_restart``, not ``on_start``).
+        """
         self._idle.wait()
         self.desired = UP
         if self.supervised:
             self.project.persist()
             return
+        self.project.logs.apply_retention(self.name, "on_restart" if restarting else "on_start")
         self._stop_requested = False
         self.gave_up = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None)
         self._supervisor = self.project.spawn(self._supervise)
 
-    def stop(self, signum=None, by_user=True):
+    def stop(self, signum=None, by_user=True, restarting=False):
         """Stop the service and everything it spawned; returns when it is stopped.
 
         *by_user* is False when the daemon itself shuts down: the desired state then
-        stays as it is, so the next daemon brings the service back.
+        stays as it is, so the next daemon brings the service back. *restarting*:
+        the stop half of a restart, which leaves log retention to the start half.
         """
         if by_user:
             self.desired = DOWN
@@ -125,6 +130,8 @@ class Service:
             else:
                 self._supervisor.kill()
             self._child = None
+            retention = "on_stop" if by_user and not restarting else None
+            self.project.logs.apply_retention(self.name, retention)
             self._set_state(states.STOPPED, pid=None)
         finally:
             self._idle.set()
@@ -139,9 +146,11 @@ class Service:
                 return
             returncode, ran_for = outcome
             delay = backoff.next_delay(ran_for)
+            self.project.logs.apply_retention(self.name, "on_exit")
             if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
                 self._finish(returncode, gave_up=delay is None)
                 return
+            self.project.logs.apply_retention(self.name, "on_restart")
             self.restarts += 1
             self._set_state(states.STARTING, reason=f"restarting after exit {_describe(returncode)}")
             if delay:

@@ -9,7 +9,7 @@ import re
 
 from keplerd.logs.writer import STREAMS, log_path
 
-_LOG_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\.(?P<stream>stdout|stderr)\.log$")
+_LOG_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\.(?P<stream>stdout|stderr)\.log(?:\.1)?$")
 _BLOCK = 64 * 1024
 
 
@@ -44,6 +44,11 @@ def log_names(logs_dir):
     except FileNotFoundError:
         return []
     return sorted({match["name"] for entry in entries if (match := _LOG_FILE.match(entry))})
+
+
+def owner_of(name):
+    """Return the service (or ``global``) a log name belongs to: ``web.pre_start`` → ``web``."""
+    return name.partition(".")[0]
 
 
 def belongs_to(name, services, no_hook):
