@@ -153,8 +153,8 @@ class StreamLog:
         self._timer = None
 
     def append(self, data):
-        if not self.buffer_size:
-            self.file.write(data)
+        if not self.buffer_size or not self._buffer and len(data) >= self.buffer_size:
+            self.file.write(data)  # nothing to gather: spare the copy into the buffer
             return
         self._buffer += data
         if len(self._buffer) >= self.buffer_size:
@@ -168,9 +168,8 @@ class StreamLog:
             timer, self._timer = self._timer, None
             timer.cancel()
         if self._buffer:
-            data = bytes(self._buffer)
+            self.file.write(self._buffer)
             self._buffer.clear()
-            self.file.write(data)
 
     def close(self):
         self.flush()
