@@ -178,7 +178,10 @@ def _start_of_last_lines(path, end, count):
     if count <= 0 or end <= 0:
         return end, 0
     with open(path, "rb") as file:
-        wanted = count + 1  # the newline ending the line before the first one we want
+        file.seek(end - 1)
+        unfinished = file.read(1) != b"\n"  # a damaged file: its last line has no newline
+        # The newline ending the line before the first one we want (an unfinished line has none).
+        wanted = count if unfinished else count + 1
         seen, position = 0, end
         while position > 0:
             step = min(_BACK_BLOCK, position)
@@ -193,7 +196,7 @@ def _start_of_last_lines(path, end, count):
             for _ in range(wanted - seen):
                 cut = block.rfind(b"\n", 0, cut)
             return position + cut + 1, count
-    return 0, seen
+    return 0, seen + unfinished
 
 
 def parse_block(data, stamp=0):

@@ -142,7 +142,7 @@ def test_tail_reads_only_the_end_of_a_large_file(tmp_path, monkeypatch):
     monkeypatch.setattr(reader, "open", lambda *args: CountingFile(open(*args), reads), raising=False)
     position, found = files.tail_start(100, files.end())
     assert found == 100
-    assert sum(reads) <= 64 * 1024, "only the last block is read"
+    assert sum(reads) <= 64 * 1024 + 1, "only the last block (and the last byte) is read"
     data, _ = files.read(position, files.end())
     assert data.decode().count("\n") == 100 and data.decode().startswith("99900 ")
 
@@ -206,3 +206,9 @@ def test_a_cursor_whose_files_were_cleared_ends(tmp_path):
 def test_damaged_lines_take_the_previous_time(tmp_path):
     write(tmp_path, "web", "stdout", "5 ok\nno stamp here\n7 fine\n")
     assert [line[0] for line in read_all(LogCursor(str(tmp_path), ["web"]))] == [5, 5, 7]
+
+
+def test_tail_counts_an_unfinished_last_line_as_a_line(tmp_path):
+    write(tmp_path, "web", "stdout", "1 a\n2 b\n3 c\n4 unfinished")
+    assert [line[3] for line in read_all(LogCursor(str(tmp_path), ["web"], tail=2))] == ["c", "unfinished"]
+    assert [line[3] for line in read_all(LogCursor(str(tmp_path), ["web"], tail=9))] == ["a", "b", "c", "unfinished"]
