@@ -30,6 +30,8 @@ def show(context):
             while True:
                 _print_batch(output, response)
                 if response.get("done"):
+                    if response.get("reason"):
+                        print(f"keplerctl: {response['reason']}", file=sys.stderr)
                     return 0
                 response = client.call({"type": "logs_read", "cursor": cursor, "wait": FOLLOW_WAIT_SECONDS})
         except KeyboardInterrupt:
