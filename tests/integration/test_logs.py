@@ -1,11 +1,13 @@
 """Logs through a real keplerd: capture, retention, store, size bounds, hook logs, follow."""
 
 import os
+import signal
 import subprocess
 import threading
 
 import pytest
 
+from keplerd.cli.client import Client, CommandError
 from keplerd.paths import config_id
 from tests.integration.harness import KEPLERCTL, wait_for
 
@@ -95,17 +97,22 @@ def test_a_line_over_16_kib_is_stored_in_pieces(kepler):
     assert pieces[-1] == "after"
 
 
-def test_logs_of_two_configs_never_mix(kepler):
+def test_logs_of_two_configs_never_mix(kepler, followers):
     for name in ("one", "two"):
         kepler.write(f"{name}/kepler.yaml", f"""
             services:
               web:
-                command: ["sh", "-c", "echo from-{name}; sleep 1000"]
+                command: ["sh", "-c", "echo from-{name}; while true; do sleep 0.05; echo again-{name}; done"]
         """)
         kepler.ctl("-f", f"{name}/kepler.yaml", "start", "-d")
-    for name, other in (("one", "two"), ("two", "one")):
-        lines = wait_for(lambda name=name: kepler.logs("--file", f"{name}/kepler.yaml"), message="logs")
-        assert lines == [f"web | from-{name}"], f"config {name} shows only its own lines, not {other}'s"
+    for name in ("one", "two"):
+        lines = wait_for(lambda name=name: kepler.logs("--file", f"{name}/kepler.yaml", "--head", "3"),
+                         message="logs")
+        assert lines[0] == f"web | from-{name}"
+        assert set(lines) <= {f"web | from-{name}", f"web | again-{name}"}
+    follower = followers(kepler, "--file", "one/kepler.yaml")
+    wait_for(lambda: len(follower.lines) > 10, message="lines at the follower")
+    assert set(follower.lines) == {"web | from-one", "web | again-one"}
 
 
 def test_tail_head_and_timestamps(kepler):
@@ -121,6 +128,35 @@ def test_tail_head_and_timestamps(kepler):
     assert len(kepler.logs()) == 500
     stamped = kepler.logs("-t", "--tail", "1")[0]
     assert stamped.endswith(" counter | line 500") and stamped[23] == "Z" and stamped[10] == "T"
+
+
+def test_a_long_log_arrives_in_several_batches_in_order(kepler):
+    kepler.config("""
+        services:
+          many:
+            command: ["sh", "-c", "seq 1 12000"]
+    """)
+    kepler.ctl("start", "-d")
+    kepler.wait_status("many", "exited")
+    assert texts(kepler.logs()) == [str(number) for number in range(1, 12001)]
+
+
+def test_an_unknown_cursor_is_a_clear_error(kepler):
+    kepler.config("""
+        services:
+          web:
+            command: ["true"]
+    """)
+    kepler.ctl("start", "-d")
+    socket_path = os.path.join(kepler.state_dir, "kepler.sock")
+    with Client(socket_path) as client:
+        with pytest.raises(CommandError, match="unknown or expired log cursor"):
+            client.call({"type": "logs_read", "cursor": "0123456789abcdef"})
+        opened = client.call({"type": "logs", "config": os.path.join(kepler.workdir, "kepler.yaml"),
+                              "follow": True})
+        client.call({"type": "logs_close", "cursor": opened["cursor"]})
+        with pytest.raises(CommandError, match="unknown or expired"):
+            client.call({"type": "logs_read", "cursor": opened["cursor"]})
 
 
 def test_head_with_follow_is_refused(kepler):
@@ -396,6 +432,8 @@ def test_follow_with_tail_starts_at_the_last_lines(kepler, followers):
     follower = followers(kepler, "--tail", "1")
     follower.wait_text("web | three")
     assert follower.lines == ["web | three"]
+    follower.process.send_signal(signal.SIGINT)
+    assert follower.process.wait(timeout=10) == 0, "Ctrl+C is the normal end of a follow"
 
 
 def test_follow_continues_across_rotation(kepler, followers):
