@@ -346,6 +346,26 @@ def test_store_per_stream(kepler):
     assert kepler.logs() == ["half | kept"]
 
 
+def test_global_log_settings_apply_with_per_service_overrides_field_by_field(kepler):
+    kepler.config("""
+        kepler:
+          logs:
+            store: {stderr: false}
+            retention: {on_stop: retain}
+        services:
+          plain:
+            command: ["sh", "-c", "echo plain-out; echo plain-err >&2; sleep 1000"]
+          loud:
+            command: ["sh", "-c", "echo loud-out; echo loud-err >&2; sleep 1000"]
+            logs:
+              store: {stderr: true}
+    """)
+    kepler.ctl("start", "-d")
+    wait_for(lambda: len(kepler.logs()) == 3, message="three stored lines")
+    kepler.ctl("stop")
+    assert sorted(texts(kepler.logs())) == ["loud-err", "loud-out", "plain-out"]
+
+
 def test_max_size_bounds_disk_and_keeps_the_newest_lines(kepler):
     kepler.config("""
         services:
