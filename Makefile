@@ -28,8 +28,12 @@ stop: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 tests
 
+# Performance of the log path (as root): pump throughput against cat, --tail on 1 GiB against 1 MiB.
+bench: $(BIN)/.installed
+	$(BIN)/python bench/logs.py
+
 lint: $(BIN)/.installed
-	$(BIN)/ruff check keplerd tests
+	$(BIN)/ruff check keplerd tests bench
 
 clean:
 	rm -rf $(VENV) $(STATE) build *.egg-info

@@ -23,6 +23,7 @@ from gevent.event import Event  # noqa: E402
 from keplerd import __version__, lifecycle, paths  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
+from keplerd.logs.cursors import CursorTable  # noqa: E402
 from keplerd.registry import Registry  # noqa: E402
 from keplerd.service import UP  # noqa: E402
 
@@ -45,6 +46,7 @@ class Daemon:
         self.pid = os.getpid()
         self.started_at = time.time()
         self.registry = Registry(state_dir)
+        self.cursors = CursorTable()
         self._server = None
         self._lock_fd = None
         self._stop_requested = Event()

@@ -11,7 +11,7 @@ import signal
 import gevent
 
 from keplerd import launch, process
-from keplerd.logs.writer import now_stamp
+from keplerd.logs.format import now_stamp
 
 log = logging.getLogger("keplerd.hooks")
 
@@ -26,7 +26,7 @@ def run_hook(project, owner, name, hook):
     Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
     group, killed whole when its ``timeout`` expires.
     """
-    writer = project.log_writer(f"{owner}.{name}")
+    writer = project.logs.writer(f"{owner}.{name}")
     child, pumps = _spawn(project, writer, hook)
     if child is None:
         raise _failure(writer, name, pumps)

@@ -17,6 +17,7 @@ import gevent
 
 from keplerd import deps, graph
 from keplerd.hooks import HookFailed, run_hook
+from keplerd.logs.store import GLOBAL
 
 log = logging.getLogger("keplerd.lifecycle")
 
@@ -25,7 +26,7 @@ class ActionFailed(Exception):
     """A start, stop or restart was aborted (a guarding hook failed); the message says why."""
 
 
-def start(project, names=(), no_deps=False, wait_on=None, after_start=(), then=()):
+def start(project, names=(), no_deps=False, wait_on=None, after_start=(), then=(), restarting=False):
     """Start *names* (all when empty) and, unless *no_deps*, what they depend on.
 
     *wait_on* limits the dependencies awaited (default: all, or none with *no_deps*).
@@ -41,10 +42,11 @@ def start(project, names=(), no_deps=False, wait_on=None, after_start=(), then=(
     _global_on_init(project)
     if whole:
         _guard(project, "pre_start")
+        project.logs.apply_retention(GLOBAL, "on_restart" if restarting else "on_start")
     if wait_on is None and no_deps:
         wait_on = set()
     for name in ordered:
-        project.services[name].start(wait_on=wait_on, after_start=after_start)
+        project.services[name].start(wait_on=wait_on, after_start=after_start, restarting=restarting)
     hooks = (("post_start",) if whole else ()) + tuple(then)
     if any(hook in project.global_hooks for hook in hooks):
         project.spawn(_after_startup, project, ordered, hooks)
@@ -65,6 +67,8 @@ def stop(project, names=(), signum=None, by_user=True, restarting=False):
     if failures:
         raise ActionFailed("; ".join(failures))
     if whole and by_user:
+        if not restarting:
+            project.logs.apply_retention(GLOBAL, "on_stop")
         _logged(project, "post_stop")
 
 
@@ -110,7 +114,7 @@ def restart(project, names=(), reason="user"):
     for name in targets:
         project.services[name].note_restart(reason if name in selected else "dependency")
     return start(project, [] if whole else targets, after_start=("post_restart",),
-                 then=("post_restart",) if whole else ())
+                 then=("post_restart",) if whole else (), restarting=True)
 
 
 def restart_closure(project, names):

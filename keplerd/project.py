@@ -8,7 +8,7 @@ from gevent.event import Event
 from gevent.pool import Group
 
 from keplerd import lifecycle, persist, states
-from keplerd.logs.writer import LogWriter
+from keplerd.logs.store import LogStore
 from keplerd.paths import ConfigPaths
 from keplerd.service import Service
 
@@ -32,12 +32,12 @@ class Project:
         self.source_path = snapshot["source_path"]
         self.name = snapshot.get("display_name") or os.path.basename(self.source_path)
         self.log_listeners = set()
+        self.logs = LogStore(self.paths.logs, self.log_listeners, snapshot.get("kepler", {}).get("logs"))
         self.subscribers = set()
         self.on_init_done = False
         self._greenlets = Group()
         self._changed = Event()
         self._persist_pending = False
-        self._log_writers = {}
         self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
         if saved_state:
             self._restore(saved_state)
@@ -156,13 +156,6 @@ class Project:
     def global_hooks(self):
         return self.snapshot["kepler"]["hooks"]
 
-    def log_writer(self, name):
-        """Return the (shared) writer of log name *name*: a service, ``<svc>.<hook>``, ``global.<hook>``."""
-        writer = self._log_writers.get(name)
-        if writer is None:
-            writer = self._log_writers[name] = LogWriter(self.paths.logs, name, self.log_listeners)
-        return writer
-
     def dependency_restarting(self, service):
         """*service* is being restarted by its policy: restart its ``restart: true`` dependents."""
         lifecycle.bounce_dependents(self, service)
@@ -194,8 +187,7 @@ class Project:
         self.close_logs()
 
     def close_logs(self):
-        for writer in self._log_writers.values():
-            writer.close()
+        self.logs.close()
 
 
 def _log_forwarder(config_name, subscriber):

@@ -61,6 +61,7 @@ class Registry:
         with self._bake_lock:
             baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options)
             fresh = Project.create(self.state_dir, project.id, baked)
+            project.logs.close()  # the new snapshot's settings (max_size, store...) take over
             self.projects[project.id] = fresh
             return fresh
 

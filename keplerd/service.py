@@ -15,7 +15,7 @@ from keplerd import deps, launch, lifecycle, process, states
 from keplerd.globs import GlobSet
 from keplerd.health import HealthMonitor
 from keplerd.hooks import HookFailed, run_hook
-from keplerd.logs.writer import now_stamp
+from keplerd.logs.format import now_stamp
 from keplerd.restart import Backoff, wants_restart
 from keplerd.watch import Watcher, daemon_log_files, describe_path
 
@@ -56,7 +56,7 @@ class Service:
         self.was_healthy = False     # ... and that process passed a probe
         self.health_failures = 0
         self.last_probe = None
-        self.log = project.log_writer(name)
+        self.log = project.logs.writer(name, spec.get("logs"))
         self.watch_error = None
         self._watcher = None
         self._watch_restart = None
@@ -120,17 +120,19 @@ class Service:
 
     # -- commands --------------------------------------------------------------------
 
-    def start(self, wait_on=None, after_start=()):
+    def start(self, wait_on=None, after_start=(), restarting=False):
         """Make the service run; returns once its supervisor is on its way.
 
         *wait_on* limits the dependencies whose conditions are awaited (None: all);
-        *after_start* names hooks to run after ``post_start`` (``post_restart``).
+        *after_start* names hooks to run after ``post_start`` (``post_restart``);
+        *restarting*: the start half of a restart (log retention ``on_restart``, not ``on_start``).
         """
         self._idle.wait()
         self.desired = UP
         if self.supervised:
             self.project.persist()
             return
+        self.project.logs.apply_retention(self.name, "on_restart" if restarting else "on_start")
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None)
@@ -142,7 +144,8 @@ class Service:
         *by_user* is False when the daemon itself shuts down: the desired state then
         stays as it is, so the next daemon brings the service back. A failing
         ``pre_stop`` hook aborts a user's stop (``HookFailed``); when *restarting*,
-        ``pre_restart`` runs first and guards the same way.
+        ``pre_restart`` runs first and guards the same way, and log retention is left
+        to the start half.
         """
         if restarting:
             self._guard_hook("pre_restart", abort=True)
@@ -156,11 +159,11 @@ class Service:
             return
         self._idle.clear()
         try:
-            self._stop_supervised(signum, by_user, hooks)
+            self._stop_supervised(signum, by_user, hooks, restarting)
         finally:
             self._idle.set()
 
-    def _stop_supervised(self, signum, by_user, hooks):
+    def _stop_supervised(self, signum, by_user, hooks, restarting):
         child = self._child
         running = child is not None and child.returncode is None
         if running and hooks:
@@ -175,6 +178,7 @@ class Service:
         else:
             self._supervisor.kill()
         self._child = None
+        self.project.logs.apply_retention(self.name, "on_stop" if by_user and not restarting else None)
         self._set_state(states.STOPPED, pid=None, waiting_on=None)
         if running and hooks:
             self._logged_hook("post_stop")
@@ -193,9 +197,11 @@ class Service:
             returncode, ran_for = outcome
             self._logged_hook("post_exit")
             delay = backoff.next_delay(ran_for)
+            self.project.logs.apply_retention(self.name, "on_exit")
             if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
                 self._finish(returncode, gave_up=delay is None)
                 return
+            self.project.logs.apply_retention(self.name, "on_restart")
             self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="policy", reached_up=False,
                             reason=f"restarting after exit {_describe(returncode)}")
             self.project.dependency_restarting(self)

@@ -92,7 +92,7 @@ def register(subparsers, common, common_without_f):
     ps = add("ps", "list services and their status", "views", "ps")
     ps.add_argument("-a", "--all", action="store_true", help="every loaded config, with a CONFIG column")
 
-    logs = add("logs", "show service logs, merged in time order", "views", "logs", parent=common_without_f)
+    logs = add("logs", "show service logs, merged in time order", "logs", "show", parent=common_without_f)
     logs.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new lines until Ctrl+C")
     logs.add_argument("--tail", type=_count, metavar="N", help="only the last N lines")

@@ -3,7 +3,6 @@
 import os
 import sys
 import time
-import zlib
 from datetime import datetime, UTC
 
 from keplerd.units import format_age, signal_name
@@ -46,44 +45,90 @@ def table(headers, rows):
     return "\n".join(lines)
 
 
-def use_colour(stream=sys.stdout):
-    if os.environ.get("NO_COLOR"):
+def use_colour(stream=sys.stdout, environ=os.environ):
+    """Tell whether to colour output: ``KEPLER_COLOR=1`` forces, ``NO_COLOR`` (or ``KEPLER_COLOR=0``) disables.
+
+    Otherwise colour only when *stream* is a terminal. The Kepler-specific
+    setting wins over the generic ``NO_COLOR``, as a command-line flag would.
+    """
+    forced = environ.get("KEPLER_COLOR")
+    if forced in ("0", "1"):
+        return forced == "1"
+    if environ.get("NO_COLOR"):
         return False
-    if os.environ.get("KEPLER_COLOR") == "1":
-        return True
     return stream.isatty()
 
 
-def colour_for(name):
-    """Return the ANSI colour of a service, the same for its hook logs."""
-    owner = name.split(".", 1)[0]
-    return _COLOURS[zlib.crc32(owner.encode()) % len(_COLOURS)]
+def owner_of(name):
+    """Return the service a log name belongs to (``web.pre_start`` → ``web``)."""
+    return name.partition(".")[0]
 
 
 class LogPrinter:
-    """Prints log lines as ``name | text``, names padded and coloured per service."""
+    """Prints log lines as ``name | text``, names padded and coloured per service.
+
+    Colours are handed out in the order services are made known (``know``), so
+    the services of a config get distinct colours; a hook's log takes its
+    service's colour.
+    """
 
     def __init__(self, stream=sys.stdout, timestamps=False, colour=None, width=0):
         self.stream = stream
         self.timestamps = timestamps
         self.colour = use_colour(stream) if colour is None else colour
         self.width = width
+        self._colours = {}
 
-    def line(self, stamp_ms, name, text):
+    def know(self, names):
+        """Make *names* known up front: their colours in this order, and the name column's width."""
+        for name in names:
+            self._colour(name)
+            self.width = max(self.width, len(name))
+
+    def _colour(self, name):
+        owner = owner_of(name)
+        colour = self._colours.get(owner)
+        if colour is None:
+            colour = self._colours[owner] = _COLOURS[len(self._colours) % len(_COLOURS)]
+        return colour
+
+    def format(self, stamp_ms, name, text):
+        """Return one printed line (with its newline)."""
         self.width = max(self.width, len(name))
         label = name.ljust(self.width)
         if self.colour:
-            label = f"\x1b[{colour_for(name)}m{label} |\x1b[0m"
+            label = f"\x1b[{self._colour(name)}m{label} |\x1b[0m"
         else:
             label = f"{label} |"
         prefix = f"{iso_time(stamp_ms)} " if self.timestamps else ""
-        self.stream.write(f"{prefix}{label} {text}\n")
+        return f"{prefix}{label} {text}\n"
 
-    def chunk(self, name, data):
+    def line(self, stamp_ms, name, text):
+        self.stream.write(self.format(stamp_ms, name, text))
+
+    def lines(self, batch):
+        """Print ``[stamp, name, stream, text]`` lines with one write."""
+        self.stream.write("".join([self.format(stamp, name, text) for stamp, name, _stream, text in batch]))
+
+    def chunk(self, name, data, stream=None):
         """Print a chunk of stored-format lines (``<ms> <text>``) as they arrive live."""
-        for raw in data.splitlines():
-            stamp, _, text = raw.partition(" ")
-            self.line(int(stamp) if stamp.isdigit() else 0, name, text)
+        self.stream.write("".join([self.format(stamp, name, text) for stamp, text in parse_chunk(data)]))
+
+
+def parse_chunk(data):
+    """Return ``[(stamp_ms, text), ...]`` of stored-format lines (``<ms> <text>``, one per line)."""
+    parsed, stamp = [], 0
+    raws = data.split("\n")  # not splitlines(): a line may hold \r or other separators
+    if raws[-1] == "":
+        raws.pop()
+    for raw in raws:
+        head, space, text = raw.partition(" ")
+        if space and head.isdigit():
+            stamp = int(head)
+            parsed.append((stamp, text))
+        else:
+            parsed.append((stamp, raw))
+    return parsed
 
 
 def iso_time(stamp_ms):

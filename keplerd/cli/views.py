@@ -1,10 +1,8 @@
-"""keplerctl ps, logs and inspect: what is running and what it said."""
+"""keplerctl ps and inspect: what is running, and how it was configured."""
 
 import json
-import sys
 
-from keplerd.cli.client import CommandError
-from keplerd.cli.output import LogPrinter, ps_json_row, status_text, table
+from keplerd.cli.output import ps_json_row, status_text, table
 
 
 def ps(context):
@@ -23,31 +21,6 @@ def ps(context):
         for line, row in zip(lines, rows):
             line.insert(0, row.get("config_path") or row.get("config"))
     print(table(headers, lines))
-    return 0
-
-
-def logs(context):
-    """Show stored log lines merged in time order, as ``name | text``."""
-    args = context.args
-    if args.follow:
-        raise CommandError("logs --follow is not available yet")
-    if args.head is not None and args.tail is not None:
-        raise CommandError("--head and --tail cannot be combined")
-    printer = LogPrinter(sys.stdout, timestamps=args.timestamps)
-    request = context.config_request("logs", services=args.services, head=args.head, tail=args.tail,
-                                     no_hook=args.no_hook)
-
-    def show(event):
-        if event.get("kind") == "names":
-            printer.width = max((len(name) for name in event["names"]), default=0)
-        for stamp, name, stream, text in event.get("lines", ()):
-            if args.json:
-                print(json.dumps({"time": stamp, "name": name, "stream": stream, "text": text}))
-            else:
-                printer.line(stamp, name, text)
-
-    with context.client() as client:
-        client.call(request, show)
     return 0
 
 

@@ -12,13 +12,11 @@ import gevent
 
 from keplerd import __version__, lifecycle, paths, states
 from keplerd.events import Dropped, Subscriber
-from keplerd.logs import reader
+from keplerd.logs.cursors import FollowerDropped, open_reading
 from keplerd.registry import NotLoaded
 from keplerd.units import parse_signal
 
 log = logging.getLogger("keplerd.handlers")
-
-LOG_BATCH_LINES = 1000
 
 
 class RequestError(Exception):
@@ -258,24 +256,40 @@ def handle_inspect(call, request):
 
 
 def handle_logs(call, request):
+    """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
     names = _names(request)
     _select(project, names)
-    head, tail = request.get("head"), request.get("tail")
-    for value in (head, tail):
-        if value is not None and (not isinstance(value, int) or value < 0):
-            raise RequestError("head and tail must be non-negative integers")
-    selected = reader.sources(project.paths.logs, names, bool(request.get("no_hook")))
-    call.emit({"kind": "names", "names": sorted({source.name for source in selected})})
-    batch = []
-    for line in reader.merged(selected, head=head, tail=tail):
-        batch.append(line)
-        if len(batch) >= LOG_BATCH_LINES:
-            call.emit({"kind": "lines", "lines": batch})
-            batch = []
-            gevent.sleep(0)
-    if batch:
-        call.emit({"kind": "lines", "lines": batch})
+    head, tail = _count(request, "head"), _count(request, "tail")
+    follow = bool(request.get("follow"))
+    if head is not None and (tail is not None or follow):
+        raise RequestError("--head cannot be combined with --tail or --follow")
+    reading = open_reading(project, names, bool(request.get("no_hook")), head, tail, follow, call.session)
+    cursor_id = call.daemon.cursors.open(reading)
+    return {"cursor": cursor_id, "names": reading.stored.names, "services": list(project.services),
+            **_next_batch(call, cursor_id, reading, wait=0.0)}
+
+
+def handle_logs_read(call, request):
+    """Return the next batch of a cursor; following, wait up to ``wait`` seconds for new lines."""
+    cursor_id = _text(request, "cursor")
+    try:
+        reading = call.daemon.cursors.get(cursor_id)
+    except KeyError as error:
+        raise RequestError(error.args[0]) from None
+    project = call.registry.projects.get(reading.config_id)
+    if project is None:
+        call.daemon.cursors.close(cursor_id)
+        return {"lines": [], "done": True, "reason": "the config was unloaded"}
+    reading.follow(project)
+    wait = request.get("wait", 0)
+    if not isinstance(wait, (int, float)) or wait < 0:
+        raise RequestError("field 'wait' must be a non-negative number of seconds")
+    return _next_batch(call, cursor_id, reading, wait)
+
+
+def handle_logs_close(call, request):
+    call.daemon.cursors.close(_text(request, "cursor"))
     return {}
 
 
@@ -291,6 +305,31 @@ def handle_prune(call, request):
             _act(lambda project=project: lifecycle.stop(project))
         call.registry.unload(project, remove_files=True)
     return {"pruned": removed, "dry_run": dry_run}
+
+
+def _next_batch(call, cursor_id, reading, wait):
+    """Return the reading's next batch; close the cursor when it is done, dropped or abandoned."""
+    cursors = call.daemon.cursors
+    try:
+        batch = reading.next_batch(wait)
+    except FollowerDropped as error:
+        cursors.close(cursor_id)
+        raise RequestError(str(error)) from None
+    except gevent.GreenletExit:
+        cursors.close(cursor_id)  # the client went away while we waited for its lines
+        raise
+    if batch["done"]:
+        cursors.close(cursor_id)
+    else:
+        cursors.touch(cursor_id)
+    return batch
+
+
+def _count(request, key):
+    value = request.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise RequestError(f"field {key!r} must be a non-negative integer")
+    return value
 
 
 def handle_daemon_status(call, request):
@@ -319,6 +358,8 @@ HANDLERS = {
     "inspect": handle_inspect,
     "logs": handle_logs,
     "prune": handle_prune,
+    "logs_read": handle_logs_read,
+    "logs_close": handle_logs_close,
     "daemon_status": handle_daemon_status,
     "daemon_stop": handle_daemon_stop,
 }

@@ -1,40 +1,23 @@
-"""Read log files back: parse lines, merge streams by time, take the head or the tail.
+"""Read log files back: which logs exist, and one stream's lines forward or from its end.
 
-Pure file reading without gevent, so it is unit-tested on plain files.
+Pure file reading without gevent, so it is unit-tested on plain files. A place in
+a stream is a *position* ``(file key, offset)``. The key names one file whatever
+its name: its inode and its first line (inode numbers are reused at once when a
+file is deleted and another created). So a reader keeps its place when the writer
+renames the current file to ``.1``; a position whose file is gone starts again at
+the oldest segment; one past the end of a file that shrank starts that file again.
 """
 
-import heapq
 import os
 import re
 
-from keplerd.logs.writer import STREAMS, log_path
+from keplerd.logs.files import log_path, segment_paths
+from keplerd.logs.settings import STREAMS
 
-_LOG_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\.(?P<stream>stdout|stderr)\.log$")
-_BLOCK = 64 * 1024
-
-
-class Source:
-    """One stream of one log name: the previous segment (if any) and the current file."""
-
-    def __init__(self, logs_dir, name, stream):
-        self.name = name
-        self.stream = stream
-        current = log_path(logs_dir, name, stream)
-        self.paths = [current + ".1", current]
-
-    def lines(self):
-        """Yield ``(timestamp_ms, text)`` for every stored line, oldest first."""
-        for path in self.paths:
-            yield from _parse_file(path)
-
-    def tail(self, count):
-        """Return the last *count* lines, reading the files backwards from the end."""
-        found = []
-        for path in reversed(self.paths):
-            found[:0] = _tail_file(path, count - len(found))
-            if len(found) >= count:
-                break
-        return found
+_LOG_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\.(?P<stream>stdout|stderr)\.log(?:\.1)?$")
+BLOCK = 256 * 1024
+_BACK_BLOCK = 64 * 1024
+_HEAD = 64
 
 
 def log_names(logs_dir):
@@ -44,6 +27,11 @@ def log_names(logs_dir):
     except FileNotFoundError:
         return []
     return sorted({match["name"] for entry in entries if (match := _LOG_FILE.match(entry))})
+
+
+def owner_of(name):
+    """Return the service (or ``global``) a log name belongs to: ``web.pre_start`` → ``web``."""
+    return name.partition(".")[0]
 
 
 def belongs_to(name, services, no_hook):
@@ -60,86 +48,175 @@ def belongs_to(name, services, no_hook):
     return owner in services
 
 
-def sources(logs_dir, services=(), no_hook=False):
-    """Return a ``Source`` per selected log name and stream, in a stable order."""
-    return [
-        Source(logs_dir, name, stream)
-        for name in log_names(logs_dir)
-        if belongs_to(name, services, no_hook)
-        for stream in STREAMS
-    ]
+def selected_names(logs_dir, services=(), no_hook=False):
+    return [name for name in log_names(logs_dir) if belongs_to(name, services, no_hook)]
 
 
-def merged(selected, head=None, tail=None):
-    """Yield ``(timestamp_ms, name, stream, text)`` in time order, stable for ties.
+class Segment:
+    """One existing, non-empty file of a stream: its path, key and size."""
 
-    With *tail*, only the last *tail* lines of the merge are produced, and each file
-    is read backwards for at most that many lines. With *head*, reading stops early.
+    __slots__ = ("path", "key", "size")
+
+    def __init__(self, path, key, size):
+        self.path, self.key, self.size = path, key, size
+
+
+class StreamFiles:
+    """The files of one stream of one log name, read by position."""
+
+    def __init__(self, logs_dir, name, stream):
+        self.name = name
+        self.stream = stream
+        self.paths = segment_paths(log_path(logs_dir, name, stream))
+
+    def segments(self):
+        """Return the existing, non-empty segments, oldest first."""
+        found = []
+        for path in self.paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError:
+                continue  # absent, or a symlink (O_NOFOLLOW): not a segment we read
+            try:
+                info = os.fstat(fd)
+                head = os.pread(fd, _HEAD, 0)
+            finally:
+                os.close(fd)
+            if head:
+                first_line = head[:head.find(b"\n") + 1 or len(head)]
+                found.append(Segment(path, (info.st_ino, first_line), info.st_size))
+        return found
+
+    def end(self):
+        """Return the position just past the last stored line, or None when nothing is stored."""
+        segments = self.segments()
+        return (segments[-1].key, segments[-1].size) if segments else None
+
+    def read(self, position, bound, size=BLOCK):
+        """Return ``(data, position)``: whole lines after *position*, up to the position *bound*.
+
+        *position* None means the start; *bound* None means no bound. ``data`` is
+        empty once *bound* is reached, or when its file is gone (everything before
+        it was rotated away or cleared; what came after is not this reader's).
+        """
+        segments = self.segments()
+        if bound is not None and not any(segment.key == bound[0] for segment in segments):
+            return b"", position
+        index, offset = _locate(segments, position)
+        while index is not None:
+            segment = segments[index]
+            at_bound = bound is not None and segment.key == bound[0]
+            limit = min(segment.size, bound[1]) if at_bound else segment.size
+            if offset < limit:
+                data = _read_lines(segment, offset, min(size, limit - offset), offset + size >= limit)
+                if data is not None:
+                    return data, (segment.key, offset + len(data))
+            if at_bound or index + 1 >= len(segments):
+                break
+            index, offset = index + 1, 0
+        return b"", position
+
+    def tail_start(self, count, bound):
+        """Return ``(position, lines)``: where the last *count* lines before *bound* begin.
+
+        Reads backwards from *bound*, never more than those lines' blocks.
+        """
+        segments = self.segments()
+        index = next((i for i, segment in enumerate(segments) if bound and segment.key == bound[0]), None)
+        position, found = bound, 0
+        while index is not None and found < count:
+            segment = segments[index]
+            end = bound[1] if segment.key == bound[0] else segment.size
+            start, lines = _start_of_last_lines(segment.path, min(end, segment.size), count - found)
+            position, found = (segment.key, start), found + lines
+            index = index - 1 if start == 0 and index > 0 else None
+        return position, found
+
+
+def _locate(segments, position):
+    """Return ``(segment index, offset)`` of *position* among *segments* (see the module doc)."""
+    if not segments:
+        return None, 0
+    if position is None:
+        return 0, 0
+    key, offset = position
+    for index, segment in enumerate(segments):
+        if segment.key == key:
+            return index, offset if offset <= segment.size else 0
+    return 0, 0
+
+
+def _read_lines(segment, offset, size, to_limit):
+    """Return the whole lines of *size* bytes at *offset* (None if the file changed meanwhile).
+
+    The last piece is kept even without its newline when the read reaches the
+    limit (a damaged file), or when no newline is found at all.
     """
-    if tail is not None:
-        streams = [_labelled(source, source.tail(tail)) for source in selected]
-        lines = list(heapq.merge(*streams, key=_stamp))
-        yield from lines[max(0, len(lines) - tail):]
-        return
-    streams = [_labelled(source, source.lines()) for source in selected]
-    for count, line in enumerate(heapq.merge(*streams, key=_stamp)):
-        if head is not None and count >= head:
-            return
-        yield line
-
-
-def _labelled(source, lines):
-    for stamp, text in lines:
-        yield stamp, source.name, source.stream, text
-
-
-def _stamp(line):
-    return line[0]
-
-
-def parse_line(raw, previous_stamp=0):
-    """Return ``(timestamp_ms, text)`` of one stored line (without its newline)."""
-    stamp, space, text = raw.partition(b" ")
-    if space and stamp.isdigit():
-        return int(stamp), text.decode("utf-8", "replace")
-    return previous_stamp, raw.decode("utf-8", "replace")
-
-
-def _parse_file(path):
     try:
-        file = open(path, "rb")
+        fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
-        return
-    with file:
-        stamp = 0
-        for raw in file:
-            stamp, text = parse_line(raw.rstrip(b"\n"), stamp)
-            yield stamp, text
-
-
-def _tail_file(path, count):
-    """Return the last *count* parsed lines of *path*, reading blocks from the end."""
-    if count <= 0:
-        return []
+        return None
     try:
-        file = open(path, "rb")
-    except FileNotFoundError:
-        return []
-    with file:
-        end = file.seek(0, os.SEEK_END)
-        position, data = end, b""
-        while position > 0 and data.count(b"\n") <= count:
-            step = min(_BLOCK, position)
+        if os.fstat(fd).st_ino != segment.key[0]:
+            return None
+        data = os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+    if not data:
+        return None
+    end = data.rfind(b"\n") + 1
+    if end == len(data) or to_limit and len(data) == size or end == 0:
+        return data
+    return data[:end]
+
+
+def _start_of_last_lines(path, end, count):
+    """Return ``(offset, lines)``: where the last *count* lines of ``path[:end]`` start.
+
+    ``lines`` is *count*, or fewer when the file holds fewer (``offset`` is then 0).
+    """
+    if count <= 0 or end <= 0:
+        return end, 0
+    with open(path, "rb") as file:
+        file.seek(end - 1)
+        unfinished = file.read(1) != b"\n"  # a damaged file: its last line has no newline
+        # The newline ending the line before the first one we want (an unfinished line has none).
+        wanted = count if unfinished else count + 1
+        seen, position = 0, end
+        while position > 0:
+            step = min(_BACK_BLOCK, position)
             position -= step
             file.seek(position)
-            data = file.read(step) + data
-    raw_lines = data.split(b"\n")
-    if raw_lines and raw_lines[-1] == b"":
-        raw_lines.pop()
-    if position > 0:
-        raw_lines = raw_lines[1:]  # the first piece may be the end of an earlier line
-    parsed, stamp = [], 0
-    for raw in raw_lines[-count:]:
-        stamp, text = parse_line(raw, stamp)
-        parsed.append((stamp, text))
-    return parsed
+            block = file.read(step)
+            newlines = block.count(b"\n")
+            if seen + newlines < wanted:
+                seen += newlines
+                continue
+            cut = len(block)
+            for _ in range(wanted - seen):
+                cut = block.rfind(b"\n", 0, cut)
+            return position + cut + 1, count
+    return 0, seen + unfinished
+
+
+def parse_block(data, stamp=0):
+    """Return ``[(timestamp_ms, text), ...]`` of a block of stored lines, and the last stamp."""
+    text = data.decode("utf-8", "replace")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    parsed = []
+    append = parsed.append
+    for raw in lines:
+        head, space, rest = raw.partition(" ")
+        if space and head.isdigit():
+            stamp = int(head)
+            append((stamp, rest))
+        else:
+            append((stamp, raw))  # a damaged line: it takes the previous line's time
+    return parsed, stamp
+
+
+def stream_files(logs_dir, names):
+    """Return a ``StreamFiles`` per name and stream, in a stable order (names, then stdout, stderr)."""
+    return [StreamFiles(logs_dir, name, stream) for name in names for stream in STREAMS]

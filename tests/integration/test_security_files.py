@@ -82,7 +82,7 @@ def test_socket_state_dir_and_pid_file_permissions(grouped):
 
 def test_state_and_log_files_are_never_world_readable(grouped):
     root = started_with_logs(grouped)
-    grouped.ctl("stop")  # state.json rewritten, logs closed
+    grouped.ctl("daemon", "stop")  # state.json rewritten, logs closed (and kept: no on_stop retention)
     entries = [os.path.join(top, name) for top, dirs, files in os.walk(grouped.state_dir) for name in dirs + files]
     assert os.path.join(root, "logs", "web.stdout.log") in entries
     assert os.path.join(root, "logs", "web.pre_start.stdout.log") in entries

@@ -1,76 +1,74 @@
-import os
+"""The stored line format: timestamps per chunk, split long lines, a last line without newline."""
 
-from keplerd.logs.reader import Source, belongs_to, log_names, merged, parse_line, sources
-from keplerd.logs.writer import MAX_LINE, LineFormatter
+from keplerd.logs.format import MAX_LINE, LineFormatter, format_lines, has_long_line, parse_line, split_long
 
 
-def test_complete_lines_get_the_stamp_of_their_chunk():
+def test_every_line_of_a_chunk_gets_the_chunk_stamp():
+    assert LineFormatter().feed(b"a\nb\nc\n", b"7 ") == b"7 a\n7 b\n7 c\n"
+
+
+def test_text_after_the_last_newline_waits_for_the_next_chunk():
     formatter = LineFormatter()
-    assert formatter.feed(b"a\nb\n", b"5 ") == b"5 a\n5 b\n"
+    assert formatter.feed(b"one\ntw", b"1 ") == b"1 one\n"
+    assert formatter.feed(b"o\nthr", b"2 ") == b"2 two\n"
+    assert formatter.finish(b"3 ") == b"3 thr\n"
 
 
-def test_a_partial_line_waits_for_its_end():
+def test_a_last_line_without_newline_is_kept_when_the_stream_closes():
     formatter = LineFormatter()
-    assert formatter.feed(b"hel", b"1 ") == b""
-    assert formatter.feed(b"lo\nwor", b"2 ") == b"2 hello\n"
-    assert formatter.finish(b"3 ") == b"3 wor\n"
-    assert formatter.finish(b"4 ") == b""
+    assert formatter.feed(b"no newline", b"1 ") == b""
+    assert formatter.finish(b"2 ") == b"2 no newline\n"
+    assert formatter.finish(b"3 ") == b""
 
 
-def test_empty_lines_are_kept():
+def test_empty_lines_are_lines():
     assert LineFormatter().feed(b"\n\nx\n", b"1 ") == b"1 \n1 \n1 x\n"
 
 
-def test_lines_longer_than_16_kib_are_split():
+def test_a_line_over_16_kib_is_split_into_pieces():
+    line = b"x" * (MAX_LINE * 2 + 10)
+    out = LineFormatter().feed(b"short\n" + line + b"\nafter\n", b"5 ")
+    assert out.split(b"\n")[:-1] == [b"5 short", b"5 " + b"x" * MAX_LINE, b"5 " + b"x" * MAX_LINE,
+                                     b"5 " + b"x" * 10, b"5 after"]
+
+
+def test_a_line_of_exactly_16_kib_is_not_split():
+    line = b"y" * MAX_LINE
+    assert LineFormatter().feed(line + b"\n", b"1 ") == b"1 " + line + b"\n"
+
+
+def test_an_unfinished_line_over_16_kib_is_stored_in_pieces_as_it_grows():
     formatter = LineFormatter()
-    out = formatter.feed(b"x" * (MAX_LINE * 2 + 10) + b"\n", b"1 ")
-    assert [len(line) for line in out.split(b"\n")[:-1]] == [MAX_LINE + 2, MAX_LINE + 2, 12]
+    out = formatter.feed(b"z" * (MAX_LINE + 100), b"1 ")
+    assert out == b"1 " + b"z" * MAX_LINE + b"\n"
+    assert formatter.feed(b"end\n", b"2 ") == b"2 " + b"z" * 100 + b"end\n"
 
 
-def test_a_long_partial_line_is_split_before_its_end_arrives():
-    formatter = LineFormatter()
-    out = formatter.feed(b"y" * (MAX_LINE + 5), b"1 ")
-    assert out == b"1 " + b"y" * MAX_LINE + b"\n"
-    assert formatter.finish(b"2 ") == b"2 yyyyy\n"
+def test_splitting_never_cuts_a_utf8_character():
+    line = ("é" * MAX_LINE).encode()  # two bytes each: a cut at 16384 would be mid-character... or not
+    line = b"a" + line  # ...so shift by one to make sure it is
+    pieces = split_long(line)
+    assert b"".join(pieces) == line
+    assert all(len(piece) <= MAX_LINE for piece in pieces)
+    for piece in pieces:
+        piece.decode("utf-8")  # raises if a character was cut
 
 
-def test_parse_line_reads_stamp_and_text():
-    assert parse_line(b"1700000000000 hello world") == (1700000000000, "hello world")
-    assert parse_line(b"garbage", previous_stamp=7) == (7, "garbage")
+def test_has_long_line_looks_at_each_line_not_the_chunk():
+    short_lines = b"".join(b"%05d " % i + b"x" * 94 + b"\n" for i in range(2000))
+    assert not has_long_line(short_lines)
+    assert has_long_line(short_lines + b"y" * (MAX_LINE + 1) + b"\n")
+    assert not has_long_line(short_lines + b"y" * MAX_LINE + b"\n")
+    assert has_long_line(b"y" * (MAX_LINE + 1) + b"\n" + short_lines)
 
 
-def _write(directory, name, lines):
-    with open(os.path.join(directory, name), "w") as file:
-        file.writelines(f"{stamp} {text}\n" for stamp, text in lines)
+def test_format_lines_matches_a_per_line_reference():
+    chunk = b"".join(b"line %d\n" % i for i in range(1000))
+    expected = b"".join(b"9 " + line + b"\n" for line in chunk.split(b"\n")[:-1])
+    assert format_lines(chunk, b"9 ") == expected
 
 
-def test_merge_is_by_time_and_stable_for_equal_times(tmp_path):
-    _write(tmp_path, "a.stdout.log", [(1, "a1"), (3, "a3"), (3, "a3b")])
-    _write(tmp_path, "b.stdout.log", [(2, "b2"), (3, "b3")])
-    lines = [(stamp, name, text) for stamp, name, _, text in merged(sources(str(tmp_path)))]
-    assert lines == [(1, "a", "a1"), (2, "b", "b2"), (3, "a", "a3"), (3, "a", "a3b"), (3, "b", "b3")]
-
-
-def test_tail_reads_only_the_end_across_segments(tmp_path):
-    _write(tmp_path, "a.stdout.log.1", [(i, f"old{i}") for i in range(5)])
-    _write(tmp_path, "a.stdout.log", [(10 + i, f"new{i}") for i in range(3)])
-    source = Source(str(tmp_path), "a", "stdout")
-    assert [text for _, text in source.tail(4)] == ["old4", "new0", "new1", "new2"]
-    assert [line[3] for line in merged([source], tail=2)] == ["new1", "new2"]
-    assert [line[3] for line in merged([source], head=2)] == ["old0", "old1"]
-
-
-def test_tail_of_a_big_file_reads_backwards(tmp_path):
-    _write(tmp_path, "a.stdout.log", [(i, "x" * 100) for i in range(20000)])
-    source = Source(str(tmp_path), "a", "stdout")
-    assert [stamp for stamp, _ in source.tail(3)] == [19997, 19998, 19999]
-
-
-def test_hook_logs_belong_to_their_service_and_no_hook_drops_them(tmp_path):
-    for name in ("web", "web.pre_start", "global.on_init", "db"):
-        _write(tmp_path, f"{name}.stdout.log", [(1, name)])
-    assert log_names(str(tmp_path)) == ["db", "global.on_init", "web", "web.pre_start"]
-    assert belongs_to("web.pre_start", ["web"], no_hook=False)
-    assert not belongs_to("web.pre_start", ["web"], no_hook=True)
-    assert not belongs_to("global.on_init", ["web"], no_hook=False)
-    assert belongs_to("global.on_init", [], no_hook=False)
+def test_parse_line_reads_the_stamp_and_keeps_text_spaces():
+    assert parse_line("1700000000000 hello  world ") == (1700000000000, "hello  world ")
+    assert parse_line("garbage without stamp", 42) == (42, "garbage without stamp")
+    assert parse_line("123 ", 0) == (123, "")

@@ -1,0 +1,108 @@
+"""The stored line format: ``<unix-epoch-ms> <text>\\n``, and turning raw output into it.
+
+This is the hot path of the daemon: every byte a service prints goes through
+``LineFormatter.feed``. It works on whole chunks with ``bytes`` methods (one
+timestamp per read, one ``replace`` for all the lines of a chunk) and falls back
+to a per-line loop only when a line is longer than ``MAX_LINE``.
+"""
+
+import time
+
+MAX_LINE = 16 * 1024
+_NEWLINE = b"\n"
+
+
+def now_stamp():
+    """Return the line prefix for this instant: epoch milliseconds and a space."""
+    return b"%d " % int(time.time() * 1000)
+
+
+class LineFormatter:
+    """Turn raw chunks of one stream into complete, timestamped log lines.
+
+    Text after the last newline of a chunk waits for the next chunk (or for
+    ``finish``). Lines longer than ``MAX_LINE`` bytes are split into pieces.
+
+    >>> f = LineFormatter()
+    >>> f.feed(b"a\\nb", b"1 "), f.feed(b"c\\n", b"2 "), f.finish(b"3 ")
+    (b'1 a\\n', b'2 bc\\n', b'')
+    """
+
+    def __init__(self):
+        self._partial = b""
+
+    def feed(self, chunk, stamp):
+        """Return the complete lines of *chunk* (plus what was pending), each prefixed with *stamp*."""
+        data = self._partial + chunk if self._partial else chunk
+        end = data.rfind(_NEWLINE) + 1
+        if end == len(data):
+            complete, self._partial = data, b""
+        else:
+            complete, self._partial = data[:end], data[end:]
+        formatted = format_lines(complete, stamp) if complete else b""
+        if len(self._partial) > MAX_LINE:
+            formatted += self._cut_partial(stamp)
+        return formatted
+
+    def finish(self, stamp):
+        """Return the pending last line (the stream closed without a newline), if any."""
+        partial, self._partial = self._partial, b""
+        return format_lines(partial + _NEWLINE, stamp) if partial else b""
+
+    def _cut_partial(self, stamp):
+        """Store the full-size pieces of an overlong unfinished line; keep the rest pending."""
+        pieces = split_long(self._partial)
+        self._partial = pieces.pop()
+        return stamp + (_NEWLINE + stamp).join(pieces) + _NEWLINE
+
+
+def format_lines(complete, stamp):
+    """Return *complete* (whole lines, ending with a newline) with *stamp* before each line."""
+    if not has_long_line(complete):
+        count = complete.count(_NEWLINE)
+        # The last newline ends the chunk: no stamp goes after it.
+        return stamp + complete.replace(_NEWLINE, _NEWLINE + stamp, count - 1)
+    lines = [piece for line in complete[:-1].split(_NEWLINE) for piece in split_long(line)]
+    return stamp + (_NEWLINE + stamp).join(lines) + _NEWLINE
+
+
+def has_long_line(data):
+    """Tell whether *data* holds a line longer than ``MAX_LINE`` bytes (its newline aside).
+
+    Jumps from newline to newline ``MAX_LINE`` bytes at a time, so short lines
+    cost nothing per line.
+    """
+    if len(data) <= MAX_LINE:
+        return False
+    start, size = 0, len(data)
+    while size - start > MAX_LINE:
+        last = data.rfind(_NEWLINE, start, start + MAX_LINE + 1)
+        if last < 0:
+            return True
+        start = last + 1
+    return False
+
+
+def split_long(line):
+    """Return *line* cut into pieces of at most ``MAX_LINE`` bytes, never inside a UTF-8 character."""
+    pieces = []
+    while len(line) > MAX_LINE:
+        cut = MAX_LINE
+        # Back up over UTF-8 continuation bytes (10xxxxxx), at most three.
+        while cut > MAX_LINE - 3 and line[cut] & 0xC0 == 0x80:
+            cut -= 1
+        pieces.append(line[:cut])
+        line = line[cut:]
+    pieces.append(line)
+    return pieces
+
+
+def parse_line(raw, previous_stamp=0):
+    """Return ``(timestamp_ms, text)`` of one stored line (without its newline).
+
+    A line without a valid stamp (a damaged file) takes the previous line's time.
+    """
+    stamp, space, text = raw.partition(" ")
+    if space and stamp.isdigit():
+        return int(stamp), text
+    return previous_stamp, raw

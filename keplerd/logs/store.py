@@ -1,0 +1,86 @@
+"""All the logs of one config: its writers, its live listeners and its retention rules.
+
+A service's logs are its own log name plus its hook logs ``<service>.<hook>``;
+the config's own are ``global.<hook>``. Retention works on such an owner as a
+whole: clearing ``web`` deletes ``web.*.log`` and ``web.<hook>.*.log``.
+"""
+
+import logging
+import os
+
+from keplerd.logs.files import remove_files
+from keplerd.logs.reader import log_names, owner_of
+from keplerd.logs.settings import STREAMS, LogSettings
+from keplerd.logs.writer import HubTimer, LogWriter
+
+log = logging.getLogger("keplerd.logs")
+
+GLOBAL = "global"
+
+
+class LogStore:
+    """The writers of one config's logs dir, created on demand and kept by log name.
+
+    *listeners* is the config's set of live listeners (followers, attached
+    clients); *global_settings* are the baked ``kepler.logs`` (for ``global.*``).
+    """
+
+    def __init__(self, logs_dir, listeners, global_settings=None, timers=HubTimer):
+        self.logs_dir = logs_dir
+        self.listeners = listeners
+        self._settings = {GLOBAL: LogSettings(global_settings)}
+        self._writers = {}
+        self._timers = timers
+
+    def writer(self, name, settings=None):
+        """Return the writer of log *name*, creating it on first use.
+
+        A service's writer sets the settings of its owner (and so of its hooks'
+        logs); a hook log uses its owner's settings.
+        """
+        owner = owner_of(name)
+        if settings is not None:
+            self._settings[owner] = LogSettings(settings) if isinstance(settings, dict) else settings
+        writer = self._writers.get(name)
+        if writer is None:
+            writer = self._writers[name] = LogWriter(self.logs_dir, name, self.listeners,
+                                                     self.settings(owner), self._timers)
+        return writer
+
+    def settings(self, owner):
+        return self._settings.get(owner) or self._settings[GLOBAL]
+
+    def apply_retention(self, owner, event):
+        """Flush the logs of *owner*, then delete them if its retention says so for *event*.
+
+        *event* is ``on_start``, ``on_stop``, ``on_restart`` or ``on_exit``; None
+        only flushes. Returns whether they were cleared.
+        """
+        self.flush(owner)
+        if not self.settings(owner).clears_on(event):
+            return False
+        self.clear(owner)
+        return True
+
+    def clear(self, owner):
+        """Delete every log file of *owner* (its hook logs included), open or not."""
+        for name, writer in self._writers.items():
+            if owner_of(name) == owner:
+                writer.clear()
+        for name in log_names(self.logs_dir):
+            if owner_of(name) == owner:
+                for stream in STREAMS:
+                    remove_files(os.path.join(self.logs_dir, f"{name}.{stream}.log"))
+        log.debug("cleared the logs of %s in %s", owner, self.logs_dir)
+
+    def flush(self, owner=None):
+        """Write out what is buffered (for *owner*, or for every log)."""
+        for name, writer in self._writers.items():
+            if owner is None or owner_of(name) == owner:
+                writer.flush()
+
+    def close(self):
+        """Flush and close every file (the next write opens it again)."""
+        for writer in self._writers.values():
+            writer.close()
+

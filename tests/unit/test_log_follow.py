@@ -1,0 +1,124 @@
+"""Followers and cursors: bounded live feeds, batches of a reading, cursor expiry."""
+
+import pytest
+
+from keplerd.logs.cursor import LogCursor
+from keplerd.logs.cursors import CursorTable, FollowerDropped, Reading
+from keplerd.logs.follow import LiveFeed
+
+# -- live feed ---------------------------------------------------------------------------------
+
+
+def test_a_live_feed_queues_chunks_of_selected_logs_only():
+    listeners = set()
+    feed = LiveFeed(services=["web"], no_hook=True)
+    feed.attach(listeners)
+    for listener in tuple(listeners):
+        listener("web", "stdout", b"1 a\n")
+        listener("web.pre_start", "stdout", b"1 hook\n")
+        listener("api", "stdout", b"1 other\n")
+        listener("web", "stdout", b"2 b\n")
+        listener("web", "stderr", b"3 c\n")
+    assert feed.take(1 << 20) == [["web", "stdout", "1 a\n2 b\n"], ["web", "stderr", "3 c\n"]]
+    assert not feed.pending
+
+
+def test_take_returns_about_max_bytes_and_keeps_the_rest():
+    feed = LiveFeed()
+    for index in range(10):
+        feed("web", "stdout", b"%d %s\n" % (index, b"x" * 100))
+    first = feed.take(300)
+    assert len(first[0][2]) <= 300 and feed.pending
+    rest = feed.take(1 << 20)
+    assert (first[0][2] + rest[0][2]).count("\n") == 10
+
+
+def test_a_follower_over_its_budget_is_dropped_and_unhooked():
+    listeners = set()
+    feed = LiveFeed(budget=1000)
+    feed.attach(listeners)
+    for _ in range(20):
+        for listener in tuple(listeners):
+            listener("web", "stdout", b"1 " + b"x" * 97 + b"\n")
+    assert feed.dropped
+    assert listeners == set(), "a dropped follower costs the writers nothing more"
+    assert feed.wait(0), "a reader waiting for lines learns at once"
+
+
+def test_a_dropped_follower_raises_on_its_next_read(tmp_path):
+    feed = LiveFeed(budget=10)
+    reading = Reading("id", LogCursor(str(tmp_path), []), feed)
+    feed("web", "stdout", b"1 more than ten bytes\n")
+    with pytest.raises(FollowerDropped):
+        reading.next_batch(wait=0)
+
+
+def test_a_reading_gives_stored_lines_then_live_chunks(tmp_path):
+    (tmp_path / "web.stdout.log").write_text("1 stored\n")
+    feed = LiveFeed()
+    reading = Reading("id", LogCursor(str(tmp_path), ["web"]), feed)
+    feed("web", "stdout", b"2 live\n")
+    assert reading.next_batch() == {"lines": [[1, "web", "stdout", "stored"]], "done": False}
+    assert reading.next_batch() == {"chunks": [["web", "stdout", "2 live\n"]], "done": False}
+    assert reading.next_batch(wait=0.01) == {"chunks": [], "done": False}
+
+
+def test_a_reading_without_follow_is_done_after_the_stored_lines(tmp_path):
+    (tmp_path / "web.stdout.log").write_text("1 stored\n")
+    reading = Reading("id", LogCursor(str(tmp_path), ["web"]))
+    assert reading.next_batch()["done"] is True
+
+
+# -- cursor table --------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class Owner:
+    closed = False
+
+
+def make_reading(tmp_path, owner=None):
+    listeners = set()
+    feed = LiveFeed()
+    feed.attach(listeners)
+    return Reading("id", LogCursor(str(tmp_path), []), feed, owner), listeners
+
+
+def test_idle_cursors_expire_after_five_minutes(tmp_path):
+    clock = Clock()
+    table = CursorTable(clock=clock)
+    try:
+        reading, listeners = make_reading(tmp_path)
+        cursor_id = table.open(reading)
+        clock.now += 299
+        assert table.get(cursor_id) is reading
+        clock.now += 299
+        assert table.get(cursor_id) is reading, "using a cursor keeps it alive"
+        clock.now += 300
+        with pytest.raises(KeyError, match="unknown or expired"):
+            table.get(cursor_id)
+        assert listeners == set(), "an expired follower stops listening"
+    finally:
+        table.close_all()
+
+
+def test_cursors_of_a_client_that_left_are_closed(tmp_path):
+    table = CursorTable(clock=Clock())
+    try:
+        owner = Owner()
+        cursor_id = table.open(make_reading(tmp_path, owner)[0])
+        other_id = table.open(make_reading(tmp_path, Owner())[0])
+        owner.closed = True
+        assert table.expire() == 1
+        with pytest.raises(KeyError):
+            table.get(cursor_id)
+        assert table.get(other_id)
+    finally:
+        table.close_all()
