@@ -15,7 +15,9 @@ module drives it:
   Lua, ends evaluation past the limit and, inside the daemon (gevent patched),
   yields to the hub every ``YIELD_EVERY`` seconds of it, so other clients are
   served while a bake computes. Switching greenlets inside a lupa callback is
-  safe: greenlet saves and restores the C stack, Lua's included.
+  safe: greenlet saves and restores the C stack, Lua's included. The yield is
+  ``gevent.idle()``, not ``sleep(0)``: sleep(0) only runs greenlets already
+  scheduled, and sockets and timers went unserved for 100 ms and more.
 * Memory. lupa's allocator enforces the cap; a failing allocation inside Lua is
   an ordinary Lua error. But lupa pushes call arguments and callback results
   outside protected mode, where a failing allocation aborts the whole process
@@ -39,16 +41,17 @@ GO_ON, OUT_OF_TIME, INTERRUPTED = 0, 1, 2
 LUALIB = os.path.join(os.path.dirname(__file__), "lualib")
 
 
-def cooperative_sleep():
-    """Return ``gevent.sleep`` inside the daemon (gevent monkey-patched), else None.
+def cooperative_yield():
+    """Return ``gevent.idle`` inside the daemon (gevent monkey-patched), else None.
 
-    Never imports gevent: ``keplerctl config check`` bakes without it.
+    ``idle()`` returns once the hub has served pending sockets and timers. Never
+    imports gevent: ``keplerctl config check`` bakes without it.
     """
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None and monkey.is_module_patched("time"):
         import gevent
 
-        return gevent.sleep
+        return gevent.idle
     return None
 
 
@@ -61,10 +64,10 @@ class CpuBudget:
     True
     """
 
-    def __init__(self, limit, sleep=None, clock=time.thread_time):
+    def __init__(self, limit, let_others_run=None, clock=time.thread_time):
         self.limit = limit
         self.used = 0.0
-        self._sleep = sleep
+        self._let_others_run = let_others_run
         self._clock = clock
         self._since = self._slice = 0.0
 
@@ -83,8 +86,8 @@ class CpuBudget:
         self._since = now
         if self.used > self.limit:
             return OUT_OF_TIME
-        if self._sleep is not None and now - self._slice >= YIELD_EVERY:
-            self._sleep(0)
+        if self._let_others_run is not None and now - self._slice >= YIELD_EVERY:
+            self._let_others_run()
             # Time spent in other greenlets is theirs, not this bake's.
             self._since = self._slice = self._clock()
         return GO_ON
@@ -124,7 +127,7 @@ class Sandbox:
         from lupa import lua54
 
         self.memory_limit = memory_limit
-        self.budget = CpuBudget(time_limit, cooperative_sleep())
+        self.budget = CpuBudget(time_limit, cooperative_yield())
         self.interruption = None
         self._load_module = load_module
         self._runtime = lua54.LuaRuntime(

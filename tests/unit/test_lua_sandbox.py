@@ -228,28 +228,28 @@ def test_budget_counts_only_time_spent_in_lua():
 
 def test_budget_yields_every_slice_and_does_not_count_others_time():
     clock = FakeClock()
-    sleeps = []
+    yields = []
 
-    def sleep(seconds):
-        sleeps.append(seconds)
+    def let_others_run():
+        yields.append(clock.now)
         clock.now += 3.0  # other greenlets run meanwhile
 
-    budget = CpuBudget(1.0, sleep=sleep, clock=clock)
+    budget = CpuBudget(1.0, let_others_run=let_others_run, clock=clock)
     budget.start()
     clock.now += YIELD_EVERY / 2
-    assert budget.tick() == GO_ON and sleeps == []
+    assert budget.tick() == GO_ON and yields == []
     clock.now += YIELD_EVERY
-    assert budget.tick() == GO_ON and sleeps == [0]
+    assert budget.tick() == GO_ON and len(yields) == 1
     assert budget.used == pytest.approx(1.5 * YIELD_EVERY)
 
 
 def test_an_interruption_while_yielding_is_raised_once_lua_unwound():
     sandbox = Sandbox(64 * MiB, 5.0, None)
 
-    def interrupt(_seconds):
+    def interrupt():
         raise KeyboardInterrupt
 
-    sandbox.budget = CpuBudget(5.0, sleep=interrupt)
+    sandbox.budget = CpuBudget(5.0, let_others_run=interrupt)
     ctx = {"env": {}, "sys_env": {}, "env_file": {}}
     with pytest.raises(KeyboardInterrupt):
         sandbox.run(b"while true do pcall(function() while true do end end) end", "=lua", ctx)
@@ -258,7 +258,7 @@ def test_an_interruption_while_yielding_is_raised_once_lua_unwound():
 
 
 def test_no_yield_outside_the_daemon():
-    assert luasandbox.cooperative_sleep() is None
+    assert luasandbox.cooperative_yield() is None
 
 
 def test_a_limit_too_small_for_the_sandbox_itself_is_a_memory_error(tmp_path):
