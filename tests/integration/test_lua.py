@@ -3,6 +3,8 @@
 import subprocess
 import time
 
+import psutil
+
 from tests.integration.harness import KEPLERCTL, wait_for
 
 RANDOM_TOKEN = """\
@@ -14,6 +16,11 @@ RANDOM_TOKEN = """\
         environment:
           TOKEN: !lua return global.token .. "-" .. ctx.sys_env.GREETING
 """
+
+
+def daemon_cpu(kepler):
+    times = psutil.Process(kepler.daemon.pid).cpu_times()
+    return times.user + times.system
 
 
 def baked_env(kepler, name="web"):
@@ -86,6 +93,31 @@ def test_an_endless_bake_fails_at_the_time_limit_while_the_daemon_serves_others(
     assert "kepler.yaml: services.spin.command: Lua time limit exceeded (2s of CPU per bake)" in stderr
     assert kepler.ps("-f", other)["calm"]["status"] == "running"
     assert "spin" not in kepler.ctl("ps", "--all").stdout
+
+
+def test_other_configs_start_and_bake_while_a_bake_computes(kepler):
+    spinning = kepler.write("spin/kepler.yaml", "services:\n  spin:\n    command: !lua while true do end\n")
+    loaded = kepler.write("loaded/kepler.yaml", "services:\n  one:\n    command: [sleep, '1000']\n")
+    fresh = kepler.write("fresh/kepler.yaml", "services:\n  two:\n    command: !lua return {'sleep', '1000'}\n")
+    kepler.ctl("-f", loaded, "start", "-d")
+    kepler.ctl("-f", loaded, "stop")
+    before = daemon_cpu(kepler)
+    bake = subprocess.Popen([KEPLERCTL, "-f", spinning, "start", "-d"], env=kepler.env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # The bake has begun once the daemon burns CPU in it.
+        wait_for(lambda: daemon_cpu(kepler) - before > 0.3, message="the spinning bake to begin")
+        for path in (loaded, fresh):
+            started = time.monotonic()
+            kepler.ctl("-f", path, "start", "-d")
+            took = time.monotonic() - started
+            assert bake.poll() is None, "the spinning bake should still be running"
+            assert took < 1.5, f"start of {path} took {took:.2f}s during another config's bake"
+    finally:
+        bake.wait(timeout=30)
+    assert bake.returncode == 1
+    kepler.wait_status("one", "running", "-f", loaded)
+    kepler.wait_status("two", "running", "-f", fresh)
 
 
 def test_a_memory_bomb_fails_the_bake_and_the_daemon_carries_on(kepler):
