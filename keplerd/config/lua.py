@@ -30,7 +30,7 @@ import os
 import re
 
 from .loader import ABSENT, LuaChunk, find_lua_chunks
-from .luasandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, ModuleRefused, OutOfMemory, Sandbox
+from .luasandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, ModuleRefused, OutOfMemory, Sandbox, lua_text
 
 __all__ = ["DEFAULT_MEMORY_LIMIT", "DEFAULT_TIME_LIMIT", "LuaEvaluator"]
 
@@ -152,7 +152,7 @@ class LuaEvaluator:
     def _read_chunk(self, chunk, path):
         """Return ``(source bytes, chunk name)``; None after reporting a problem."""
         if chunk.source is not None:
-            return chunk.source.encode("utf-8", "surrogateescape"), CHUNK_NAME
+            return lua_text(chunk.source), CHUNK_NAME
         file_path = os.path.normpath(os.path.join(self.config_dir, chunk.path))
         try:
             with open(file_path, "rb") as file:

@@ -110,9 +110,17 @@ def _lualib(name):
         return file.read()
 
 
-def _lua_text(value):
-    """Return *value* (a str) as the bytes Lua sees; odd surrogates from the CLI's env survive."""
-    return value.encode("utf-8", "surrogateescape")
+def lua_text(value):
+    """Return the str *value* as the bytes Lua sees, whatever surrogates it carries.
+
+    Undecodable bytes of the CLI's environment come back as they were; any other
+    lone surrogate (a client may send one in JSON) becomes bytes that Lua keeps
+    and that convert.lua refuses as invalid UTF-8 if they come back.
+    """
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
 
 
 class Sandbox:
@@ -171,13 +179,13 @@ class Sandbox:
     def _run(self, function, source, chunkname, ctx, with_names):
         tables = [ctx.get(key) or {} for key in ("env", "sys_env", "env_file")]
         size = len(source) + sum(len(k) + len(v) + 96 for table in tables for k, v in table.items())
-        args = [source, _lua_text(chunkname)]
+        args = [source, lua_text(chunkname)]
         if with_names:
-            args += [_lua_text(name) if name is not None else None
+            args += [lua_text(name) if name is not None else None
                      for name in (ctx.get("service_name"), ctx.get("hook_name"))]
         try:
             self._lift_cap(size)
-            args[2:2] = [self._runtime.table_from({_lua_text(k): _lua_text(v) for k, v in table.items()})
+            args[2:2] = [self._runtime.table_from({lua_text(k): lua_text(v) for k, v in table.items()})
                          for table in tables]
             status, text, *where = self._call(function, *args)
         except self._memory_error:
@@ -223,7 +231,7 @@ class Sandbox:
         except ModuleRefused as problem:
             return None, str(problem).encode()
         self._lift_cap(len(source) + len(chunkname))
-        return source, b"=" + _lua_text(chunkname)
+        return source, b"=" + lua_text(chunkname)
 
     def _lift_cap(self, size):
         used = self._runtime.get_memory_used() or 0

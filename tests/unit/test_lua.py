@@ -135,6 +135,15 @@ def test_values_that_cannot_be_config_values_are_located_errors(tmp_path, chunk,
     assert errors == [f"kepler.yaml: services.web.command{where}: {problem}"]
 
 
+def test_odd_text_in_the_environment_reaches_lua_and_is_refused_as_a_value(tmp_path):
+    web = service(tmp_path, "services:\n  web:\n    command: !lua return {tostring(#ctx.env.ODD)}\n",
+                  env={"ODD": "caf\udce9 \ud800"})
+    assert web["command"] == ["10"]  # each surrogate passed on as three bytes
+    errors = errors_of(tmp_path, "services:\n  web:\n    command: !lua return {ctx.env.ODD}\n",
+                       env={"ODD": "caf\udce9 \ud800"})
+    assert errors == ["kepler.yaml: services.web.command.0: Lua string is not valid UTF-8"]
+
+
 def test_an_empty_table_is_an_empty_list_and_map_keys_are_sorted(tmp_path):
     web = service(tmp_path, """\
         services:
