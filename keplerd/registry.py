@@ -1,5 +1,6 @@
 """The configs a daemon has loaded: found by path, baked on first use, restored at boot."""
 
+import collections
 import logging
 import os
 import shutil
@@ -24,7 +25,8 @@ class Registry:
         # Daemon settings that shape a bake (keplerd.conf): Lua limits, default stop grace period.
         self.bake_options = dict(bake_options or {})
         self.projects = {}
-        self._bake_lock = RLock()
+        # One lock per config: a bake may take seconds of Lua, and must not hold up the others.
+        self._bake_locks = collections.defaultdict(RLock)
 
     def load_all(self):
         """Load every config that has a snapshot; log and skip the unreadable ones."""
@@ -49,7 +51,7 @@ class Registry:
     def get_or_bake(self, config_path, sys_env, home, display_name=None):
         """Return the project of *config_path*, baking the file if it has no snapshot."""
         config_id = paths.config_id(config_path)
-        with self._bake_lock:
+        with self._bake_locks[config_id]:
             project = self.projects.get(config_id)
             if project is None:
                 project = self.projects[config_id] = self._bake(config_id, config_path, sys_env, home,
@@ -58,7 +60,7 @@ class Registry:
 
     def rebake(self, project, sys_env, home, display_name=None):
         """Replace *project* with a new bake of its file (``recreate``)."""
-        with self._bake_lock:
+        with self._bake_locks[project.id]:
             baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options)
             fresh = Project.create(self.state_dir, project.id, baked)
             project.logs.close()  # the new snapshot's settings (max_size, store...) take over

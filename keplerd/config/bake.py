@@ -3,7 +3,8 @@
 The pipeline, each step collecting every problem it finds:
 
 1. read the file once and load its YAML (syntax errors stop here);
-2. expand variables stage by stage, reading each env file once (:mod:`.stages`);
+2. expand variables stage by stage, reading each env file once and evaluating
+   Lua on the way (:mod:`.stages`, :mod:`.lua`);
 3. validate against the schema and the dependency graph (:mod:`.validate`);
 4. fill defaults and build the snapshot (:mod:`.snapshot`).
 
@@ -19,7 +20,8 @@ import urllib.parse
 from .errors import ConfigError, Problems
 from .loader import load_yaml
 from .snapshot import SnapshotBuilder
-from .stages import EnvFiles, NoLua, Stager
+from .lua import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, LuaEvaluator
+from .stages import EnvFiles, Stager
 from .validate import Validator
 
 
@@ -44,11 +46,14 @@ def stored_name(path, config_dir):
     return urllib.parse.quote(relative if inside else path, safe="")
 
 
-def bake(config_path, sys_env, home, display_name=None, default_stop_grace_period=10.0):
+def bake(config_path, sys_env, home, display_name=None, default_stop_grace_period=10.0,
+         lua_memory_limit=DEFAULT_MEMORY_LIMIT, lua_time_limit=DEFAULT_TIME_LIMIT):
     """Return the Baked config of the file at absolute *config_path*; raise ConfigError.
 
     *sys_env* and *home* are the CLI's environment and its user's home dir;
-    *display_name* names the file in messages (default: its base name).
+    *display_name* names the file in messages (default: its base name). The Lua
+    of the config runs within *lua_memory_limit* bytes and *lua_time_limit*
+    seconds of CPU, for the whole bake.
     """
     source = os.path.realpath(config_path)
     config_dir = os.path.dirname(source)
@@ -65,7 +70,11 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
     if not isinstance(tree, dict):
         raise ConfigError([f"{display_name}: the top level must be a mapping"])
     env_files = EnvFiles(config_dir, problems)
-    tree = Stager(sys_env, home, config_dir, problems, env_files, NoLua(problems)).stage(tree)
+    lua = LuaEvaluator(config_dir, problems, lua_memory_limit, lua_time_limit)
+    try:
+        tree = Stager(sys_env, home, config_dir, problems, env_files, lua).stage(tree)
+    finally:
+        lua.close()
     kepler, services = Validator(problems).validate(tree)
     problems.raise_if_any()
     stored = {path: stored_name(path, config_dir) for path in env_files.contents}
@@ -83,6 +92,8 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
     return Baked(snapshot=snapshot, config_bytes=config_bytes, env_files=contents)
 
 
-def check(config_path, sys_env, home, display_name=None):
-    """Validate the config as :func:`bake` would, writing nothing; raise ConfigError."""
-    bake(config_path, sys_env, home, display_name)
+def check(config_path, sys_env, home, display_name=None, lua_memory_limit=DEFAULT_MEMORY_LIMIT,
+          lua_time_limit=DEFAULT_TIME_LIMIT):
+    """Validate the config as :func:`bake` would (Lua included), writing nothing; raise ConfigError."""
+    bake(config_path, sys_env, home, display_name, lua_memory_limit=lua_memory_limit,
+         lua_time_limit=lua_time_limit)

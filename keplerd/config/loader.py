@@ -24,11 +24,16 @@ ABSENT = object()
 
 @dataclasses.dataclass(frozen=True)
 class LuaChunk:
-    """A ``!lua`` (``source``) or ``!lua_file`` (``path``) value, at 1-based *line*."""
+    """A ``!lua`` (``source``) or ``!lua_file`` (``path``) value, at 1-based *line*.
+
+    ``failed`` marks a chunk whose evaluation failed (the problem is already
+    reported): it stays in the tree so validation says nothing more under it.
+    """
 
     source: str | None = None
     path: str | None = None
     line: int = 0
+    failed: bool = False
 
 
 class _Loader(_BaseLoader):

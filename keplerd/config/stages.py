@@ -19,12 +19,13 @@ of the wrong type is left for the schema to report. Decisions:
 * ``env_file`` and ``working_dir`` become absolute, normalised paths (relative ones
   are relative to the config dir) in the returned tree.
 
-Lua (SPEC §6) slots in through the *lua* evaluator: before a field's stage
-expands it, ``lua.resolve(node, path, ctx)`` replaces the ``LuaChunk`` markers in
-it (``ctx`` holds ``env``, ``sys_env``, ``env_file``, ``service_name``,
-``hook_name``); returning ``loader.ABSENT`` drops the key. Order: the ``lua:``
-block, ``kepler``, then per service ``env_file``, ``environment`` and every other
-key in file order. :class:`NoLua` is the evaluator until Lua lands.
+Lua (SPEC §6) slots in through the *lua* evaluator (:class:`.lua.LuaEvaluator`):
+before a field's stage expands it, ``lua.resolve(node, path, ctx)`` replaces the
+``LuaChunk`` markers in it (``ctx`` holds ``env``, ``sys_env``, ``env_file``,
+``service_name``, ``hook_name``); returning ``loader.ABSENT`` drops the key.
+Order: the ``lua:`` block, ``kepler``, then per service in file order: a chunk
+that is the whole entry, ``env_file``, ``environment``, every other key in file
+order, then the hooks (each the same way), which build on the service's variables.
 """
 
 import os
@@ -36,19 +37,6 @@ from .fields import scalar_text
 from .loader import ABSENT, LuaChunk
 
 STAGE3_FIELDS = ("working_dir", "user", "group")
-
-
-class NoLua:
-    """The evaluator until Lua lands: leaves markers in place for validation to report."""
-
-    def __init__(self, problems):
-        self.problems = problems
-
-    def run_global(self, source, path, ctx):
-        self.problems.add(path, "Lua is not supported yet")
-
-    def resolve(self, node, path, ctx):
-        return node
 
 
 class EnvFiles:
@@ -166,7 +154,7 @@ class Stager:
 
     def _stage_env_file(self, block, path, variables, ctx):
         """Stage 1: expand ``env_file``, make it absolute and return its variables."""
-        env_file = self._resolve(block, "env_file", path + ["env_file"], ctx)
+        env_file = self._resolve(block, "env_file", path + ["env_file"], ctx, deep=True)
         if not isinstance(env_file, str):
             return {}
         expanded = self._expand(env_file, path + ["env_file"], variables)
@@ -175,7 +163,7 @@ class Stager:
 
     def _stage_environment(self, block, path, variables, ctx):
         """Stage 2: expand the values of ``environment``; return the entries as a map."""
-        environment = self._resolve(block, "environment", path + ["environment"], ctx)
+        environment = self._resolve(block, "environment", path + ["environment"], ctx, deep=True)
         where = path + ["environment"]
         result = {}
         if isinstance(environment, list):
@@ -192,10 +180,14 @@ class Stager:
             result = {key: text for key, text in texts.items() if text is not None}
         return result
 
-    def _resolve(self, parent, key, path, ctx):
-        """Return ``parent[key]`` after Lua; update or drop it in *parent*."""
+    def _resolve(self, parent, key, path, ctx, deep=False):
+        """Return ``parent[key]`` after Lua; update or drop it in *parent*.
+
+        Only a chunk that is the whole value runs, unless *deep*: the keys inside
+        a service, hook or section run later, each with its own stage's ``ctx``.
+        """
         node = parent.get(key)
-        if not isinstance(node, LuaChunk):
+        if key not in parent or not deep and not isinstance(node, LuaChunk):
             return node
         node = self.lua.resolve(node, path, ctx)
         if node is ABSENT:

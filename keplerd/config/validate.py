@@ -29,7 +29,7 @@ def flatten_errors(messages, path=()):
 
 
 class Validator:
-    """Validate one tree; problems under a Lua marker are reported once, as the marker."""
+    """Validate one tree; problems under a failed Lua chunk are reported once, by the evaluator."""
 
     def __init__(self, problems):
         self.problems = problems
@@ -62,8 +62,11 @@ class Validator:
             self.problems.add(path, message)
 
     def _report_lua(self, tree):
-        for path, _chunk in find_lua_chunks({key: value for key, value in tree.items() if key != "lua"}):
-            self.problems.add(path, "Lua is not supported yet")
+        """Keep quiet under markers whose chunk failed (it is reported); report any not evaluated."""
+        sections = {key: tree[key] for key in ("kepler", "services") if key in tree}
+        for path, chunk in find_lua_chunks(sections):
+            if not chunk.failed:
+                self.problems.add(path, "Lua value was not evaluated")
             self.lua_paths.append(path)
 
     def _load(self, schema, data, path):

@@ -314,26 +314,19 @@ def test_all_errors_are_reported_together(tmp_path):
     ]
 
 
-def test_lua_is_not_supported_yet(tmp_path):
+def test_a_failed_lua_chunk_is_reported_once(tmp_path):
     errors = errors_of(tmp_path, """\
-        lua: |
-          x = 1
         services:
-          web:
-            command: !lua return {"x"}
+          web: !lua error("no web today")
+          api:
+            command: [x]
             environment:
               A: !lua_file a.lua
         """)
     assert errors == [
-        "kepler.yaml: lua: Lua is not supported yet",
-        "kepler.yaml: services.web.command: Lua is not supported yet",
-        "kepler.yaml: services.web.environment.A: Lua is not supported yet",
+        "kepler.yaml: services.web: lua:1: no web today",
+        "kepler.yaml: services.api.environment.A: cannot read Lua file a.lua: No such file or directory",
     ]
-
-
-def test_lua_service_is_reported_once(tmp_path):
-    errors = errors_of(tmp_path, "services:\n  web: !lua return {}\n")
-    assert errors == ["kepler.yaml: services.web: Lua is not supported yet"]
 
 
 SCHEMAS = [

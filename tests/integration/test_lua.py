@@ -1,0 +1,189 @@
+"""Lua templating through a real keplerd and keplerctl (SPEC §6)."""
+
+import subprocess
+import time
+
+import psutil
+
+from tests.integration.harness import KEPLERCTL, wait_for
+
+RANDOM_TOKEN = """\
+    lua: |
+      global.token = tostring(math.random(1, 1000000000)) .. "-" .. os.time()
+    services:
+      web:
+        command: !lua return {"sleep", "1000"}
+        environment:
+          TOKEN: !lua return global.token .. "-" .. ctx.sys_env.GREETING
+"""
+
+
+def daemon_cpu(kepler):
+    times = psutil.Process(kepler.daemon.pid).cpu_times()
+    return times.user + times.system
+
+
+def baked_env(kepler, name="web"):
+    return kepler.inspect(name)["services"][name]["config"]["env"]
+
+
+def test_services_run_with_values_computed_by_lua(kepler):
+    kepler.write("ports.lua", "return {web = 8080}\n")
+    kepler.config("""\
+        lua: |
+          ports = require("ports")
+          function url(name) return "http://localhost:" .. ports[name] end
+        services:
+          web:
+            command: !lua return {"sh", "-c", "echo serving " .. url("web") .. "; exec sleep 1000"}
+            environment:
+              NAME: !lua return ctx.service_name
+    """)
+    kepler.ctl("start", "-d")
+    kepler.wait_status("web", "running")
+    wait_for(lambda: "web | serving http://localhost:8080" in kepler.logs(), message="the computed command's output")
+    assert baked_env(kepler)["NAME"] == "web"
+
+
+def test_lua_runs_once_per_bake_and_recreate_runs_it_again(kepler):
+    kepler.config(RANDOM_TOKEN)
+    kepler.ctl("start", "-d", env=kepler.env(GREETING="hello"))
+    first = kepler.wait_status("web", "running")
+    token = baked_env(kepler)["TOKEN"]
+    assert token.endswith("-hello")
+
+    kepler.ctl("restart", "-d", env=kepler.env(GREETING="changed"))
+    wait_for(lambda: kepler.ps()["web"]["pid"] not in (None, first["pid"]), message="web to restart")
+    assert baked_env(kepler)["TOKEN"] == token, "a restart reuses the snapshot"
+
+    kepler.stop_daemon()
+    kepler.start_daemon()
+    kepler.wait_status("web", "running")
+    assert baked_env(kepler)["TOKEN"] == token, "a daemon restart reuses the snapshot"
+
+    kepler.ctl("stop")
+    kepler.ctl("recreate", env=kepler.env(GREETING="again"))
+    fresh = baked_env(kepler)["TOKEN"]
+    assert fresh != token and fresh.endswith("-again")
+
+
+def test_an_endless_bake_fails_at_the_time_limit_while_the_daemon_serves_others(kepler):
+    other = kepler.write("other/kepler.yaml", "services:\n  calm:\n    command: [sleep, '1000']\n")
+    kepler.ctl("-f", other, "start", "-d")
+    kepler.wait_status("calm", "running", "-f", other)
+    spinning = kepler.write("spin/kepler.yaml", "services:\n  spin:\n    command: !lua while true do end\n")
+
+    bake = subprocess.Popen([KEPLERCTL, "-f", spinning, "start", "-d"], env=kepler.env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    answers = []
+    try:
+        while bake.poll() is None:
+            started = time.monotonic()
+            assert kepler.ps("-f", other)["calm"]["status"] == "running"
+            answers.append((time.monotonic() - started, bake.poll() is None))
+        _, stderr = bake.communicate(timeout=30)
+    finally:
+        if bake.poll() is None:
+            bake.kill()
+            bake.wait()
+    answered_meanwhile = [took for took, spinning_still in answers if spinning_still]
+    assert answered_meanwhile, "ps should have answered at least once during the bake"
+    assert max(answered_meanwhile) < 1.5, f"ps took {max(answered_meanwhile):.2f}s during the bake"
+    assert bake.returncode == 1
+    assert "kepler.yaml: services.spin.command: Lua time limit exceeded (2s of CPU per bake)" in stderr
+    assert kepler.ps("-f", other)["calm"]["status"] == "running"
+    assert "spin" not in kepler.ctl("ps", "--all").stdout
+
+
+def test_other_configs_start_and_bake_while_a_bake_computes(kepler):
+    spinning = kepler.write("spin/kepler.yaml", "services:\n  spin:\n    command: !lua while true do end\n")
+    loaded = kepler.write("loaded/kepler.yaml", "services:\n  one:\n    command: [sleep, '1000']\n")
+    fresh = kepler.write("fresh/kepler.yaml", "services:\n  two:\n    command: !lua return {'sleep', '1000'}\n")
+    kepler.ctl("-f", loaded, "start", "-d")
+    kepler.ctl("-f", loaded, "stop")
+    before = daemon_cpu(kepler)
+    bake = subprocess.Popen([KEPLERCTL, "-f", spinning, "start", "-d"], env=kepler.env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # The bake has begun once the daemon burns CPU in it.
+        wait_for(lambda: daemon_cpu(kepler) - before > 0.3, message="the spinning bake to begin")
+        for path in (loaded, fresh):
+            started = time.monotonic()
+            kepler.ctl("-f", path, "start", "-d")
+            took = time.monotonic() - started
+            assert bake.poll() is None, "the spinning bake should still be running"
+            assert took < 1.5, f"start of {path} took {took:.2f}s during another config's bake"
+    finally:
+        bake.wait(timeout=30)
+    assert bake.returncode == 1
+    kepler.wait_status("one", "running", "-f", loaded)
+    kepler.wait_status("two", "running", "-f", fresh)
+
+
+def test_a_memory_bomb_fails_the_bake_and_the_daemon_carries_on(kepler):
+    kepler.config("""\
+        services:
+          bomb:
+            command: !lua |
+              local t = {}
+              for i = 1, 1e9 do t[i] = ("x"):rep(100) .. i end
+    """)
+    result = kepler.ctl("start", "-d", check=False)
+    assert result.returncode == 1
+    assert "kepler.yaml: services.bomb.command: Lua memory limit exceeded (64 MiB per bake)" in result.stderr
+    assert kepler.ctl("daemon", "status").returncode == 0
+    kepler.config("services:\n  fine:\n    command: !lua return {'sleep', '1000'}\n")
+    kepler.ctl("start", "-d")
+    kepler.wait_status("fine", "running")
+
+
+def test_lua_errors_name_the_file_the_key_and_the_line(kepler):
+    kepler.config("""\
+        services:
+          web:
+            command: !lua |
+              local settings = {}
+              local name = "web"
+              return {"serve", settings.http.port}
+    """)
+    expected = "kepler.yaml: services.web.command: lua:3: attempt to index a nil value (field 'http')"
+    started = kepler.ctl("start", "-d", check=False)
+    assert (started.returncode, started.stderr.strip()) == (1, f"keplerctl: {expected}")
+    checked = kepler.ctl("config", "check", check=False)
+    assert (checked.returncode, checked.stderr.strip()) == (1, f"keplerctl: {expected}")
+
+
+def test_config_check_evaluates_lua_without_a_daemon(kepler_stopped):
+    kepler_stopped.config("""\
+        services:
+          web:
+            command: !lua return {"echo", 42}
+    """)
+    result = kepler_stopped.ctl("config", "check", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "keplerctl: kepler.yaml: services.web.command.1: Not a valid string."
+    kepler_stopped.config("services:\n  web:\n    command: !lua return {'echo', tostring(42)}\n")
+    assert kepler_stopped.ctl("config", "check").stdout.strip() == "kepler.yaml: ok"
+
+
+def test_lua_generated_dependencies_watch_and_healthcheck_reach_the_snapshot(kepler):
+    kepler.config("""\
+        lua: |
+          function healthy(...) return {condition = "service_healthy", timeout = "30s"} end
+        services:
+          db:
+            command: [sleep, "1000"]
+            healthcheck: !lua return {test = {"CMD", "true"}, interval = "1s", retries = 2}
+          web:
+            command: [sleep, "1000"]
+            depends_on: !lua return {db = healthy()}
+            restart: !lua return {policy = "always", watch = {"*.conf"}}
+    """)
+    kepler.ctl("start", "-d", "db")
+    services = kepler.inspect()["services"]
+    web, db = services["web"]["config"], services["db"]["config"]
+    assert web["depends_on"]["db"]["condition"] == "service_healthy"
+    assert web["depends_on"]["db"]["timeout"] == 30.0
+    assert web["restart"]["policy"] == "always" and web["restart"]["watch"] == ["*.conf"]
+    assert db["healthcheck"]["test"] == ["true"] or db["healthcheck"]["test"][-1] == "true"
+    assert db["healthcheck"]["interval"] == 1.0 and db["healthcheck"]["retries"] == 2
