@@ -7,7 +7,6 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import argparse  # noqa: E402
 import ctypes  # noqa: E402
 import dataclasses  # noqa: E402
 import fcntl  # noqa: E402
@@ -232,33 +231,13 @@ def _become_subreaper():
         log.warning("cannot become a child subreaper: %s", os.strerror(ctypes.get_errno()))
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="keplerd", description="Kepler process orchestrator daemon.")
-    parser.add_argument("--config", metavar="PATH",
-                        help=f"daemon settings file (default {daemon_settings.DEFAULT_PATH}; may be missing)")
-    parser.add_argument("--state-dir", metavar="DIR",
-                        help="state directory (default $KEPLER_DAEMON_PATH, else state_dir, else /var/lib/kepler)")
-    parser.add_argument("--autostart-dir", metavar="DIR",
-                        help="configs to start at boot (default autostart_dir, else /etc/kepler/conf.d)")
-    parser.add_argument("--socket-group", metavar="GROUP",
-                        help="group allowed to use the socket (default socket_group, else kepler)")
-    parser.add_argument("--log-level", choices=daemon_settings.LOG_LEVELS,
-                        help="log level (default log_level, else info)")
-    parser.add_argument("--daemonize", action="store_true",
-                        help="run in the background; return once the socket answers (exit 1 if it cannot start)")
-    parser.add_argument("--log-file", metavar="PATH",
-                        help="log to PATH instead of stderr (default with --daemonize: STATE_DIR/keplerd.log)")
-    parser.add_argument("--version", action="version", version=f"keplerd {__version__}")
-    return parser.parse_args(argv)
-
-
 def configure_logging(level):
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = daemon_settings.build_parser().parse_args(argv)
     if os.geteuid() != 0:
         print("keplerd: must run as root (it starts services as any user)", file=sys.stderr)
         sys.exit(1)

@@ -9,13 +9,14 @@ and all of them are reported together.
 '/etc/kepler/conf.d'
 """
 
+import argparse
 import dataclasses
 import inspect
 import os
 
 from marshmallow import ValidationError, validates_schema
 
-from keplerd import paths
+from keplerd import __version__, paths
 from keplerd.config import fields
 from keplerd.config.errors import ConfigError, Problems
 from keplerd.config.loader import load_yaml
@@ -131,3 +132,23 @@ def resolve(args, environ=os.environ):
     if "autostart_dir" in overrides:
         overrides["autostart_dir"] = os.path.abspath(overrides["autostart_dir"])
     return dataclasses.replace(settings, **overrides)
+
+
+def build_parser():
+    """Return the parser of keplerd's command line."""
+    parser = argparse.ArgumentParser(prog="keplerd", description="Kepler process orchestrator daemon.")
+    parser.add_argument("--config", metavar="PATH",
+                        help=f"daemon settings file (default {DEFAULT_PATH}; may be missing)")
+    parser.add_argument("--state-dir", metavar="DIR",
+                        help="state directory (default $KEPLER_DAEMON_PATH, else state_dir, else /var/lib/kepler)")
+    parser.add_argument("--autostart-dir", metavar="DIR",
+                        help="configs to start at boot (default autostart_dir, else /etc/kepler/conf.d)")
+    parser.add_argument("--socket-group", metavar="GROUP",
+                        help="group allowed to use the socket (default socket_group, else kepler)")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default log_level, else info)")
+    parser.add_argument("--daemonize", action="store_true",
+                        help="run in the background; return once the socket answers (exit 1 if it cannot start)")
+    parser.add_argument("--log-file", metavar="PATH",
+                        help="log to PATH instead of stderr (default with --daemonize: STATE_DIR/keplerd.log)")
+    parser.add_argument("--version", action="version", version=f"keplerd {__version__}")
+    return parser
