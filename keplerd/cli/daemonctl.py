@@ -15,6 +15,10 @@ POLL_INTERVAL = 0.02
 
 
 def _daemon_command():
+    """Return how to run keplerd: the script beside keplerctl (a venv, ``make install``), else ``-m``."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "keplerd")
+    if os.path.basename(sys.argv[0]) == "keplerctl" and os.access(beside, os.X_OK):
+        return [beside]
     return [sys.executable, "-m", "keplerd"]
 
 
