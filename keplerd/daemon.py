@@ -238,6 +238,9 @@ def configure_logging(level):
 
 def main(argv=None):
     args = daemon_settings.build_parser().parse_args(argv)
+    if os.environ.get("KEPLER_DAEMON_PATH"):
+        # Read again on reload, by then from / when daemonized: keep what it meant here.
+        os.environ["KEPLER_DAEMON_PATH"] = os.path.abspath(os.environ["KEPLER_DAEMON_PATH"])
     if os.geteuid() != 0:
         print("keplerd: must run as root (it starts services as any user)", file=sys.stderr)
         sys.exit(1)
@@ -272,7 +275,7 @@ def main(argv=None):
 
 def _log_path(args, settings):
     if args.log_file:
-        return os.path.abspath(args.log_file)
+        return args.log_file
     if args.daemonize:
         return os.path.join(settings.state_dir, "keplerd.log")
     return None

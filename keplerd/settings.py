@@ -137,18 +137,19 @@ def resolve(args, environ=os.environ):
 def build_parser():
     """Return the parser of keplerd's command line."""
     parser = argparse.ArgumentParser(prog="keplerd", description="Kepler process orchestrator daemon.")
-    parser.add_argument("--config", metavar="PATH",
+    # Paths are made absolute at once: a reload after --daemonize runs in /.
+    parser.add_argument("--config", metavar="PATH", type=os.path.abspath,
                         help=f"daemon settings file (default {DEFAULT_PATH}; may be missing)")
-    parser.add_argument("--state-dir", metavar="DIR",
+    parser.add_argument("--state-dir", metavar="DIR", type=os.path.abspath,
                         help="state directory (default $KEPLER_DAEMON_PATH, else state_dir, else /var/lib/kepler)")
-    parser.add_argument("--autostart-dir", metavar="DIR",
+    parser.add_argument("--autostart-dir", metavar="DIR", type=os.path.abspath,
                         help="configs to start at boot (default autostart_dir, else /etc/kepler/conf.d)")
     parser.add_argument("--socket-group", metavar="GROUP",
                         help="group allowed to use the socket (default socket_group, else kepler)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default log_level, else info)")
     parser.add_argument("--daemonize", action="store_true",
                         help="run in the background; return once the socket answers (exit 1 if it cannot start)")
-    parser.add_argument("--log-file", metavar="PATH",
+    parser.add_argument("--log-file", metavar="PATH", type=os.path.abspath,
                         help="log to PATH instead of stderr (default with --daemonize: STATE_DIR/keplerd.log)")
     parser.add_argument("--version", action="version", version=f"keplerd {__version__}")
     return parser

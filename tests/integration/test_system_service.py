@@ -62,15 +62,17 @@ def daemon_pids():
 
 
 def stop_pid(pid, timeout=20):
+    """SIGTERM a daemon we are not the parent of; SIGKILL it if it is still there after *timeout*."""
     try:
         process = psutil.Process(pid)
         created = process.create_time()
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
-        kill_if_same(pid, created)
     except psutil.NoSuchProcess:
-        pass
+        return
+    try:
+        wait_for(lambda: not _alive(pid), timeout=timeout, message=f"daemon {pid} to exit")
+    except AssertionError:
+        kill_if_same(pid, created)
 
 
 def _alive(pid):
