@@ -19,8 +19,9 @@ MANDIR     ?= $(PREFIX)/share/man
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
-SYSCONFDIR ?= /etc
-STATEDIR   ?= /var/lib/kepler
+# Fixed: the daemon's own defaults (keplerd.conf may move the state dir).
+SYSCONFDIR := /etc
+STATEDIR   := /var/lib/kepler
 GROUP      ?= kepler
 CREATE_GROUP ?= $(if $(DESTDIR),no,yes)
 # Tools the tests need beyond Python: Debian package names by command.
