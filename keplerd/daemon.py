@@ -7,8 +7,8 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import argparse  # noqa: E402
 import ctypes  # noqa: E402
+import dataclasses  # noqa: E402
 import fcntl  # noqa: E402
 import grp  # noqa: E402
 import logging  # noqa: E402
@@ -19,18 +19,25 @@ import time  # noqa: E402
 
 import gevent  # noqa: E402
 from gevent.event import Event  # noqa: E402
+from gevent.pool import Group  # noqa: E402
+from gevent.queue import Queue  # noqa: E402
 
 from keplerd import __version__, lifecycle, paths  # noqa: E402
+from keplerd import daemonize as background  # noqa: E402
+from keplerd import settings as daemon_settings  # noqa: E402
+from keplerd.autostart import Autostart  # noqa: E402
+from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
 from keplerd.logs.cursors import CursorTable  # noqa: E402
+from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.registry import Registry  # noqa: E402
 from keplerd.service import UP  # noqa: E402
 
 log = logging.getLogger("keplerd")
 
-DEFAULT_SOCKET_GROUP = "kepler"
 PR_SET_CHILD_SUBREAPER = 36
+RELOAD, STOP = "reload", "stop"
 
 
 class StartupError(Exception):
@@ -38,23 +45,35 @@ class StartupError(Exception):
 
 
 class Daemon:
-    """The daemon's lifetime: boot, serve, shut down."""
+    """The daemon's lifetime: boot, serve, reload, shut down.
 
-    def __init__(self, state_dir, socket_group=DEFAULT_SOCKET_GROUP):
-        self.state_dir = state_dir
-        self.socket_group = socket_group
+    *reread* returns fresh Settings for a reload (or raises ConfigError);
+    *on_ready* is called once the socket answers and boot configs are launched.
+    """
+
+    def __init__(self, settings, reread=None, notifier=None, on_ready=()):
+        self.settings = settings
+        self.state_dir = settings.state_dir
+        self.socket_group = settings.socket_group
         self.pid = os.getpid()
         self.started_at = time.time()
-        self.registry = Registry(state_dir)
+        self.registry = Registry(self.state_dir, settings.bake_options())
         self.cursors = CursorTable()
+        self.autostart = Autostart(self.registry, settings.autostart_dir)
+        self._reread = reread
+        self._notifier = notifier or Notifier()
+        self._on_ready = list(on_ready)
         self._server = None
         self._lock_fd = None
-        self._stop_requested = Event()
+        self._mailbox = Queue()
+        self._greenlets = Group()  # the daemon's own: the watchdog
         self._stopped = Event()
         self._shutting_down = False
 
     def run(self):
         """Boot, serve until asked to stop, then stop every service and clean up."""
+        self._handle_signals()
+        self._start_watchdog()
         self._prepare_state_dir()
         self._lock()
         listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
@@ -64,19 +83,23 @@ class Daemon:
             listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request))
         self._restore_configs()
+        self.autostart.scan()
         self._server.start()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            gevent.signal_handler(signum, self.request_shutdown)
-        log.info("keplerd %s ready on %s (pid %s)", __version__, paths.socket_path(self.state_dir), self.pid)
-        self._stop_requested.wait()
+        self._announce_ready()
+        self._serve()
         self.shutdown()
         self._server.stop(timeout=2.0)
+        self._greenlets.kill()
         self._cleanup_files()
         log.info("keplerd stopped")
 
     def request_shutdown(self):
         """Ask the main greenlet to shut down (signal handlers only post this)."""
-        self._stop_requested.set()
+        self._mailbox.put(STOP)
+
+    def request_reload(self):
+        """Ask the main greenlet to reload settings and the autostart dir."""
+        self._mailbox.put(RELOAD)
 
     def shutdown(self):
         """Stop every service of every config (configs in parallel); idempotent."""
@@ -84,11 +107,78 @@ class Daemon:
             self._stopped.wait()
             return
         self._shutting_down = True
+        self._notifier.stopping()
         log.info("stopping all services")
         projects = list(self.registry.projects.values())
         gevent.joinall([gevent.spawn(project.shutdown) for project in projects])
         self._stopped.set()
-        self._stop_requested.set()
+        self._mailbox.put(STOP)
+
+    def reload(self):
+        """Re-read ``keplerd.conf`` (log level, limits, autostart dir); start new autostart configs."""
+        if self._shutting_down:
+            return
+        self._notifier.reloading()
+        if self._reread is not None:
+            try:
+                self._apply(self._reread())
+            except ConfigError as error:
+                for line in error.errors:
+                    log.error("reload: %s", line)
+                log.error("reload: keeping the previous settings")
+        started = self.autostart.scan()
+        log.info("reloaded; autostarted %d new config(s)", len(started))
+        self._notifier.ready(self._status())
+
+    # -- serving ---------------------------------------------------------------------
+
+    def _handle_signals(self):
+        """Route signals to the mailbox: handlers only post, the main greenlet acts."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            gevent.signal_handler(signum, self.request_shutdown)
+        gevent.signal_handler(signal.SIGHUP, self.request_reload)
+
+    def _serve(self):
+        """Handle posted requests until one says stop."""
+        while True:
+            request = self._mailbox.get()
+            if request == STOP:
+                return
+            self.reload()
+
+    def _announce_ready(self):
+        log.info("keplerd %s ready on %s (pid %s)", __version__, paths.socket_path(self.state_dir), self.pid)
+        self._notifier.ready(self._status())
+        for callback in self._on_ready:
+            callback()
+
+    def _status(self):
+        return f"{len(self.registry.projects)} config(s) loaded; socket {paths.socket_path(self.state_dir)}"
+
+    def _start_watchdog(self):
+        """Ping systemd's watchdog from the loop, so that a frozen loop gets the daemon restarted."""
+        interval = watchdog_interval(os.environ, self.pid)
+        if interval is None:
+            return
+
+        def ping():
+            while True:
+                self._notifier.watchdog()
+                gevent.sleep(interval)
+
+        log.info("systemd watchdog: pinging every %.3gs", interval)
+        self._greenlets.spawn(ping)
+
+    def _apply(self, fresh):
+        """Use the reloadable parts of *fresh* settings; warn about the others."""
+        for key in ("state_dir", "socket_group"):
+            if getattr(fresh, key) != getattr(self.settings, key):
+                log.warning("reload: %s changed to %r: it takes effect when keplerd restarts",
+                            key, getattr(fresh, key))
+        logging.getLogger().setLevel(fresh.log_level.upper())
+        self.registry.bake_options = fresh.bake_options()
+        self.autostart.directory = fresh.autostart_dir
+        self.settings = dataclasses.replace(fresh, state_dir=self.state_dir, socket_group=self.socket_group)
 
     # -- boot ------------------------------------------------------------------------
 
@@ -145,34 +235,79 @@ def _become_subreaper():
         log.warning("cannot become a child subreaper: %s", os.strerror(ctypes.get_errno()))
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="keplerd", description="Kepler process orchestrator daemon.")
-    parser.add_argument("--state-dir", help="state directory (default $KEPLER_DAEMON_PATH or /var/lib/kepler)")
-    parser.add_argument("--socket-group", default=DEFAULT_SOCKET_GROUP,
-                        help="group allowed to use the socket (default: kepler)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    parser.add_argument("--version", action="version", version=f"keplerd {__version__}")
-    return parser.parse_args(argv)
-
-
 def configure_logging(level):
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    configure_logging(args.log_level)
+    args = daemon_settings.build_parser().parse_args(argv)
+    if os.environ.get("KEPLER_DAEMON_PATH"):
+        # Read again on reload, by then from / when daemonized: keep what it meant here.
+        os.environ["KEPLER_DAEMON_PATH"] = os.path.abspath(os.environ["KEPLER_DAEMON_PATH"])
     if os.geteuid() != 0:
         print("keplerd: must run as root (it starts services as any user)", file=sys.stderr)
         sys.exit(1)
+    try:
+        settings = daemon_settings.resolve(args)
+    except ConfigError as error:
+        for line in error.errors:
+            print(f"keplerd: {line}", file=sys.stderr)
+        sys.exit(1)
     os.umask(0o007)
-    daemon = Daemon(paths.state_dir(args.state_dir), args.socket_group)
+    log_path = _log_path(args, settings)
+    readiness = _redirect_output(args, log_path)
+    configure_logging(settings.log_level)
+
+    def reread():
+        if log_path:
+            background.reopen_log(log_path)  # a reload follows a log rotation
+        return daemon_settings.resolve(args)
+
+    daemon = Daemon(settings, reread, Notifier.from_environment(os.environ),
+                    on_ready=[readiness.ready] if readiness else [])
     try:
         daemon.run()
     except (AlreadyRunning, StartupError) as error:
-        log.error("%s", error)
-        sys.exit(1)
+        _fail(readiness, str(error))
     except OSError as error:
-        log.error("cannot start: %s", error)
+        _fail(readiness, f"cannot start: {error}")
+    finally:
+        if readiness:  # does nothing once the daemon has said it is ready
+            readiness.failed(f"keplerd stopped during start-up (see {log_path})")
+
+
+def _log_path(args, settings):
+    if args.log_file:
+        return args.log_file
+    if args.daemonize:
+        return os.path.join(settings.state_dir, "keplerd.log")
+    return None
+
+
+def _redirect_output(args, log_path):
+    """Send output to *log_path* (if any); with --daemonize go to the background.
+
+    Returns the daemonized process's Readiness, or None in the foreground.
+    """
+    if log_path is None:
+        return None
+    try:
+        os.makedirs(os.path.dirname(log_path), mode=0o770, exist_ok=True)
+        log_fd = background.open_log(log_path)
+    except OSError as error:
+        print(f"keplerd: cannot open log file {log_path}: {error.strerror}", file=sys.stderr)
         sys.exit(1)
+    if args.daemonize:
+        return background.daemonize(log_fd, log_path)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    return None
+
+
+def _fail(readiness, message):
+    log.error("%s", message)
+    if readiness:
+        readiness.failed(message)
+    sys.exit(1)

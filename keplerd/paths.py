@@ -1,18 +1,50 @@
 """Where things live: the state dir layout of SPEC §1.
 
-Pure path arithmetic (no I/O besides ``realpath``), importable by the CLI.
+Path arithmetic, importable by the CLI; the only I/O is ``realpath`` and, for a
+CLI without ``$KEPLER_DAEMON_PATH``, a look at ``keplerd.conf`` for ``state_dir``.
 """
 
 import hashlib
 import os
+import re
 
 DEFAULT_STATE_DIR = "/var/lib/kepler"
 DEFAULT_CONFIG_NAMES = ("kepler.yaml", "kepler.yml")
+DEFAULT_DAEMON_CONFIG = "/etc/kepler/keplerd.conf"
+_STATE_DIR_KEY = re.compile(rb"^state_dir\s*:", re.MULTILINE)
 
 
-def state_dir(override=None):
-    """Return the daemon's state dir: *override*, ``$KEPLER_DAEMON_PATH`` or the default."""
-    return os.path.abspath(override or os.environ.get("KEPLER_DAEMON_PATH") or DEFAULT_STATE_DIR)
+def state_dir(override=None, daemon_config=DEFAULT_DAEMON_CONFIG):
+    """Return the state dir the CLI talks to.
+
+    *override*, else ``$KEPLER_DAEMON_PATH``, else ``state_dir`` of *daemon_config*
+    (so that the CLI finds a daemon whose ``keplerd.conf`` moved it), else the default.
+    """
+    chosen = override or os.environ.get("KEPLER_DAEMON_PATH") or configured_state_dir(daemon_config)
+    return os.path.abspath(chosen or DEFAULT_STATE_DIR)
+
+
+def configured_state_dir(daemon_config):
+    """Return ``state_dir`` of the ``keplerd.conf`` at *daemon_config*, or None.
+
+    A missing, unreadable or invalid file says nothing: the daemon reports those.
+    YAML is parsed only when the file sets the key, so ``keplerctl`` stays fast.
+    """
+    try:
+        with open(daemon_config, "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    if not _STATE_DIR_KEY.search(data):
+        return None
+    import yaml
+
+    try:
+        tree = yaml.safe_load(data)
+    except yaml.YAMLError:
+        return None
+    value = tree.get("state_dir") if isinstance(tree, dict) else None
+    return value if isinstance(value, str) and os.path.isabs(value) else None
 
 
 def socket_path(state):

@@ -3,6 +3,7 @@
 Each command's module is imported only when that command runs.
 """
 
+import argparse
 import importlib
 
 from keplerd.units import parse_duration, parse_signal
@@ -35,8 +36,6 @@ def _count(text):
 
 
 def _argument_error(message):
-    import argparse
-
     return argparse.ArgumentTypeError(str(message))
 
 
@@ -113,3 +112,9 @@ def register(subparsers, common, common_without_f):
                                        description="validate the config without contacting the daemon",
                                        parents=[common])
     check.set_defaults(run=_runner("check", "check"))
+
+    completion = add("completion", "print a shell completion script: source <(keplerctl completion bash)",
+                     "completion", "completion")
+    completion.add_argument("shell", choices=("bash", "zsh"), help="the shell: bash or zsh")
+    # The scripts ask for the current config's service names with this (not for users).
+    completion.add_argument("--services", action="store_true", help=argparse.SUPPRESS)

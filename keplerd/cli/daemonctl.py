@@ -10,12 +10,15 @@ from keplerd import paths
 from keplerd.cli.client import Client, CommandError, DaemonUnreachable, is_running
 from keplerd.units import format_age
 
-READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 300.0
 POLL_INTERVAL = 0.02
 
 
 def _daemon_command():
+    """Return how to run keplerd: the script beside keplerctl (a venv, ``make install``), else ``-m``."""
+    beside = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "keplerd")
+    if os.path.basename(sys.argv[0]) == "keplerctl" and os.access(beside, os.X_OK):
+        return [beside]
     return [sys.executable, "-m", "keplerd"]
 
 
@@ -23,39 +26,11 @@ def start(context):
     """Run keplerd: in the foreground, or with -d in the background until its socket answers."""
     if is_running():
         raise CommandError(f"keplerd is already running on {paths.socket_path(paths.state_dir())}")
+    command = _daemon_command()
     if not context.args.detach:
-        command = _daemon_command()
         os.execv(command[0], command)
-    return _start_detached()
-
-
-def _start_detached():
-    state = paths.state_dir()
-    try:
-        os.makedirs(state, mode=0o770, exist_ok=True)
-        log_file = open(os.path.join(state, "keplerd.log"), "ab")
-    except PermissionError:
-        raise CommandError(f"permission denied: cannot create {state} (keplerd must run as root)") from None
-    with log_file:
-        daemon = subprocess.Popen(_daemon_command(), stdin=subprocess.DEVNULL, stdout=log_file,
-                                  stderr=log_file, start_new_session=True)
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            raise CommandError(f"keplerd exited with code {daemon.returncode}: {_last_line(log_file.name)}")
-        if is_running():
-            return 0
-        time.sleep(POLL_INTERVAL)
-    raise CommandError(f"keplerd did not answer within {READY_TIMEOUT:.0f}s (see {log_file.name})")
-
-
-def _last_line(path):
-    try:
-        with open(path, "rb") as file:
-            lines = file.read().decode(errors="replace").strip().splitlines()
-    except OSError:
-        return "no log"
-    return lines[-1] if lines else "no output"
+    # keplerd --daemonize returns once the daemon is ready, or prints why it is not.
+    return subprocess.run([*command, "--daemonize"], stdin=subprocess.DEVNULL).returncode
 
 
 def stop(context):

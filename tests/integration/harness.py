@@ -52,11 +52,19 @@ class Kepler:
         env.update(extra)
         return env
 
-    def start_daemon(self, *extra_args):
+    def isolation_args(self):
+        """Keep the daemon off the real /etc/kepler: its own keplerd.conf and autostart dir."""
+        conf = os.path.join(self.root, "keplerd.conf")
+        if not os.path.exists(conf):
+            with open(conf, "w") as file:
+                file.write(f"autostart_dir: {os.path.join(self.root, 'conf.d')}\n")
+        return ["--config", conf]
+
+    def start_daemon(self, *extra_args, env=None):
         with open(self.daemon_log, "ab") as log:
             self.daemon = subprocess.Popen(
-                [sys.executable, "-m", "keplerd", *self.daemon_args, *extra_args],
-                env=self.env(), stdout=log, stderr=log, start_new_session=True)
+                [sys.executable, "-m", "keplerd", *self.isolation_args(), *self.daemon_args, *extra_args],
+                env=self.env(**(env or {})), stdout=log, stderr=log, start_new_session=True)
         self._remember(self.daemon.pid)
         wait_for(lambda: self.daemon.poll() is not None or self.ctl("daemon", "status", check=False).returncode == 0,
                  message="keplerd to answer")

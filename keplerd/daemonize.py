@@ -1,0 +1,118 @@
+"""``keplerd --daemonize``: go to the background, and return only once the daemon is ready.
+
+The classic double fork (the daemon is no session leader, so it can never get a
+controlling terminal), with a pipe back to the process that was started: the
+daemon writes ``ready`` once its socket answers, or ``error <why>`` when it
+cannot start. That process then exits 0, or prints the reason and exits 1, which
+is what an init script needs.
+
+This runs before gevent's hub exists (nothing has yielded yet), so the raw
+``fork`` is safe and the daemon starts with a fresh loop.
+"""
+
+import os
+import sys
+
+from gevent import monkey
+
+# gevent's patched fork would install a child watcher (and so create the hub) in the parent.
+_fork = monkey.get_original("os", "fork")
+_waitpid = monkey.get_original("os", "waitpid")
+
+READY = b"ready"
+ERROR = b"error "
+
+
+class Readiness:
+    """The daemon's end of the pipe: tell the waiting process we are ready, or why we failed."""
+
+    def __init__(self, fd):
+        self._fd = fd
+
+    def ready(self):
+        self._say(READY)
+
+    def failed(self, message):
+        self._say(ERROR + message.encode(errors="replace"))
+
+    def _say(self, message):
+        if self._fd is None:
+            return
+        try:
+            os.write(self._fd, message + b"\n")
+        except BrokenPipeError:
+            pass  # the waiting process was killed: nobody is left to tell
+        os.close(self._fd)
+        self._fd = None
+
+
+def open_log(path):
+    """Open (append) the file the daemon's stdout and stderr will go to; raise OSError."""
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+
+def daemonize(log_fd, log_path):
+    """Fork into the background; return the daemon's Readiness, in the daemon.
+
+    The calling process waits for the daemon to say it is ready or failed, then
+    exits: it never returns. The daemon's stdin is ``/dev/null`` and its stdout
+    and stderr go to *log_fd*.
+    """
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    leader = _fork()
+    if leader:
+        os.close(write_fd)
+        os.close(log_fd)
+        _waitpid(leader, 0)  # the session leader exits as soon as it has forked the daemon
+        sys.exit(_await_daemon(read_fd, log_path))
+    os.close(read_fd)
+    os.setsid()
+    if _fork():
+        os._exit(0)  # the session leader leaves the daemon an orphan, adopted by init
+    os.chdir("/")
+    redirect_output(log_fd)
+    os.close(log_fd)
+    return Readiness(write_fd)
+
+
+def reopen_log(path):
+    """Point stdout and stderr at a freshly opened *path* (after a log rotation)."""
+    try:
+        log_fd = open_log(path)
+    except OSError as error:
+        print(f"cannot reopen log file {path}: {error.strerror}", file=sys.stderr)
+        return
+    sys.stderr.flush()
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+
+
+def redirect_output(log_fd):
+    """Point stdin at ``/dev/null`` and stdout and stderr at *log_fd*."""
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+
+
+def _await_daemon(read_fd, log_path):
+    """Return the exit code of ``keplerd --daemonize``: 0 once the daemon says it is ready."""
+    answer = b""
+    while b"\n" not in answer:
+        chunk = os.read(read_fd, 4096)
+        if not chunk:
+            break
+        answer += chunk
+    os.close(read_fd)
+    answer = answer.strip()
+    if answer == READY:
+        return 0
+    if answer.startswith(ERROR):
+        print(f"keplerd: {answer[len(ERROR):].decode(errors='replace')}", file=sys.stderr)
+    else:
+        print(f"keplerd: the daemon exited during start-up (see {log_path})", file=sys.stderr)
+    return 1
