@@ -142,12 +142,27 @@ def markdown(result):
         "",
         table(summary, settings, tools, failed),
     ]
-    parts += ["", _limit_notes(values(result["runs"], "S3", "direct_s", LIMIT))]
+    parts += ["", _limit_notes(values(result["runs"], "S3", "direct_s", LIMIT)), "", HOW, "",
+              *[f"- {tool}: {text}." for tool, text in result["fairness"].items()]]
     errors = [f"- rep {run['rep']} {run['scenario']} {run['tool']}: {error}"
               for run in result["runs"] for error in run["errors"]]
     parts += ["", "Correctness: " + ("every check passed." if not errors else "FAILURES (cells marked !):"),
               *errors]
     return "\n".join(parts) + "\n"
+
+
+HOW = """\
+How: every tool runs as a whole product, its own daemon and CLI, with a fresh daemon and scratch dir per
+scenario and repetition; tools take turns inside each scenario and the first one rotates between
+repetitions. Timers start at the tool's own start (or stop, or status) command; daemon start-up is not
+timed. "All running" is the first answer of the tool's own status, asked again 10 ms after each answer,
+that calls every service running; /proc must then show exactly N service processes. CPU is utime + stime
+of the manager process only (not its services), in 10 ms ticks; RSS from /proc/<pid>/status. S3's writer
+notes its start time and execs `cat` on 100-byte numbered lines; every line is then compared, in order,
+with what it wrote (Kepler's `<epoch-ms> ` prefixes must be present and never go back). S4's service is
+bash appending `$EPOCHREALTIME` to a file and exiting 1. Nothing may survive a stop or the daemon's
+shutdown: the benchmark is a child subreaper, so every process of a run stays in its subtree, and that
+subtree must be empty after each run. Settings per tool:"""
 
 
 def _limit_notes(direct):

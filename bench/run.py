@@ -26,12 +26,13 @@ import report
 import scenarios
 from peers import MANAGERS
 from scenarios import QUICK, Context, Settings
-from tools import install_missing, locate
+from tools import install_kepler, install_missing, locate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRATCH = os.path.join(HERE, ".scratch")
 RESULTS = os.path.join(HERE, "results")
-README = os.path.join(os.path.dirname(HERE), "README.md")
+ROOT = os.path.dirname(HERE)
+README = os.path.join(ROOT, "README.md")
 TEARDOWN_TIMEOUT = 30.0
 
 
@@ -184,13 +185,16 @@ def main(argv=None):
     full = settings == Settings() and len(chosen_tools) == len(MANAGERS) and not args.scenarios
     name = args.out or ("latest" if full else "partial")
 
-    tools = locate(SCRATCH)
+    tools = locate(SCRATCH, ROOT)
+    if "kepler" in chosen_tools:
+        install_kepler(SCRATCH, ROOT)
     install_missing(SCRATCH, tools, chosen_tools)
     procs.become_subreaper()
     began = time.monotonic()
     result = {"date": datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
               "machine": procs.machine(),
               "versions": {tool: MANAGERS[tool].version(tools) for tool in chosen_tools},
+              "fairness": {tool: MANAGERS[tool].fairness for tool in chosen_tools},
               "settings": dataclasses.asdict(settings), "settings_obj": settings, "tools": chosen_tools}
     say(f"bench: {', '.join(chosen_tools)} × {', '.join(s[0] for s in chosen_scenarios)} × {settings.reps} rep(s)")
     result["runs"] = run_all(settings, chosen_tools, chosen_scenarios, tools, args.keep)

@@ -33,12 +33,14 @@ class CommandFailed(Exception):
 class Manager:
     """Base of the adapters: the scratch dir, the environment and running the CLI.
 
-    Subclasses set ``name`` and ``stamps_lines`` (whether the tool prefixes each log
-    line with a timestamp) and implement the abstract methods.
+    Subclasses set ``name``, ``stamps_lines`` (whether the tool prefixes each log
+    line with a timestamp) and ``fairness`` (the settings chosen, for the report),
+    and implement the abstract methods.
     """
 
     name = None
     stamps_lines = False
+    fairness = ""
 
     def __init__(self, workdir, tools):
         self.workdir = workdir

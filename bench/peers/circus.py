@@ -47,6 +47,9 @@ stderr_stream.filename = {logs}/{name}.stderr.log
 
 class Circus(Manager):
     name = "circus"
+    fairness = ("watchers added and started by `circusctl reloadconfig` (circusctl cannot start "
+                "non-autostart watchers in bulk); `stop_children`; `stop --waiting`; FileStream without "
+                "rotation, no timestamps; S4 `respawn`, `max_retry = -1`, default `check_delay` (5 s)")
 
     @property
     def config_file(self):

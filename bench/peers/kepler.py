@@ -15,6 +15,8 @@ from peers.base import Manager, write_file
 class Kepler(Manager):
     name = "kepler"
     stamps_lines = True
+    fairness = ("installed from this working tree as a user would (not editable); defaults: every log line "
+                "timestamped, logs unbounded; S4 `restart: {policy: always, backoff: 0}`")
 
     @property
     def state_dir(self):
@@ -66,7 +68,8 @@ class Kepler(Manager):
 
     @classmethod
     def version(cls, tools):
-        return tools.output([os.path.join(tools.kepler_bin, "keplerctl"), "--version"])
+        version = tools.output([os.path.join(tools.kepler_bin, "keplerctl"), "--version"])
+        return f"{version} (commit {tools.kepler_commit})"
 
 
 def _service(service):

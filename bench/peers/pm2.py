@@ -21,6 +21,9 @@ from peers.base import Manager, write_file
 
 class Pm2(Manager):
     name = "pm2"
+    fairness = ("`pm2 start ecosystem.json` with `interpreter: none`; `merge_logs` into `out_file`, no "
+                "rotation module, no timestamps; status `pm2 jlist` (polling) and `pm2 ls` (S5); S4 "
+                "`max_restarts: 1000000`, `restart_delay: 0`")
 
     @property
     def ecosystem(self):

@@ -56,6 +56,10 @@ stderr_logfile_backups=0
 
 class Supervisord(Manager):
     name = "supervisord"
+    fairness = ("`supervisorctl start all` of `autostart=false` programs (config parsed at daemon start, "
+                "untimed); `startsecs=0`; `stopasgroup`, `killasgroup`; logs `maxbytes=0`, no backups, no "
+                "timestamps; S4 `autorestart=true`, `startretries=1000000`: it still respawns only on its "
+                "main loop's next turn, up to 1 s later")
 
     @property
     def config_file(self):
