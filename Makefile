@@ -1,5 +1,6 @@
-# Kepler: `make run` starts the daemon and the example; `make test` runs the suite.
-# Both create .venv and install what they need on a fresh machine.
+# Kepler: `make run` starts the daemon and the example; `make test` runs the suite;
+# `make bench` compares Kepler with supervisord, circus and pm2 (bench/).
+# All create .venv and install what they need on a fresh machine.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -29,7 +30,14 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -n 2 tests
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check keplerd tests
+	$(BIN)/ruff check keplerd tests bench
+
+# The benchmark of issue #11: about 25 minutes on 2 cores (plus the peers' install,
+# into bench/.scratch/, on first use). Writes bench/results/latest.{md,json} and the
+# README's table. Not a test: `make test` never runs it. For iterating, see
+# `$(BIN)/python bench/run.py --help` (--quick, --only kepler, --scenarios S1,S3).
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py --update-readme
 
 clean:
-	rm -rf $(VENV) $(STATE) build *.egg-info
+	rm -rf $(VENV) $(STATE) build *.egg-info bench/.scratch
