@@ -32,7 +32,7 @@ test: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check keplerd tests bench
 
-# The benchmark of issue #11: about 25 minutes on 2 cores (plus the peers' install,
+# The benchmark of issue #11: about 15 minutes on 2 cores (plus the peers' install,
 # into bench/.scratch/, on first use). Writes bench/results/latest.{md,json} and the
 # README's table. Not a test: `make test` never runs it. For iterating, see
 # `$(BIN)/python bench/run.py --help` (--quick, --only kepler, --scenarios S1,S3).

@@ -5,12 +5,12 @@ per (scenario, metric) and one column per tool. Lower is better for every metric
 so a ratio above 1 means Kepler wins that row.
 """
 
-import json
 import re
 import statistics
 from dataclasses import dataclass
 
-LIMIT = "limit"   # the physical-limit baselines of S3 and S4 (cat, a shell loop)
+LIMIT = "limit"     # the physical-limit baselines of S3 and S4 (cat, a shell loop)
+CPU_TICK = 0.01     # /proc reports CPU time in clock ticks of 10 ms
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ def rows(settings):
             0.2, "≤ 0.20 s, ≤ 1.3× limit"),
         Row("S3", "from_command_s", "start command → all on disk", "s"),
         Row("S3", "cpu_s", "manager CPU", "s"),
-        Row("S4", "median_ms", f"crash loop: restart interval median ({settings.restarts} restarts)", "ms",
-            2, "≤ 2 ms"),
+        Row("S4", "median_ms", f"crash loop: restart interval median ({settings.restarts} restarts, or as "
+            f"many as fit in {settings.restart_budget_s:g} s)", "ms", 2, "≤ 2 ms"),
         Row("S4", "p95_ms", "restart interval p95", "ms"),
         Row("S5", "median_ms", f"status command, {settings.status_n} services: median of "
             f"{settings.status_calls}", "ms", 40, "≤ 40 ms"),
@@ -90,8 +90,17 @@ def cell(stats, unit, kepler=None):
     if stats["n"] > 1:
         text += f" [{number(stats['min'], unit)}–{number(stats['max'], unit)}]"
     if kepler:
-        text += f" ({stats['median'] / kepler['median']:.1f}×)" if kepler["median"] > 0 else " (∞×)"
+        text += f" ({ratio(stats['median'], kepler['median'], unit)})"
     return text
+
+
+def ratio(peer, kepler, unit):
+    """The peer's median over Kepler's; a zero of Kepler's counts as one tick of CPU time (10 ms)."""
+    if kepler > 0:
+        return f"{peer / kepler:.1f}×"
+    if peer == 0:
+        return "="
+    return f"≥ {peer / CPU_TICK:.0f}×" if unit == "s" else "∞×"
 
 
 def verdict(row, cells):
@@ -123,9 +132,9 @@ def table(summary, settings, tools, failed):
     return "\n".join(lines)
 
 
-def markdown(result):
+def markdown(result, settings):
     """The whole report: where and when, versions, the table, the settings, the failures."""
-    machine, settings = result["machine"], result["settings_obj"]
+    machine = result["machine"]
     tools = result["tools"]
     failed = {(run["scenario"], run["tool"]) for run in result["runs"] if run["errors"]}
     summary = summarize(result["runs"], settings, tools)
@@ -171,12 +180,6 @@ def _limit_notes(direct):
     if direct:
         notes.append(f"Plain `cat data > file` took {number(statistics.median(direct), 's')} s.")
     return " ".join(notes)
-
-
-def to_json(result):
-    """The raw data: every run with its metrics and errors, plus where and when."""
-    plain = {key: value for key, value in result.items() if key != "settings_obj"}
-    return json.dumps(plain, indent=1, sort_keys=False)
 
 
 def update_readme(readme_path, text):

@@ -1,6 +1,6 @@
 """Kepler against supervisord, circus and pm2, side by side: the benchmark of issue #11.
 
-    python bench/run.py                      # the full run (3 repetitions), ~25 minutes
+    python bench/run.py                      # the full run (3 repetitions), ~15 minutes
     python bench/run.py --quick              # 1 repetition, smaller N: a few minutes
     python bench/run.py --only kepler --scenarios S1,S3
 
@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import datetime
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -152,6 +153,7 @@ def parse_args(argv):
     parser.add_argument("--keep", action="store_true", help="keep every scratch dir (failed runs are always kept)")
     parser.add_argument("--out", help="results name (default: latest for a full run, else partial)")
     parser.add_argument("--update-readme", action="store_true", help="put the table into README.md")
+    parser.add_argument("--render", metavar="NAME", help="only write bench/results/NAME.md again from NAME.json")
     return parser.parse_args(argv)
 
 
@@ -178,6 +180,8 @@ def say(text):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.render:
+        return render(args.render, args.update_readme)
     settings = QUICK if args.quick else Settings()
     if args.reps:
         settings = dataclasses.replace(settings, reps=args.reps)
@@ -195,23 +199,35 @@ def main(argv=None):
               "machine": procs.machine(),
               "versions": {tool: MANAGERS[tool].version(tools) for tool in chosen_tools},
               "fairness": {tool: MANAGERS[tool].fairness for tool in chosen_tools},
-              "settings": dataclasses.asdict(settings), "settings_obj": settings, "tools": chosen_tools}
+              "settings": dataclasses.asdict(settings), "tools": chosen_tools}
     say(f"bench: {', '.join(chosen_tools)} × {', '.join(s[0] for s in chosen_scenarios)} × {settings.reps} rep(s)")
     result["runs"] = run_all(settings, chosen_tools, chosen_scenarios, tools, args.keep)
     result["minutes"] = (time.monotonic() - began) / 60
     result["loadavg_end"] = procs.machine()["loadavg"]
-
-    text = report.markdown(result)
     os.makedirs(RESULTS, exist_ok=True)
-    with open(os.path.join(RESULTS, f"{name}.md"), "w") as file:
-        file.write(f"# Kepler benchmark ({name})\n\n{text}")
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as file:
-        file.write(report.to_json(result))
-    if args.update_readme:
-        report.update_readme(README, text)
-    print(text)
+        json.dump(result, file, indent=1)
+    publish(result, name, args.update_readme)
     return 1 if any(run["errors"] for run in result["runs"]) else 0
 
+
+def render(name, update_readme):
+    """Write the report of an earlier run again from its JSON (after a change to the report's wording)."""
+    with open(os.path.join(RESULTS, f"{name}.json")) as file:
+        publish(json.load(file), name, update_readme)
+    return 0
+
+
+def publish(result, name, update_readme):
+    """Write ``<name>.md`` (and the README's table) from *result*, and print it."""
+    settings = Settings(**{key: tuple(value) if isinstance(value, list) else value
+                           for key, value in result["settings"].items()})
+    text = report.markdown(result, settings)
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as file:
+        file.write(f"# Kepler benchmark ({name})\n\n{text}")
+    if update_readme:
+        report.update_readme(README, text)
+    print(text)
 
 if __name__ == "__main__":
     sys.exit(main())
