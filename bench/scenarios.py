@@ -265,11 +265,14 @@ def crash_restart(manager, context):
     manager.configure([Service("crash", argv, restart=True)])
     manager.start_daemon()
     # A process that exits at once may make a start command report a failure; the starts file tells.
-    manager.run(manager.start_command(), check=False)
+    started = manager.run(manager.start_command(), check=False)
     wait_until(lambda: count_lines(starts) > settings.restarts, settings.restart_budget_s, interval=0.01)
     manager.run(manager.stop_command(), check=False)
     if not wait_until(lambda: count_running(argv) == 0, GONE_TIMEOUT):
         raise Incorrect("the crashing service still runs after the stop command")
+    if count_lines(starts) < 2:
+        raise Incorrect(f"no restart within {settings.restart_budget_s:g}s; the start command said: "
+                        f"{(started.stdout + started.stderr).strip()[-500:]}")
     return restart_intervals(starts, settings.restarts)
 
 

@@ -11,6 +11,7 @@ purpose and say so with the new table.
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ def install_missing(scratch, tools, wanted):
         subprocess.run([python, "-m", "venv", venv], check=True)
         _pip(os.path.join(venv, "bin", "python"), "install", *PEER_PYPI)
     if "pm2" in wanted and not os.path.exists(tools.pm2):
+        if shutil.which("npm") is None:
+            raise SystemExit("bench: pm2 needs node and npm, which are not installed; "
+                             "install them, or leave pm2 out: --only kepler,supervisord,circus")
         _say("installing pm2 into " + os.path.join(scratch, "npm"))
         subprocess.run(["npm", "install", "--silent", "--no-fund", "--no-audit", "--prefix",
                         os.path.join(scratch, "npm"), *PEER_NPM], check=True)
