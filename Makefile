@@ -1,5 +1,6 @@
-# Kepler: `make run` starts the daemon and the example; `make test` runs the suite.
-# Both create .venv and install what they need on a fresh machine.
+# Kepler: `make run` starts the daemon and the example; `make test` runs the suite;
+# `make bench` compares Kepler with supervisord, circus and pm2 (bench/).
+# All create .venv and install what they need on a fresh machine.
 # `make install [PREFIX=/usr/local] [DESTDIR=]` installs Kepler as a system service;
 # `make uninstall` removes it again (keeping /etc/kepler and the state dir).
 
@@ -27,7 +28,7 @@ CREATE_GROUP ?= $(if $(DESTDIR),no,yes)
 # Tools the tests need beyond Python: Debian package names by command.
 TEST_TOOLS ?= groff:groff-base zsh:zsh
 
-.PHONY: run stop test test-tools lint bench clean install uninstall
+.PHONY: run stop test test-tools lint bench bench-logs clean install uninstall
 
 $(BIN)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +50,7 @@ test: $(BIN)/.installed test-tools
 	$(BIN)/python -m pytest -q -n 2 tests
 
 # Performance of the log path (as root): pump throughput against cat, --tail on 1 GiB against 1 MiB.
-bench: $(BIN)/.installed
+bench-logs: $(BIN)/.installed
 	$(BIN)/python bench/logs.py
 
 # groff lints the man pages; zsh runs the zsh completion script.
@@ -117,5 +118,12 @@ endef
 
 INTERPRETER = $(shell $(BIN)/python -c 'import os, sys; print(os.path.realpath(sys._base_executable))')
 
+# The benchmark of issue #11: about 15 minutes on 2 cores (plus the peers' install,
+# into bench/.scratch/, on first use). Writes bench/results/latest.{md,json} and the
+# README's table. Not a test: `make test` never runs it. For iterating, see
+# `$(BIN)/python bench/run.py --help` (--quick, --only kepler, --scenarios S1,S3).
+bench: $(BIN)/.installed
+	$(BIN)/python bench/run.py --update-readme
+
 clean:
-	rm -rf $(VENV) $(STATE) build *.egg-info
+	rm -rf $(VENV) $(STATE) build *.egg-info bench/.scratch
