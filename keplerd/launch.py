@@ -14,8 +14,16 @@ def spawn_logged(owner, writer, spec):
 
     *owner* spawns the pump greenlets (a ``Project``). Raises ``process.SpawnError``.
     """
-    out_read, out_write = os.pipe2(os.O_CLOEXEC)
-    err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        out_read, out_write = os.pipe2(os.O_CLOEXEC)
+    except OSError as error:
+        raise process.SpawnError(f"cannot create pipes for the output: {error.strerror}") from None
+    try:
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    except OSError as error:
+        for fd in (out_read, out_write):
+            os.close(fd)
+        raise process.SpawnError(f"cannot create pipes for the output: {error.strerror}") from None
     try:
         child = process.spawn(spec["command"], spec["env"], spec["working_dir"], user=spec.get("user"),
                               group=spec.get("group"), limits=spec.get("limits"), stdout=out_write,

@@ -137,6 +137,7 @@ class Service:
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None)
         self._supervisor = self.project.spawn(self._supervise, wait_on, tuple(after_start))
+        self._supervisor.link_exception(self._supervisor_crashed)
 
     def stop(self, signum=None, by_user=True, hooks=True, restarting=False):
         """Stop the service and everything it spawned; returns when it is stopped.
@@ -182,6 +183,18 @@ class Service:
         self._set_state(states.STOPPED, pid=None, waiting_on=None)
         if running and hooks:
             self._logged_hook("post_stop")
+
+    def _supervisor_crashed(self, supervisor):
+        """A bug ended the supervisor: fail the service visibly and leave no process behind."""
+        log.error("%s/%s: supervisor crashed", self.project.name, self.name, exc_info=supervisor.exc_info)
+        child, self._child = self._child, None
+        if child is not None and child.returncode is None:
+            process.kill_all(child.pgid, child.descendants())
+        if self._stop_requested:
+            return  # a stop is under way: it ends the service as usual
+        if self.status != states.FAILED:
+            self.status = states.STARTING  # a crash may leave any state: fail from a known one
+            self._fail(f"internal error: {supervisor.exception!r}")
 
     # -- supervision -----------------------------------------------------------------
 

@@ -8,8 +8,10 @@ renames the current file to ``.1``; a position whose file is gone starts again a
 the oldest segment; one past the end of a file that shrank starts that file again.
 """
 
+import errno
 import os
 import re
+import stat
 
 from keplerd.logs.files import log_path, segment_paths
 from keplerd.logs.settings import STREAMS
@@ -74,9 +76,9 @@ class StreamFiles:
         found = []
         for path in self.paths:
             try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+                fd = open_log(path)
             except OSError:
-                continue  # absent, or a symlink (O_NOFOLLOW): not a segment we read
+                continue  # absent, or something planted there: not a segment we read
             try:
                 info = os.fstat(fd)
                 head = os.pread(fd, _HEAD, 0)
@@ -127,7 +129,10 @@ class StreamFiles:
         while index is not None and found < count:
             segment = segments[index]
             end = bound[1] if segment.key == bound[0] else segment.size
-            start, lines = _start_of_last_lines(segment.path, min(end, segment.size), count - found)
+            try:
+                start, lines = _start_of_last_lines(segment.path, min(end, segment.size), count - found)
+            except OSError:
+                break  # rotated or replaced meanwhile: tail from what we have
             position, found = (segment.key, start), found + lines
             index = index - 1 if start == 0 and index > 0 else None
         return position, found
@@ -153,8 +158,8 @@ def _read_lines(segment, offset, size, to_limit):
     limit (a damaged file), or when no newline is found at all.
     """
     try:
-        fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-    except FileNotFoundError:
+        fd = open_log(segment.path)
+    except OSError:
         return None
     try:
         if os.fstat(fd).st_ino != segment.key[0]:
@@ -170,6 +175,19 @@ def _read_lines(segment, offset, size, to_limit):
     return data[:end]
 
 
+def open_log(path):
+    """Open a log file for reading; refuse anything but a regular file (never block on a FIFO).
+
+    Raises ``OSError`` for a missing file, a symlink (``O_NOFOLLOW``) or anything
+    else planted at the path: a service user cannot make a reader hang or wander.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return fd
+
+
 def _start_of_last_lines(path, end, count):
     """Return ``(offset, lines)``: where the last *count* lines of ``path[:end]`` start.
 
@@ -177,7 +195,7 @@ def _start_of_last_lines(path, end, count):
     """
     if count <= 0 or end <= 0:
         return end, 0
-    with open(path, "rb") as file:
+    with os.fdopen(open_log(path), "rb") as file:
         file.seek(end - 1)
         unfinished = file.read(1) != b"\n"  # a damaged file: its last line has no newline
         # The newline ending the line before the first one we want (an unfinished line has none).
