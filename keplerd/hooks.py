@@ -49,7 +49,7 @@ def run_hook(project, owner, name, hook):
 def _spawn(project, writer, hook):
     """Return ``(child, pumps)``, or ``(None, reason)`` when the hook cannot start."""
     try:
-        return launch.spawn_logged(project, writer, hook)
+        return launch.spawn_logged(writer, hook)
     except process.SpawnError as error:
         return None, str(error)
 

@@ -9,10 +9,10 @@ import os
 from keplerd import process
 
 
-def spawn_logged(owner, writer, spec):
-    """Spawn *spec* with its output going to *writer*; return ``(child, pump greenlets)``.
+def spawn_logged(writer, spec):
+    """Spawn *spec* with its output going to *writer*; return ``(child, pumps)``.
 
-    *owner* spawns the pump greenlets (a ``Project``). Raises ``process.SpawnError``.
+    Pumps are waitable like greenlets (``gevent.joinall``). Raises ``process.SpawnError``.
     """
     try:
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
@@ -38,5 +38,5 @@ def spawn_logged(owner, writer, spec):
     pumps = []
     for stream, fd in (("stdout", out_read), ("stderr", err_read)):
         os.set_blocking(fd, False)
-        pumps.append(owner.spawn(writer.pump, stream, fd))
+        pumps.append(writer.start_pump(stream, fd))
     return child, pumps

@@ -4,7 +4,6 @@ Path arithmetic, importable by the CLI; the only I/O is ``realpath`` and, for a
 CLI without ``$KEPLER_DAEMON_PATH``, a look at ``keplerd.conf`` for ``state_dir``.
 """
 
-import hashlib
 import os
 import re
 
@@ -62,7 +61,23 @@ def configs_dir(state):
 def config_id(config_path):
     """Return the id of a config: 16 hex chars of sha256 of its absolute real path."""
     real = os.path.realpath(config_path)
-    return hashlib.sha256(real.encode()).hexdigest()[:16]
+    return _sha256(real.encode()).hexdigest()[:16]
+
+
+def _sha256(data):
+    """Return a sha256 hash object, preferring CPython's built-in implementation.
+
+    ``hashlib`` loads OpenSSL, about 4 MiB of resident memory in the daemon for one
+    hash of a path; it is also off keplerctl's start-up path this way.
+    """
+    try:
+        from _sha256 import sha256  # Python 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # Python 3.12 and later
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
 
 
 class ConfigPaths:

@@ -12,12 +12,10 @@ import errno
 import functools
 import os
 import resource
-import signal
 import time
 
 import _posixsubprocess
 import gevent
-import psutil
 from gevent.event import AsyncResult
 from gevent.monkey import get_original
 
@@ -34,9 +32,6 @@ _write_now = get_original("os", "write")
 
 # What the child writes to the exec error pipe when it cannot apply limits or identity.
 _SETUP_FAILURE = "KeplerSetup"
-
-# Kernels built without CONFIG_PROC_CHILDREN lack these files; psutil's scan still works there.
-_PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 
 _RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
 
@@ -213,7 +208,7 @@ class Child:
 
     def descendants(self):
         """Return the live descendants of the child (psutil processes, identity-checked)."""
-        return descendants(self.pid)
+        return _proctree().descendants(self.pid)
 
     def stop(self, signum, grace):
         """Send *signum* to the process group, wait *grace*, then kill whatever is left.
@@ -221,54 +216,41 @@ class Child:
         Descendants are collected before signalling so that one that moved to its
         own process group is still found and killed. Returns the exit code.
         """
+        tree = _proctree()
         survivors = self.descendants()
         signal_group(self.pgid, signum)
         deadline = time.monotonic() + grace
         self.wait(timeout=grace)
-        while _any_alive(self.pgid, survivors) and time.monotonic() < deadline:
+        while tree.any_alive(self.pgid, survivors) and time.monotonic() < deadline:
             gevent.sleep(KILL_POLL_INTERVAL)
-        kill_all(self.pgid, survivors + self.descendants())
+        tree.kill_all(self.pgid, survivors + self.descendants())
         return self.wait()
 
+    def kill(self):
+        """SIGKILL the process group and every descendant at once."""
+        _proctree().kill_all(self.pgid, self.descendants())
 
-def descendants(pid):
-    """Return psutil processes for every live descendant of *pid*.
 
-    Walks ``/proc/<pid>/task/<tid>/children``, which costs a read per process in the
-    tree, instead of psutil's scan of every process on the machine (which made
-    stopping hundreds of services quadratic).
+def kill_leftover(pid, create_time):
+    """Kill the group of a process recorded by an earlier daemon, if it is still that process.
+
+    Returns True when something was killed. The pid must still exist with the same
+    start time: a reused pid belongs to someone else and is never touched.
     """
-    if not _PROC_CHILDREN:
-        return _descendants_by_scan(pid)
-    found, pending = [], [pid]
-    while pending:
-        parent = pending.pop()
-        try:
-            children = _children_of(parent)
-        except OSError:
-            continue  # gone meanwhile: it has no children left to find
-        for child in children:
-            try:
-                found.append(psutil.Process(child))
-            except psutil.Error:
-                continue
-            pending.append(child)
-    return found
+    if not pid or create_time is None:
+        return False
+    started = start_time(pid)
+    if started is None or abs(started - create_time) > 0.01:
+        return False
+    return _proctree().kill_tree(pid)
 
 
-def _children_of(pid):
-    children = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as file:
-            children.extend(int(child) for child in file.read().split())
-    return children
+def _proctree():
+    # psutil is loaded on the first stop, not at boot: a daemon that only runs
+    # services does not carry it (about 1 MiB resident).
+    from keplerd import proctree
 
-
-def _descendants_by_scan(pid):
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
+    return proctree
 
 
 def signal_group(pgid, signum):
@@ -280,66 +262,30 @@ def signal_group(pgid, signum):
         return False
 
 
-def kill_all(pgid, processes):
-    """SIGKILL a process group and the given psutil processes (skipping reused pids)."""
-    signal_group(pgid, signal.SIGKILL)
-    for process in processes:
-        try:
-            process.kill()  # psutil checks the create time, so a reused pid is spared
-        except psutil.Error:
-            pass  # already gone: exactly what we want
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _any_alive(pgid, processes):
-    if _group_alive(pgid):
-        return True
-    return any(_alive(process) for process in processes)
-
-
-def _group_alive(pgid):
-    """Return True while a member of the group exists.
-
-    A zombie member counts, but not for long: the daemon is a child subreaper, so
-    orphans of its services become its children and gevent's loop reaps them.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _alive(process):
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+@functools.cache
+def _boot_time():
+    with open("/proc/stat", "rb") as stat:
+        for line in stat:
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
 
 
 def start_time(pid):
-    """Return the start time of *pid* as psutil reports it, or ``None`` if it is gone."""
-    try:
-        return psutil.Process(pid).create_time()
-    except psutil.Error:
-        return None
+    """Return when *pid* started, in epoch seconds (as psutil's create_time), or None if gone.
 
-
-def kill_leftover(pid, pgid, create_time):
-    """Kill the group of a process recorded by an earlier daemon, if it is still that process.
-
-    Returns True when something was killed. The pid must still exist with the same
-    start time: a reused pid belongs to someone else and is never touched.
+    Read from ``/proc/<pid>/stat`` directly: it is on the spawn path of every service.
     """
-    if not pid or create_time is None:
-        return False
     try:
-        process = psutil.Process(pid)
-        if abs(process.create_time() - create_time) > 0.01:
-            return False
-        survivors = descendants(pid)
-    except psutil.Error:
-        return False
-    kill_all(pgid or pid, [process] + survivors)
-    return True
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2:].split()
+    return _boot_time() + int(fields[19]) / _CLOCK_TICKS
+
+
+

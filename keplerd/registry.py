@@ -98,7 +98,7 @@ class Registry:
     def kill_leftovers(self, project):
         """Kill process groups a previous daemon left running for *project*'s services."""
         for name, saved in project.saved_services().items():
-            if process.kill_leftover(saved.get("pid"), saved.get("pid"), saved.get("create_time")):
+            if process.kill_leftover(saved.get("pid"), saved.get("create_time")):
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
 
 

@@ -6,18 +6,17 @@ end and waits for the supervisor to see it.
 """
 
 import logging
+import signal
 import time
 
 import gevent
 from gevent.event import Event
 
 from keplerd import deps, launch, lifecycle, process, states
-from keplerd.globs import GlobSet
 from keplerd.health import HealthMonitor
 from keplerd.hooks import HookFailed, run_hook
 from keplerd.logs.format import now_stamp
 from keplerd.restart import Backoff, wants_restart
-from keplerd.watch import Watcher, daemon_log_files, describe_path
 
 log = logging.getLogger("keplerd.service")
 
@@ -189,7 +188,7 @@ class Service:
         log.error("%s/%s: supervisor crashed", self.project.name, self.name, exc_info=supervisor.exc_info)
         child, self._child = self._child, None
         if child is not None and child.returncode is None:
-            process.kill_all(child.pgid, child.descendants())
+            child.kill()
         if self._stop_requested:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
@@ -274,7 +273,7 @@ class Service:
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = launch.spawn_logged(self.project, self.log, self.spec)
+            child, pumps = launch.spawn_logged(self.log, self.spec)
         except process.SpawnError as error:
             self._fail(str(error))
             return None
@@ -293,7 +292,7 @@ class Service:
             monitor.kill()
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
-            process.kill_all(child.pgid, [])
+            process.signal_group(child.pgid, signal.SIGKILL)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
         self._child = None
@@ -306,6 +305,10 @@ class Service:
         patterns = self.spec["restart"]["watch"]
         if not patterns:
             return
+        # Loaded by the first service that watches: inotify (ctypes) costs the others nothing.
+        from keplerd.globs import GlobSet
+        from keplerd.watch import Watcher, daemon_log_files
+
         if self.watch_error:
             self._note(watch_error=None)
         self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
@@ -325,6 +328,8 @@ class Service:
         """
         if self._watch_restart is not None and not self._watch_restart.dead:
             return  # a restart is on its way: the new process will see this change too
+        from keplerd.watch import describe_path  # loaded: _arm_watch made the watcher
+
         change = describe_path(path, self.spec["working_dir"])
         self.log.write("stderr", now_stamp() + f"kepler: {self.name} restarting: watch: {change} changed\n".encode())
         self._watch_restart = self.project.spawn(lifecycle.restart_on_change, self.project, self.name, change)

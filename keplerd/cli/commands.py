@@ -48,11 +48,13 @@ def _start_flags(parser, verb):
                         help="with --wait: give up waiting after DURATION (exit 1)")
 
 
-def register(subparsers, common, common_without_f):
-    """Add every keplerctl command to *subparsers*.
+def register(subparsers, common, common_without_f, only=None):
+    """Add the keplerctl commands to *subparsers*: all, or just the one named *only*.
 
     *common* holds the global options for use after the command too; ``logs`` gets
     *common_without_f*, because there ``-f`` is ``--follow`` (as in docker compose).
+    Building one command's parser instead of all of them keeps ``keplerctl ps``
+    start-up short.
     """
 
     def add(name, help_text, module, function, parent=common):
@@ -60,22 +62,33 @@ def register(subparsers, common, common_without_f):
         parser.set_defaults(run=_runner(module, function))
         return parser
 
-    daemon = subparsers.add_parser("daemon", help="start, stop or inspect keplerd", parents=[common])
+    parents = {"common": common, "without_f": common_without_f}
+    for name, builder in COMMANDS.items():
+        if only is None or name == only:
+            builder(add, subparsers, parents)
+
+
+def _daemon(add, subparsers, parents):
+    daemon = subparsers.add_parser("daemon", help="start, stop or inspect keplerd", parents=[parents["common"]])
     daemon_commands = daemon.add_subparsers(dest="daemon_command", metavar="ACTION", required=True)
     for name, help_text in (("start", "run keplerd (foreground; -d: in the background)"),
                             ("stop", "stop every service gracefully, then keplerd"),
                             ("restart", "stop keplerd, then start it; services that were up come back"),
                             ("status", "show pid, uptime, version, socket and loaded configs")):
-        parser = daemon_commands.add_parser(name, help=help_text, description=help_text, parents=[common])
+        parser = daemon_commands.add_parser(name, help=help_text, description=help_text, parents=[parents["common"]])
         parser.set_defaults(run=_runner("daemonctl", name))
         if name in ("start", "restart"):
             parser.add_argument("-d", "--detach", action="store_true",
                                 help="run in the background; return once the socket answers")
 
+
+def _start(add, subparsers, parents):
     start = add("start", "start services (attached unless -d)", "lifecycle", "start")
     _start_flags(start, "start")
     start.add_argument("--no-deps", action="store_true", help="do not start or wait for dependencies")
 
+
+def _stop(add, subparsers, parents):
     stop = add("stop", "stop services (all by default)", "lifecycle", "stop")
     stop.add_argument("services", nargs="*", metavar="SERVICE", help="services to stop (default: all)")
     stop.add_argument("-s", "--signal", type=_signal, metavar="SIGNAL",
@@ -83,15 +96,23 @@ def register(subparsers, common, common_without_f):
     stop.add_argument("--clean", action="store_true",
                       help="then run pre_cleanup, remove the config's state dir and unload it")
 
+
+def _restart(add, subparsers, parents):
     restart = add("restart", "restart services with the baked config", "lifecycle", "restart")
     _start_flags(restart, "restart")
 
+
+def _recreate(add, subparsers, parents):
     add("recreate", "re-bake the config from its file and the current environment", "lifecycle", "recreate")
 
+
+def _ps(add, subparsers, parents):
     ps = add("ps", "list services and their status", "views", "ps")
     ps.add_argument("-a", "--all", action="store_true", help="every loaded config, with a CONFIG column")
 
-    logs = add("logs", "show service logs, merged in time order", "logs", "show", parent=common_without_f)
+
+def _logs(add, subparsers, parents):
+    logs = add("logs", "show service logs, merged in time order", "logs", "show", parent=parents["without_f"])
     logs.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new lines until Ctrl+C")
     logs.add_argument("--tail", type=_count, metavar="N", help="only the last N lines")
@@ -99,22 +120,37 @@ def register(subparsers, common, common_without_f):
     logs.add_argument("--no-hook", action="store_true", help="leave out the output of hooks")
     logs.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its UTC time")
 
+
+def _inspect(add, subparsers, parents):
     inspect = add("inspect", "show the baked config and runtime state as JSON", "views", "inspect")
     inspect.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
 
+
+def _prune(add, subparsers, parents):
     prune = add("prune", "remove the state of configs that are all stopped or whose file is gone", "views", "prune")
     prune.add_argument("--force", action="store_true", help="stop running services first, then remove those too")
     prune.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
-    config = subparsers.add_parser("config", help="work with config files", parents=[common])
+
+def _config(add, subparsers, parents):
+    config = subparsers.add_parser("config", help="work with config files", parents=[parents["common"]])
     config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     check = config_commands.add_parser("check", help="validate the config without contacting the daemon",
                                        description="validate the config without contacting the daemon",
-                                       parents=[common])
+                                       parents=[parents["common"]])
     check.set_defaults(run=_runner("check", "check"))
 
+
+def _completion(add, subparsers, parents):
     completion = add("completion", "print a shell completion script: source <(keplerctl completion bash)",
                      "completion", "completion")
     completion.add_argument("shell", choices=("bash", "zsh"), help="the shell: bash or zsh")
     # The scripts ask for the current config's service names with this (not for users).
     completion.add_argument("--services", action="store_true", help=argparse.SUPPRESS)
+
+
+COMMANDS = {
+    "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate,
+    "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
+    "completion": _completion,
+}

@@ -59,8 +59,31 @@ class Context:
         return Client()
 
 
+class Formatter(argparse.HelpFormatter):
+    """argparse's formatter, sized from the terminal without importing shutil (start-up time)."""
+
+    def __init__(self, prog, **options):
+        if options.get("width") is None:
+            options["width"] = _terminal_width() - 2
+        super().__init__(prog, **options)
+
+
+def _terminal_width():
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit():
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except (OSError, ValueError):
+        return 80
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line and exit code 1 (SPEC §13)."""
+
+    def __init__(self, *args, **options):
+        options.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **options)
 
     def error(self, message):
         print(f"{self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -77,7 +100,8 @@ def _global_options(parser, suppress, short_file=True):
                         help="print data as JSON")
 
 
-def build_parser():
+def build_parser(only=None):
+    """Return keplerctl's argument parser: every command, or only the one named *only*."""
     from keplerd.cli import commands
 
     parser = Parser(prog="keplerctl", description="Drive the Kepler process orchestrator.")
@@ -88,12 +112,32 @@ def build_parser():
     common_without_f = Parser(add_help=False)
     _global_options(common_without_f, suppress=True, short_file=False)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.register(subparsers, common, common_without_f)
+    commands.register(subparsers, common, common_without_f, only=only)
     return parser
 
 
+def command_named(argv):
+    """Return the command *argv* asks for, or None when it is unclear (then build them all).
+
+    Global options come before the command; ``-f``/``--file`` takes a value. Help
+    or a version request before the command also needs the whole parser.
+    """
+    from keplerd.cli.commands import COMMANDS
+
+    arguments = iter(argv)
+    for argument in arguments:
+        if argument in ("-f", "--file"):
+            next(arguments, None)
+        elif argument in ("-h", "--help", "--version"):
+            return None
+        elif not argument.startswith("-"):
+            return argument if argument in COMMANDS else None
+    return None
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(only=command_named(argv)).parse_args(argv)
     context = Context(args)
     try:
         code = args.run(context)

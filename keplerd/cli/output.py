@@ -3,7 +3,6 @@
 import os
 import sys
 import time
-from datetime import datetime, UTC
 
 from keplerd.units import format_age, signal_name
 
@@ -133,5 +132,7 @@ def parse_chunk(data):
 
 def iso_time(stamp_ms):
     """Return ISO-8601 UTC time with milliseconds: ``2026-11-26T23:51:08.123Z``."""
+    from datetime import UTC, datetime  # only for --timestamps: keep it off the start-up path
+
     moment = datetime.fromtimestamp(stamp_ms / 1000, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{stamp_ms % 1000:03d}Z"

@@ -6,7 +6,7 @@ greenlet that exists only while some cursor is open.
 """
 
 import logging
-import secrets
+import os
 import time
 
 import gevent
@@ -103,7 +103,7 @@ class CursorTable:
 
     def open(self, reading):
         """Register *reading*; return its new cursor id."""
-        cursor_id = secrets.token_hex(8)
+        cursor_id = os.urandom(8).hex()  # not `secrets`: it loads OpenSSL (~4 MiB) for this
         self._open[cursor_id] = reading
         self._used[cursor_id] = self._clock()
         if not len(self._sweeper):
