@@ -29,7 +29,7 @@ import time
 import psutil
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRATCH = os.path.join(HERE, ".scratch")
+SCRATCH = os.path.join(HERE, ".scratch", "logs")  # bench/run.py keeps its peers next to it
 BIN = os.path.dirname(sys.executable)
 KEPLERCTL = os.path.join(BIN, "keplerctl")
 LINE_TEXT = 100 - len("line 0000000 ") - 1  # ~100 bytes of text per line, newline included
