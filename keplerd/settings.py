@@ -11,21 +11,13 @@ and all of them are reported together.
 
 import argparse
 import dataclasses
-import inspect
 import os
 
-from marshmallow import ValidationError, validates_schema
-
 from keplerd import __version__, paths
-from keplerd.config import fields
-from keplerd.config.errors import ConfigError, Problems
-from keplerd.config.loader import load_yaml
-from keplerd.config.schema import StrictSchema
-from keplerd.config.validate import flatten_errors
+from keplerd.config.errors import ConfigError
 
 DEFAULT_PATH = paths.DEFAULT_DAEMON_CONFIG
 LOG_LEVELS = ("debug", "info", "warning", "error")
-MIN_LUA_MEMORY = 1 << 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,67 +32,10 @@ class Settings:
     lua_time_limit: float = 2.0  # seconds of CPU per config
     default_stop_grace_period: float = 10.0  # seconds
 
-    def bake_options(self, accepted=None):
-        """Return the settings that shape a bake, as keyword arguments of ``bake()``.
-
-        Only the arguments *accepted* (default: those ``bake()`` declares) are
-        returned, so that the Lua limits reach the Lua engine once it takes them.
-        """
-        if accepted is None:
-            from keplerd.config.bake import bake
-
-            accepted = inspect.signature(bake).parameters
-        options = {"default_stop_grace_period": self.default_stop_grace_period,
-                   "lua_memory_limit": self.lua_memory_limit, "lua_time_limit": self.lua_time_limit}
-        return {name: value for name, value in options.items() if name in accepted}
-
-
-class _AbsolutePath(fields.Text):
-    """An absolute path, normalised."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        value = super()._deserialize(value, attr, data, **kwargs)
-        if not os.path.isabs(value):
-            raise ValidationError(f"must be an absolute path, not {value!r}")
-        return os.path.normpath(value)
-
-
-class SettingsSchema(StrictSchema):
-    state_dir = _AbsolutePath(metadata={"description": "State directory; default /var/lib/kepler."})
-    socket_group = fields.Text(metadata={"description": "Group allowed to use the socket; default kepler."})
-    autostart_dir = _AbsolutePath(metadata={"description": "Configs started at boot; default /etc/kepler/conf.d."})
-    log_level = fields.Choice(LOG_LEVELS, metadata={"description": "Daemon log level; default info."})
-    lua_memory_limit = fields.Size(metadata={"description": "Lua memory cap per config; default 64M."})
-    lua_time_limit = fields.Duration(metadata={"description": "Lua CPU time cap per config; default 2s."})
-    default_stop_grace_period = fields.Duration(
-        metadata={"description": "stop_grace_period of services that set none; default 10s."})
-
-    @validates_schema
-    def _limits_are_usable(self, data, **kwargs):
-        problems = {}
-        if data.get("lua_memory_limit") is not None and data["lua_memory_limit"] < MIN_LUA_MEMORY:
-            problems["lua_memory_limit"] = ["must be at least 1M"]
-        if data.get("lua_time_limit") is not None and data["lua_time_limit"] <= 0:
-            problems["lua_time_limit"] = ["must be more than 0"]
-        if problems:
-            raise ValidationError(problems)
-
-
-def parse(data, display_name):
-    """Return the Settings of the ``keplerd.conf`` text *data*; raise ConfigError."""
-    tree = load_yaml(data, display_name)
-    if tree is None:
-        return Settings()
-    if not isinstance(tree, dict):
-        raise ConfigError([f"{display_name}: the top level must be a mapping of settings"])
-    problems = Problems(display_name)
-    try:
-        loaded = SettingsSchema().load(tree)
-    except ValidationError as error:
-        for where, message in flatten_errors(error.messages):
-            problems.add(where, message)
-        problems.raise_if_any()
-    return Settings(**{key: value for key, value in loaded.items() if value is not None})
+    def bake_options(self):
+        """Return the settings that shape a bake, as keyword arguments of ``bake()``."""
+        return {"default_stop_grace_period": self.default_stop_grace_period,
+                "lua_memory_limit": self.lua_memory_limit, "lua_time_limit": self.lua_time_limit}
 
 
 def load(path, required):
@@ -115,6 +50,16 @@ def load(path, required):
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
     return parse(data, path)
+
+
+def parse(data, display_name):
+    """Return the Settings of the ``keplerd.conf`` text *data*; raise ConfigError."""
+    comment = "#" if isinstance(data, str) else b"#"
+    if not any(line.strip() and not line.lstrip().startswith(comment) for line in data.splitlines()):
+        return Settings()  # the shipped file is all comments: no need to load YAML and schemas
+    from keplerd.config.settings_schema import parse_settings
+
+    return Settings(**parse_settings(data, display_name))
 
 
 def resolve(args, environ=os.environ):

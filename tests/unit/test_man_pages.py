@@ -16,7 +16,7 @@ from marshmallow import fields as ma
 
 from keplerd import settings
 from keplerd.cli.main import build_parser
-from keplerd.config import schema
+from keplerd.config import schema, settings_schema
 
 MAN = os.path.join(os.path.dirname(__file__), "..", "..", "man")
 PAGES = ["keplerctl.1", "kepler.yaml.5", "keplerd.conf.5", "keplerd.8"]
@@ -101,7 +101,7 @@ def test_keplerd_page_documents_every_flag_and_no_other():
 def test_keplerd_conf_page_documents_every_key_and_no_other():
     keys = _sections(_read("keplerd.conf.5"), "SH")["KEYS"]
     tags = re.findall(r"^\.TP\n\.BR (\w+)", keys, flags=re.MULTILINE)
-    assert set(tags) == set(settings.SettingsSchema().fields)
+    assert set(tags) == set(settings_schema.SettingsSchema().fields)
 
 
 def test_the_default_keplerd_conf_lists_every_key_with_its_default():
@@ -109,7 +109,7 @@ def test_the_default_keplerd_conf_lists_every_key_with_its_default():
         commented = [line[1:] for line in file if re.match(r"^#\w+:", line)]
     uncommented = settings.parse("".join(commented), "keplerd.conf")
     assert uncommented == settings.Settings()
-    assert len(commented) == len(settings.SettingsSchema().fields)
+    assert len(commented) == len(settings_schema.SettingsSchema().fields)
 
 
 def _schema_keys(schema_class):

@@ -87,14 +87,25 @@ def test_flags_override_the_file_and_the_environment_overrides_state_dir(tmp_pat
     assert flagged.default_stop_grace_period == 10.0
 
 
-def test_bake_options_offer_only_what_bake_accepts():
-    options = settings.Settings(default_stop_grace_period=3.0).bake_options(
-        accepted={"default_stop_grace_period"})
-    assert options == {"default_stop_grace_period": 3.0}
-    everything = settings.Settings().bake_options(
-        accepted={"default_stop_grace_period", "lua_memory_limit", "lua_time_limit"})
-    assert everything == {"default_stop_grace_period": 10.0, "lua_memory_limit": 64 << 20, "lua_time_limit": 2.0}
-    assert "default_stop_grace_period" in settings.Settings().bake_options()
+def test_bake_options_are_keyword_arguments_of_bake():
+    import inspect
+
+    from keplerd.config.bake import bake
+
+    options = settings.Settings(default_stop_grace_period=3.0).bake_options()
+    assert options == {"default_stop_grace_period": 3.0, "lua_memory_limit": 64 << 20, "lua_time_limit": 2.0}
+    assert set(options) <= set(inspect.signature(bake).parameters)
+
+
+def test_an_all_comment_file_does_not_load_the_schema():
+    import subprocess
+    import sys
+
+    code = ("import sys; from keplerd import settings; "
+            "assert settings.parse(b'# state_dir: /x\\n\\n', 'keplerd.conf') == settings.Settings(); "
+            "print('marshmallow' in sys.modules, 'yaml' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "False"]
 
 
 def test_the_cli_finds_a_state_dir_moved_by_keplerd_conf(tmp_path, monkeypatch):

@@ -1,0 +1,66 @@
+"""The schema of ``keplerd.conf`` (SPEC §14), validated like configs.
+
+Loaded only when the file has settings in it: the daemon does not carry YAML
+and marshmallow for an empty or all-comment file.
+"""
+
+import os
+
+from marshmallow import ValidationError, validates_schema
+
+from keplerd.config import fields
+from keplerd.config.errors import ConfigError, Problems
+from keplerd.config.loader import load_yaml
+from keplerd.config.schema import StrictSchema
+from keplerd.config.validate import flatten_errors
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+MIN_LUA_MEMORY = 1 << 20
+
+
+class _AbsolutePath(fields.Text):
+    """An absolute path, normalised."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not os.path.isabs(value):
+            raise ValidationError(f"must be an absolute path, not {value!r}")
+        return os.path.normpath(value)
+
+
+class SettingsSchema(StrictSchema):
+    state_dir = _AbsolutePath(metadata={"description": "State directory; default /var/lib/kepler."})
+    socket_group = fields.Text(metadata={"description": "Group allowed to use the socket; default kepler."})
+    autostart_dir = _AbsolutePath(metadata={"description": "Configs started at boot; default /etc/kepler/conf.d."})
+    log_level = fields.Choice(LOG_LEVELS, metadata={"description": "Daemon log level; default info."})
+    lua_memory_limit = fields.Size(metadata={"description": "Lua memory cap per config; default 64M."})
+    lua_time_limit = fields.Duration(metadata={"description": "Lua CPU time cap per config; default 2s."})
+    default_stop_grace_period = fields.Duration(
+        metadata={"description": "stop_grace_period of services that set none; default 10s."})
+
+    @validates_schema
+    def _limits_are_usable(self, data, **kwargs):
+        problems = {}
+        if data.get("lua_memory_limit") is not None and data["lua_memory_limit"] < MIN_LUA_MEMORY:
+            problems["lua_memory_limit"] = ["must be at least 1M"]
+        if data.get("lua_time_limit") is not None and data["lua_time_limit"] <= 0:
+            problems["lua_time_limit"] = ["must be more than 0"]
+        if problems:
+            raise ValidationError(problems)
+
+
+def parse_settings(data, display_name):
+    """Return the settings the ``keplerd.conf`` text *data* sets, as a dict; raise ConfigError."""
+    tree = load_yaml(data, display_name)
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError([f"{display_name}: the top level must be a mapping of settings"])
+    problems = Problems(display_name)
+    try:
+        loaded = SettingsSchema().load(tree)
+    except ValidationError as error:
+        for where, message in flatten_errors(error.messages):
+            problems.add(where, message)
+        problems.raise_if_any()
+    return {key: value for key, value in loaded.items() if value is not None}
