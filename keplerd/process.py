@@ -56,10 +56,10 @@ def find_program(program, env, cwd):
     raise SpawnError(f"program not found: {program}")
 
 
-def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None):
+def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None):
     """Start *argv* in its own session and return a ``Child``.
 
-    *stdout* / *stderr* are fds for the child's output (``None``: /dev/null). *user*
+    *stdin*, *stdout*, *stderr* are fds for the child (``None``: /dev/null). *user*
     and *group* follow SPEC §12; *limits* maps ``memory``/``cpu_time``/``max_fds``
     to values. Raises ``SpawnError`` with a user-facing reason.
     """
@@ -76,7 +76,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
     try:
         pid = _fork_exec(
             [os.fsencode(arg) for arg in argv], (os.fsencode(executable),), (errpipe_write,),
-            cwd, env_list, devnull,
+            cwd, env_list, stdin if stdin is not None else devnull,
             stdout if stdout is not None else devnull, stderr if stderr is not None else devnull,
             errpipe_read, errpipe_write, identity, limits,
         )

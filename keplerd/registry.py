@@ -103,6 +103,6 @@ class Registry:
 
 
 def _bake(config_path, sys_env, home, display_name, options):
-    from keplerd.config.bake import bake  # the schema and YAML machinery load on first bake
+    from keplerd import bakery  # first bake: the worker seam
 
-    return bake(config_path, sys_env, home, display_name=display_name, **options)
+    return bakery.bake(config_path, sys_env, home, display_name, options)

@@ -12,12 +12,8 @@ module drives it:
   refused anyway.
 * CPU time. A count hook calls :meth:`Sandbox.tick` every ``HOOK_COUNT`` VM
   instructions (tens of microseconds). It adds up the thread CPU time spent in
-  Lua, ends evaluation past the limit and, inside the daemon (gevent patched),
-  yields to the hub every ``YIELD_EVERY`` seconds of it, so other clients are
-  served while a bake computes. Switching greenlets inside a lupa callback is
-  safe: greenlet saves and restores the C stack, Lua's included. The yield is
-  ``gevent.idle()``, not ``sleep(0)``: sleep(0) only runs greenlets already
-  scheduled, and sockets and timers went unserved for 100 ms and more.
+  Lua and ends evaluation past the limit. The daemon bakes in a worker process
+  (``keplerd.bakery``), so a long bake never holds up its gevent loop.
 * Memory. lupa's allocator enforces the cap; a failing allocation inside Lua is
   an ordinary Lua error. But lupa pushes call arguments and callback results
   outside protected mode, where a failing allocation aborts the whole process
@@ -27,13 +23,11 @@ module drives it:
 """
 
 import os
-import sys
 import time
 
 DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
 DEFAULT_TIME_LIMIT = 2.0
 HOOK_COUNT = 10_000   # VM instructions between two checks of the CPU budget
-YIELD_EVERY = 0.002   # seconds of Lua CPU time between two yields to the gevent hub
 HEADROOM = 256 * 1024  # bytes above the cap while Python pushes values into Lua
 
 GO_ON, OUT_OF_TIME, INTERRUPTED = 0, 1, 2
@@ -41,22 +35,8 @@ GO_ON, OUT_OF_TIME, INTERRUPTED = 0, 1, 2
 LUALIB = os.path.join(os.path.dirname(__file__), "lualib")
 
 
-def cooperative_yield():
-    """Return ``gevent.idle`` inside the daemon (gevent monkey-patched), else None.
-
-    ``idle()`` returns once the hub has served pending sockets and timers. Never
-    imports gevent: ``keplerctl config check`` bakes without it.
-    """
-    monkey = sys.modules.get("gevent.monkey")
-    if monkey is not None and monkey.is_module_patched("time"):
-        import gevent
-
-        return gevent.idle
-    return None
-
-
 class CpuBudget:
-    """Count the CPU time spent in Lua against *limit* seconds; let others run meanwhile.
+    """Count the CPU time spent in Lua against *limit* seconds.
 
     >>> budget = CpuBudget(2.0)
     >>> budget.start(); verdict = budget.tick(); budget.stop()
@@ -64,32 +44,27 @@ class CpuBudget:
     True
     """
 
-    def __init__(self, limit, let_others_run=None, clock=time.thread_time):
+    def __init__(self, limit, clock=time.thread_time):
         self.limit = limit
         self.used = 0.0
-        self._let_others_run = let_others_run
         self._clock = clock
-        self._since = self._slice = 0.0
+        self._since = 0.0
 
     def start(self):
         """Start counting: Lua is about to run."""
-        self._since = self._slice = self._clock()
+        self._since = self._clock()
 
     def stop(self):
         """Stop counting: Lua returned to Python."""
         self.used += self._clock() - self._since
 
     def tick(self):
-        """Return GO_ON or OUT_OF_TIME; yield to other greenlets when a slice is used up."""
+        """Return GO_ON or OUT_OF_TIME."""
         now = self._clock()
         self.used += now - self._since
         self._since = now
         if self.used > self.limit:
             return OUT_OF_TIME
-        if self._let_others_run is not None and now - self._slice >= YIELD_EVERY:
-            self._let_others_run()
-            # Time spent in other greenlets is theirs, not this bake's.
-            self._since = self._slice = self._clock()
         return GO_ON
 
 
@@ -135,7 +110,7 @@ class Sandbox:
         from lupa import lua54
 
         self.memory_limit = memory_limit
-        self.budget = CpuBudget(time_limit, cooperative_yield())
+        self.budget = CpuBudget(time_limit)
         self.interruption = None
         self._load_module = load_module
         self._runtime = lua54.LuaRuntime(
@@ -220,7 +195,7 @@ class Sandbox:
         """Called by the Lua hook: GO_ON, OUT_OF_TIME or INTERRUPTED."""
         try:
             return self.budget.tick()
-        except BaseException as error:  # GreenletExit, KeyboardInterrupt: re-raised once Lua unwound
+        except BaseException as error:  # KeyboardInterrupt (Ctrl+C): re-raised once Lua unwound
             self.interruption = error
             return INTERRUPTED
 

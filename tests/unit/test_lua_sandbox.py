@@ -8,10 +8,9 @@ import time
 
 import pytest
 
-from keplerd.config import luasandbox
 from keplerd.config.bake import bake, check
 from keplerd.config.errors import ConfigError
-from keplerd.config.luasandbox import GO_ON, OUT_OF_TIME, YIELD_EVERY, CpuBudget, Sandbox
+from keplerd.config.luasandbox import GO_ON, OUT_OF_TIME, CpuBudget, Sandbox
 
 MiB = 1024 * 1024
 
@@ -226,39 +225,28 @@ def test_budget_counts_only_time_spent_in_lua():
     assert budget.tick() == OUT_OF_TIME
 
 
-def test_budget_yields_every_slice_and_does_not_count_others_time():
-    clock = FakeClock()
-    yields = []
+class InterruptingClock(FakeClock):
+    """A clock read once by an interruption, as Ctrl+C arrives inside the CPU hook."""
 
-    def let_others_run():
-        yields.append(clock.now)
-        clock.now += 3.0  # other greenlets run meanwhile
+    def __init__(self, readings_before_interrupt):
+        super().__init__()
+        self.readings_left = readings_before_interrupt
 
-    budget = CpuBudget(1.0, let_others_run=let_others_run, clock=clock)
-    budget.start()
-    clock.now += YIELD_EVERY / 2
-    assert budget.tick() == GO_ON and yields == []
-    clock.now += YIELD_EVERY
-    assert budget.tick() == GO_ON and len(yields) == 1
-    assert budget.used == pytest.approx(1.5 * YIELD_EVERY)
+    def __call__(self):
+        self.readings_left -= 1
+        if self.readings_left == -1:
+            raise KeyboardInterrupt
+        return self.now
 
 
-def test_an_interruption_while_yielding_is_raised_once_lua_unwound():
+def test_an_interruption_inside_the_hook_is_raised_once_lua_unwound():
     sandbox = Sandbox(64 * MiB, 5.0, None)
-
-    def interrupt():
-        raise KeyboardInterrupt
-
-    sandbox.budget = CpuBudget(5.0, let_others_run=interrupt)
+    sandbox.budget = CpuBudget(5.0, clock=InterruptingClock(readings_before_interrupt=3))
     ctx = {"env": {}, "sys_env": {}, "env_file": {}}
     with pytest.raises(KeyboardInterrupt):
         sandbox.run(b"while true do pcall(function() while true do end end) end", "=lua", ctx)
     assert sandbox.run(b"return 1", "=lua", ctx)[0] == "abort"
     sandbox.close()
-
-
-def test_no_yield_outside_the_daemon():
-    assert luasandbox.cooperative_yield() is None
 
 
 def test_a_limit_too_small_for_the_sandbox_itself_is_a_memory_error(tmp_path):
