@@ -208,7 +208,9 @@ def main(argv=None):
     with open(os.path.join(RESULTS, f"{name}.json"), "w") as file:
         json.dump(result, file, indent=1)
     publish(result, name, args.update_readme)
-    return 1 if any(run["errors"] for run in result["runs"]) else 0
+    # A peer that loses lines is a finding of the benchmark (marked ! in the table);
+    # the run fails only when Kepler, or a physical-limit baseline, fails its checks.
+    return 1 if any(run["errors"] for run in result["runs"] if run["tool"] in ("kepler", report.LIMIT)) else 0
 
 
 def render(name, update_readme):
