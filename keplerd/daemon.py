@@ -3,8 +3,13 @@
 Patches gevent first: everything after this import runs in greenlets.
 """
 
-from gevent import monkey
+from gevent import events, monkey
 
+# patch_all announces itself to plugins found through package entry points, which
+# loads importlib.metadata and reads every installed package's metadata: 2 MiB of
+# resident memory, and third-party code run inside a root daemon. Kepler has no
+# plugins; the patch events still reach in-process subscribers.
+events.notify_and_call_entry_points = events.notify
 # The defaults, but for ssl: the daemon speaks no TLS, and patching it would load
 # OpenSSL for nothing (about 4 MiB of resident memory).
 monkey.patch_all(ssl=False)
@@ -24,7 +29,7 @@ from gevent.event import Event  # noqa: E402
 from gevent.pool import Group  # noqa: E402
 from gevent.queue import Queue  # noqa: E402
 
-from keplerd import __version__, lifecycle, paths  # noqa: E402
+from keplerd import __version__, bakery, lifecycle, paths  # noqa: E402
 from keplerd import daemonize as background  # noqa: E402
 from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.autostart import Autostart  # noqa: E402
@@ -251,7 +256,7 @@ def main(argv=None):
         print("keplerd: must run as root (it starts services as any user)", file=sys.stderr)
         sys.exit(1)
     try:
-        settings = daemon_settings.resolve(args)
+        settings = daemon_settings.resolve(args, validate=bakery.validate_settings_at_boot)
     except ConfigError as error:
         for line in error.errors:
             print(f"keplerd: {line}", file=sys.stderr)
@@ -264,7 +269,7 @@ def main(argv=None):
     def reread():
         if log_path:
             background.reopen_log(log_path)  # a reload follows a log rotation
-        return daemon_settings.resolve(args)
+        return daemon_settings.resolve(args, validate=bakery.validate_settings)
 
     daemon = Daemon(settings, reread, Notifier.from_environment(os.environ),
                     on_ready=[readiness.ready] if readiness else [])

@@ -109,6 +109,31 @@ def _resolve_identity(user, group):
         raise SpawnError(str(error)) from None
 
 
+def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
+    """Start the absolute program ``argv[0]`` with these fds, without gevent: return its pid.
+
+    For start-up, before gevent's hub exists: no child watcher is installed, so
+    the caller reaps the child itself (``waitpid``). Raises OSError.
+    """
+    errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = _posixsubprocess.fork_exec(
+            [os.fsencode(arg) for arg in argv], (os.fsencode(argv[0]),), True, (errpipe_write,), cwd,
+            [os.fsencode(f"{key}={value}") for key, value in env.items()],
+            stdin, -1, -1, stdout, -1, stderr, errpipe_read, errpipe_write,
+            True, True, -1, None, None, None, CHILD_UMASK, None, True)
+    finally:
+        close_now(errpipe_write)
+    try:
+        failure = _read_all(errpipe_read)
+    finally:
+        close_now(errpipe_read)
+    if failure:
+        get_original("os", "waitpid")(pid, 0)
+        raise OSError(errno.ENOEXEC, _describe_exec_failure(failure, argv[0]))
+    return pid
+
+
 def _fork_exec(args, executables, pass_fds, cwd, env_list, stdin, stdout, stderr,
                errpipe_read, errpipe_write, identity, limits):
     gevent.get_hub().loop.install_sigchld()

@@ -38,8 +38,11 @@ class Settings:
                 "lua_memory_limit": self.lua_memory_limit, "lua_time_limit": self.lua_time_limit}
 
 
-def load(path, required):
-    """Return the Settings of the file at *path*; defaults when it is missing and not *required*."""
+def load(path, required, validate=None):
+    """Return the Settings of the file at *path*; defaults when it is missing and not *required*.
+
+    *validate* is as for ``parse``.
+    """
     try:
         with open(path, "rb") as file:
             data = file.read()
@@ -49,26 +52,32 @@ def load(path, required):
         return Settings()
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
-    return parse(data, path)
+    return parse(data, path, validate)
 
 
-def parse(data, display_name):
-    """Return the Settings of the ``keplerd.conf`` text *data*; raise ConfigError."""
+def parse(data, display_name, validate=None):
+    """Return the Settings of the ``keplerd.conf`` text *data*; raise ConfigError.
+
+    *validate(data, display_name)* returns the values *data* sets, as a dict
+    (default: ``settings_schema.parse_settings`` in this process; the daemon has
+    a worker process do it, so that it never loads YAML and marshmallow).
+    """
     comment = "#" if isinstance(data, str) else b"#"
     if not any(line.strip() and not line.lstrip().startswith(comment) for line in data.splitlines()):
-        return Settings()  # the shipped file is all comments: no need to load YAML and schemas
-    from keplerd.config.settings_schema import parse_settings
+        return Settings()  # the shipped file is all comments: nothing to validate
+    if validate is None:
+        from keplerd.config.settings_schema import parse_settings as validate
+    return Settings(**validate(data, display_name))
 
-    return Settings(**parse_settings(data, display_name))
 
-
-def resolve(args, environ=os.environ):
+def resolve(args, environ=os.environ, validate=None):
     """Return the settings of ``keplerd.conf`` (``--config`` or the default) with flags applied.
 
     Flags win over the file; ``$KEPLER_DAEMON_PATH`` wins over the file's
-    ``state_dir``, and ``--state-dir`` over both. Raises ConfigError.
+    ``state_dir``, and ``--state-dir`` over both. *validate* is as for ``parse``.
+    Raises ConfigError.
     """
-    settings = load(args.config or DEFAULT_PATH, required=args.config is not None)
+    settings = load(args.config or DEFAULT_PATH, required=args.config is not None, validate=validate)
     overrides = {key: getattr(args, key) for key in ("autostart_dir", "socket_group", "log_level")
                  if getattr(args, key) is not None}
     state_dir = args.state_dir or environ.get("KEPLER_DAEMON_PATH")

@@ -1,9 +1,14 @@
-"""Bake one config in a process of its own (``keplerd.bakery`` runs it).
+"""Bake one config, or read keplerd.conf, in a process of its own (``keplerd.bakery`` runs it).
 
-Reads a JSON request on stdin — ``{"config", "env", "home", "display_name",
-"options"}`` — and writes the answer on stdout: ``{"ok": true, "snapshot",
-"config", "env_files"}`` (file contents base64-encoded) or ``{"ok": false,
-"errors": [...]}``. Nothing here is gevent: the bake, Lua included, simply runs.
+Reads a JSON request on stdin and writes the answer on stdout:
+
+* a bake — ``{"config", "env", "home", "display_name", "options"}`` — is answered
+  ``{"ok": true, "snapshot", "config", "env_files"}`` (file contents base64-encoded);
+* settings — ``{"settings": <keplerd.conf, base64-encoded>, "display_name"}`` — are answered
+  ``{"ok": true, "values": {...}}``;
+* either fails as ``{"ok": false, "errors": [...]}``.
+
+Nothing here is gevent: the bake, Lua included, simply runs.
 """
 
 import base64
@@ -15,7 +20,9 @@ from keplerd.config.errors import ConfigError
 
 
 def answer(request):
-    """Return the answer to one bake *request*."""
+    """Return the answer to one *request*: a bake, or settings to validate."""
+    if "settings" in request:
+        return settings_answer(request)
     try:
         baked = bake(request["config"], request["env"], request["home"], request.get("display_name"),
                      **request.get("options", {}))
@@ -29,6 +36,17 @@ def answer(request):
         "config": _text(baked.config_bytes),
         "env_files": {name: _text(data) for name, data in baked.env_files.items()},
     }
+
+
+def settings_answer(request):
+    """Return the validated values of the keplerd.conf text of *request*."""
+    from keplerd.config.settings_schema import parse_settings
+
+    try:
+        values = parse_settings(base64.b64decode(request["settings"]), request["display_name"])
+    except ConfigError as error:
+        return {"ok": False, "errors": error.errors}
+    return {"ok": True, "values": values}
 
 
 def _text(data):

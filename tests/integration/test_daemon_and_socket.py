@@ -245,6 +245,23 @@ def test_keplerctl_ps_does_not_import_heavy_modules():
     assert result.stdout.strip() == ""
 
 
+def test_the_daemon_imports_no_config_machinery_and_no_plugins():
+    code = ("import sys; import keplerd.daemon, keplerd.bakery, keplerd.registry, keplerd.lifecycle; "
+            "heavy = [m for m in ('lupa', 'marshmallow', 'yaml', 'ssl', 'importlib.metadata') if m in sys.modules]; "
+            "print(','.join(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_a_bake_with_lua_leaves_no_lua_or_yaml_library_in_the_daemon(kepler):
+    kepler.config("services:\n  web:\n    command: !lua return {'sleep', '1000'}\n")
+    kepler.ctl("start", "-d")
+    kepler.wait_status("web", "running")
+    with open(f"/proc/{kepler.daemon.pid}/maps") as maps:
+        libraries = {line.split()[-1].rsplit("/", 1)[-1] for line in maps if "/" in line}
+    assert not [name for name in libraries if name.startswith(("lua", "_yaml", "_ssl", "libssl"))], libraries
+
+
 def _alive(pid):
     import psutil
 

@@ -44,3 +44,17 @@ def test_the_worker_answers_located_errors(tmp_path):
 def test_an_unreadable_config_is_an_error_answer(tmp_path):
     answer = run_worker(request(tmp_path / "gone.yaml"))
     assert answer["ok"] is False and "gone.yaml" in answer["errors"][0]
+
+
+def settings_request(text):
+    return {"settings": base64.b64encode(text.encode()).decode(), "display_name": "keplerd.conf"}
+
+
+def test_the_worker_validates_keplerd_conf():
+    assert run_worker(settings_request("log_level: debug\nlua_time_limit: 500ms\n")) == {
+        "ok": True, "values": {"log_level": "debug", "lua_time_limit": 0.5}}
+
+
+def test_the_worker_answers_located_settings_errors():
+    assert run_worker(settings_request("log_level: loud\n")) == {"ok": False, "errors": [
+        "keplerd.conf: log_level: invalid value 'loud': expected one of debug, info, warning, error"]}
