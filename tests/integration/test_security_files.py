@@ -2,6 +2,7 @@
 
 import glob
 import grp
+import json
 import os
 import pwd
 import stat
@@ -9,20 +10,11 @@ import subprocess
 
 import pytest
 
-from tests.integration.accounts import Accounts, gid, shared_dir
+from tests.integration.accounts import gid, shared_dir
 from tests.integration.harness import Kepler, wait_for
 from tests.integration.test_dependencies import config
 
 SECRET = "s3cr3t-4f9d"
-
-
-@pytest.fixture
-def accounts():
-    made = Accounts()
-    try:
-        yield made
-    finally:
-        made.cleanup()
 
 
 @pytest.fixture
@@ -189,6 +181,7 @@ def test_state_json_is_never_written_through_a_planted_temp_file(kepler, make):
         file.write("precious\n")
     make(victim, state_json + ".tmp")
     kepler.ctl("stop")
-    wait_for(lambda: '"status": "stopped"' in read(state_json), message="state.json to say stopped")
+    wait_for(lambda: json.loads(read(state_json))["services"]["web"]["status"] == "stopped",
+             message="state.json to say stopped")
     assert read(victim) == "precious\n"
     assert not os.path.islink(state_json) and os.stat(state_json).st_nlink == 1
