@@ -117,11 +117,10 @@ def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
     """
     errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = _posixsubprocess.fork_exec(
-            [os.fsencode(arg) for arg in argv], (os.fsencode(argv[0]),), True, (errpipe_write,), cwd,
-            [os.fsencode(f"{key}={value}") for key, value in env.items()],
-            stdin, -1, -1, stdout, -1, stderr, errpipe_read, errpipe_write,
-            True, True, -1, None, None, None, CHILD_UMASK, None, True)
+        pid = _fork_exec(
+            [os.fsencode(arg) for arg in argv], (os.fsencode(argv[0]),), (errpipe_write,), cwd,
+            [os.fsencode(f"{key}={value}") for key, value in env.items()], stdin, stdout, stderr,
+            errpipe_read, errpipe_write, None, {}, watched=False)
     finally:
         close_now(errpipe_write)
     try:
@@ -135,8 +134,9 @@ def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
 
 
 def _fork_exec(args, executables, pass_fds, cwd, env_list, stdin, stdout, stderr,
-               errpipe_read, errpipe_write, identity, limits):
-    gevent.get_hub().loop.install_sigchld()
+               errpipe_read, errpipe_write, identity, limits, watched=True):
+    if watched:  # the child watcher needs SIGCHLD; start-up before the hub reaps by itself
+        gevent.get_hub().loop.install_sigchld()
     preexec = _child_setup(identity, limits, cwd, errpipe_write) if identity or limits else None
     arguments = [
         args, executables, True, pass_fds, cwd, env_list,

@@ -4,6 +4,7 @@ import tempfile
 
 import pytest
 
+from tests.integration.accounts import Accounts
 from tests.integration.harness import Kepler
 
 if os.geteuid() != 0:
@@ -38,3 +39,13 @@ def kepler_stopped(kepler_root):
         yield instance
     finally:
         instance.cleanup()
+
+
+@pytest.fixture
+def accounts():
+    """Throwaway users and groups, deleted after the test (see accounts.py)."""
+    made = Accounts()
+    try:
+        yield made
+    finally:
+        made.cleanup()

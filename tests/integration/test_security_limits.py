@@ -4,20 +4,11 @@ import os
 
 import pytest
 
-from tests.integration.accounts import Accounts, shared_dir
+from tests.integration.accounts import shared_dir
 from tests.integration.harness import wait_for
 from tests.integration.test_dependencies import config
 
 CAP_SYS_RESOURCE = 24
-
-
-@pytest.fixture
-def accounts():
-    made = Accounts()
-    try:
-        yield made
-    finally:
-        made.cleanup()
 
 
 @pytest.fixture

@@ -4,21 +4,12 @@ import os
 
 import pytest
 
-from tests.integration.accounts import Accounts, gid, shared_dir, uid
+from tests.integration.accounts import gid, shared_dir, uid
 from tests.integration.harness import wait_for
 from tests.integration.test_dependencies import config
 
 # Records who the process is: ids, groups and the login variables it got.
 WHO = "id -u > {out}/{tag}.uid; id -g > {out}/{tag}.gid; id -G > {out}/{tag}.groups; env > {out}/{tag}.env"
-
-
-@pytest.fixture
-def accounts():
-    made = Accounts()
-    try:
-        yield made
-    finally:
-        made.cleanup()
 
 
 @pytest.fixture
