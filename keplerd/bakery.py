@@ -102,12 +102,17 @@ def _run_worker(request, timeout):
         make_nonblocking(fd)
     greenlets = [gevent.spawn(_write_all, in_write, request), gevent.spawn(_read_all, out_read),
                  gevent.spawn(_read_all, err_read)]
-    returncode = child.wait(timeout)
-    if returncode is None:
-        child.stop(signal.SIGKILL, 0)
-    gevent.joinall(greenlets, timeout=5.0)
-    for greenlet in greenlets:
-        greenlet.kill()
+    try:
+        returncode = child.wait(timeout)
+        if returncode is None:
+            child.kill()
+        gevent.joinall(greenlets, timeout=5.0)
+    finally:
+        # Also when the waiting request is cancelled (its client went away): no
+        # worker and no pipe greenlet outlives it.
+        if child.returncode is None:
+            child.kill()
+        gevent.killall(greenlets)
     return returncode, greenlets[1].value or b"", greenlets[2].value or b""
 
 

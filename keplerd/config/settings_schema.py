@@ -1,7 +1,7 @@
 """The schema of ``keplerd.conf`` (SPEC §14), validated like configs.
 
-Loaded only when the file has settings in it: the daemon does not carry YAML
-and marshmallow for an empty or all-comment file.
+Run by the bake worker (``keplerd.config.worker``) for a file with settings in
+it: the daemon itself never loads YAML and marshmallow.
 """
 
 import os
@@ -13,8 +13,8 @@ from keplerd.config.errors import ConfigError, Problems
 from keplerd.config.loader import load_yaml
 from keplerd.config.schema import StrictSchema
 from keplerd.config.validate import flatten_errors
+from keplerd.settings import LOG_LEVELS
 
-LOG_LEVELS = ("debug", "info", "warning", "error")
 MIN_LUA_MEMORY = 1 << 20
 
 

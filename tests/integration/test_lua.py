@@ -1,5 +1,6 @@
 """Lua templating through a real keplerd and keplerctl (SPEC §6)."""
 
+import os
 import subprocess
 import time
 
@@ -18,14 +19,25 @@ RANDOM_TOKEN = """\
 """
 
 
+def bake_workers(kepler):
+    """The daemon's bake workers running now."""
+    workers = []
+    for child in psutil.Process(kepler.daemon.pid).children():
+        try:
+            if "keplerd.config.worker" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                workers.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return workers
+
+
 def bake_worker_cpu(kepler):
     """CPU seconds spent by the daemon's bake workers that are running now."""
     total = 0.0
-    for child in psutil.Process(kepler.daemon.pid).children():
+    for worker in bake_workers(kepler):
         try:
-            if "keplerd.config.worker" in " ".join(child.cmdline()):
-                times = child.cpu_times()
-                total += times.user + times.system
+            times = worker.cpu_times()
+            total += times.user + times.system
         except psutil.NoSuchProcess:
             pass
     return total
@@ -194,3 +206,23 @@ def test_lua_generated_dependencies_watch_and_healthcheck_reach_the_snapshot(kep
     assert web["restart"]["policy"] == "always" and web["restart"]["watch"] == ["*.conf"]
     assert db["healthcheck"]["test"] == ["true"] or db["healthcheck"]["test"][-1] == "true"
     assert db["healthcheck"]["interval"] == 1.0 and db["healthcheck"]["retries"] == 2
+
+
+def test_a_bake_whose_client_goes_away_leaves_no_worker(kepler_stopped):
+    kepler = kepler_stopped
+    with open(os.path.join(kepler.root, "keplerd.conf"), "w") as file:
+        file.write(f"autostart_dir: {os.path.join(kepler.root, 'conf.d')}\nlua_time_limit: 120s\n")
+    kepler.start_daemon()
+    spinning = kepler.write("spin/kepler.yaml", "services:\n  spin:\n    command: !lua while true do end\n")
+    client = subprocess.Popen([KEPLERCTL, "-f", spinning, "start", "-d"], env=kepler.env(),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: bake_worker_cpu(kepler) > 0.3, message="the spinning bake to begin")
+    finally:
+        client.kill()
+        client.wait()
+    # Well before the 120 s Lua limit: the worker goes with the request that waited for it.
+    wait_for(lambda: not bake_workers(kepler), message="the bake worker to be gone")
+    kepler.config("services:\n  fine:\n    command: [sleep, '1000']\n")
+    kepler.ctl("start", "-d")
+    kepler.wait_status("fine", "running")
