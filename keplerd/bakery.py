@@ -20,8 +20,8 @@ import gevent
 from gevent import monkey
 from gevent.os import make_nonblocking, nb_read, nb_write
 
-from keplerd import process
 from keplerd.config.errors import ConfigError
+from keplerd.osproc import process
 
 # What Project.create needs of a bake (as keplerd.config.bake.Baked, without importing it).
 Baked = collections.namedtuple("Baked", "snapshot config_bytes env_files")

@@ -29,17 +29,18 @@ from gevent.event import Event  # noqa: E402
 from gevent.pool import Group  # noqa: E402
 from gevent.queue import Queue  # noqa: E402
 
-from keplerd import __version__, bakery, lifecycle, paths  # noqa: E402
+from keplerd import __version__, bakery, paths  # noqa: E402
 from keplerd import daemonize as background  # noqa: E402
 from keplerd import settings as daemon_settings  # noqa: E402
-from keplerd.autostart import Autostart  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
 from keplerd.logs.cursors import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
-from keplerd.registry import Registry  # noqa: E402
-from keplerd.service import UP  # noqa: E402
+from keplerd.supervise import lifecycle  # noqa: E402
+from keplerd.supervise.autostart import Autostart  # noqa: E402
+from keplerd.supervise.registry import Registry  # noqa: E402
+from keplerd.supervise.service import UP  # noqa: E402
 
 log = logging.getLogger("keplerd")
 

@@ -19,8 +19,8 @@ import urllib.parse
 
 from .errors import ConfigError, Problems
 from .loader import load_yaml
-from .snapshot import SnapshotBuilder
 from .lua import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, LuaEvaluator
+from .snapshot import SnapshotBuilder
 from .stages import EnvFiles, Stager
 from .validate import Validator
 

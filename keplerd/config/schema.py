@@ -17,7 +17,7 @@ import re
 from marshmallow import RAISE, Schema, ValidationError, validates_schema
 from marshmallow import fields as ma
 
-from ..graph import CONDITIONS, EXIT_CODE_CONDITIONS
+from ..model.graph import CONDITIONS, EXIT_CODE_CONDITIONS
 from . import fields
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")

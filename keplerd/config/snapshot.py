@@ -11,7 +11,7 @@ relative paths of a config, are relative to the config dir.
 
 import copy
 
-from ..graph import effective_wait, topological_order
+from ..model.graph import effective_wait, topological_order
 
 FORMAT = 1
 SHELL = "/bin/sh"

@@ -6,7 +6,7 @@ flattened into dotted paths (``services.web.depends_on.db.condition``).
 
 from marshmallow import ValidationError
 
-from ..graph import find_cycles
+from ..model.graph import find_cycles
 from .loader import find_lua_chunks
 from .schema import KeplerSchema, ServiceSchema, TopSchema, service_name_problem
 

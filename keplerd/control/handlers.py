@@ -10,10 +10,12 @@ import time
 
 import gevent
 
-from keplerd import __version__, lifecycle, paths, states
-from keplerd.events import Dropped, Subscriber
+from keplerd import __version__, paths
 from keplerd.logs.cursors import FollowerDropped, open_reading
-from keplerd.registry import NotLoaded
+from keplerd.model import states
+from keplerd.supervise import lifecycle
+from keplerd.supervise.events import Dropped, Subscriber
+from keplerd.supervise.registry import NotLoaded
 from keplerd.units import parse_signal
 
 log = logging.getLogger("keplerd.handlers")

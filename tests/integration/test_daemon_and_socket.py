@@ -246,7 +246,8 @@ def test_keplerctl_ps_does_not_import_heavy_modules():
 
 
 def test_the_daemon_imports_no_config_machinery_and_no_plugins():
-    code = ("import sys; import keplerd.daemon, keplerd.bakery, keplerd.registry, keplerd.lifecycle; "
+    code = ("import sys; import keplerd.daemon, keplerd.bakery, keplerd.supervise.registry, "
+            "keplerd.supervise.lifecycle; "
             "heavy = [m for m in ('lupa', 'marshmallow', 'yaml', 'ssl', 'importlib.metadata') if m in sys.modules]; "
             "print(','.join(heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

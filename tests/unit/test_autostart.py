@@ -3,8 +3,8 @@
 import os
 
 from keplerd import paths
-from keplerd.autostart import AUTOSTART_ENV, Autostart, config_files
 from keplerd.config.errors import ConfigError
+from keplerd.supervise.autostart import AUTOSTART_ENV, Autostart, config_files
 
 
 class FakeProject:

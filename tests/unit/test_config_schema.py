@@ -9,8 +9,7 @@ import pytest
 from keplerd.config import schema
 from keplerd.config.bake import check
 from keplerd.config.errors import ConfigError
-from keplerd.graph import CONDITIONS
-
+from keplerd.model.graph import CONDITIONS
 
 WEB = "services:\n  web:\n    command: [x]\n"
 

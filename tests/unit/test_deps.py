@@ -2,8 +2,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from keplerd import states
-from keplerd.deps import condition_met, exit_code_matches, never_satisfiable, startup_outcome
+from keplerd.model import states
+from keplerd.model.deps import condition_met, exit_code_matches, never_satisfiable, startup_outcome
 
 
 def dep(status, exit_code=None, reached_up=False, was_healthy=False):

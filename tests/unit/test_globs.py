@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from keplerd.globs import Glob, GlobSet
+from keplerd.model.globs import Glob, GlobSet
 
 
 @pytest.mark.parametrize(("pattern", "path", "expected"), [

@@ -4,7 +4,7 @@ import graphlib
 
 import pytest
 
-from keplerd.graph import (
+from keplerd.model.graph import (
     dependencies_closure,
     effective_wait,
     find_cycle,

@@ -5,6 +5,7 @@ import os
 from keplerd.logs.store import LogStore
 from tests.unit.test_log_writer import FakeTimers
 
+
 def touch(directory, *names):
     for name in names:
         with open(os.path.join(directory, name), "w") as file:

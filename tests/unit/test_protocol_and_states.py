@@ -3,8 +3,8 @@ import struct
 
 import pytest
 
-from keplerd import states
 from keplerd.control.protocol import MAX_FRAME, BadFrame, ProtocolError, encode, read_frame
+from keplerd.model import states
 
 
 def _pair_with(data):

@@ -1,4 +1,4 @@
-from keplerd.restart import Backoff, wants_restart
+from keplerd.model.backoff import Backoff, wants_restart
 
 
 def test_policies_decide_on_the_exit():

@@ -3,8 +3,8 @@
 import gevent
 from gevent.pool import Group
 
-from keplerd import states
-from keplerd.service import Service
+from keplerd.model import states
+from keplerd.supervise.service import Service
 
 
 class FakeWriter:

@@ -6,7 +6,7 @@ import pwd
 
 import pytest
 
-from keplerd.users import Identity, UnknownIdentity, resolve
+from keplerd.osproc.users import Identity, UnknownIdentity, resolve
 
 ROOT = pwd.getpwnam("root")
 

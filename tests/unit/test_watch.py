@@ -14,8 +14,8 @@ import pytest
 from gevent.queue import Queue
 from inotify_simple import INotify
 
-from keplerd.globs import GlobSet
-from keplerd.watch import Watcher
+from keplerd.model.globs import GlobSet
+from keplerd.supervise.watch import Watcher
 
 DEADLINE = 10
 

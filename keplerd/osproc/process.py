@@ -8,18 +8,18 @@ session, so its pid is also its process group id.
 Requires a monkey-patched gevent hub (the daemon patches first).
 """
 
+import _posixsubprocess
 import errno
 import functools
 import os
 import resource
 import time
 
-import _posixsubprocess
 import gevent
 from gevent.event import AsyncResult
 from gevent.monkey import get_original
 
-from keplerd import users
+from keplerd.osproc import users
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHILD_UMASK = 0o022
@@ -273,7 +273,7 @@ def kill_leftover(pid, create_time):
 def _proctree():
     # psutil is loaded on the first stop, not at boot: a daemon that only runs
     # services does not carry it (about 1 MiB resident).
-    from keplerd import proctree
+    from keplerd.osproc import proctree
 
     return proctree
 

@@ -15,9 +15,9 @@ import logging
 
 import gevent
 
-from keplerd import deps, graph
-from keplerd.hooks import HookFailed, run_hook
 from keplerd.logs.store import GLOBAL
+from keplerd.model import deps, graph
+from keplerd.supervise.hooks import HookFailed, run_hook
 
 log = logging.getLogger("keplerd.lifecycle")
 

@@ -12,11 +12,13 @@ import time
 import gevent
 from gevent.event import Event
 
-from keplerd import deps, launch, lifecycle, process, states
-from keplerd.health import HealthMonitor
-from keplerd.hooks import HookFailed, run_hook
 from keplerd.logs.format import now_stamp
-from keplerd.restart import Backoff, wants_restart
+from keplerd.model import deps, states
+from keplerd.model.backoff import Backoff, wants_restart
+from keplerd.osproc import launch, process
+from keplerd.supervise import lifecycle
+from keplerd.supervise.health import HealthMonitor
+from keplerd.supervise.hooks import HookFailed, run_hook
 
 log = logging.getLogger("keplerd.service")
 
@@ -306,8 +308,8 @@ class Service:
         if not patterns:
             return
         # Loaded by the first service that watches: inotify (ctypes) costs the others nothing.
-        from keplerd.globs import GlobSet
-        from keplerd.watch import Watcher, daemon_log_files
+        from keplerd.model.globs import GlobSet
+        from keplerd.supervise.watch import Watcher, daemon_log_files
 
         if self.watch_error:
             self._note(watch_error=None)
@@ -328,7 +330,7 @@ class Service:
         """
         if self._watch_restart is not None and not self._watch_restart.dead:
             return  # a restart is on its way: the new process will see this change too
-        from keplerd.watch import describe_path  # loaded: _arm_watch made the watcher
+        from keplerd.supervise.watch import describe_path  # loaded: _arm_watch made the watcher
 
         change = describe_path(path, self.spec["working_dir"])
         self.log.write("stderr", now_stamp() + f"kepler: {self.name} restarting: watch: {change} changed\n".encode())

@@ -10,8 +10,8 @@ import signal
 
 import gevent
 
-from keplerd import launch, process
 from keplerd.logs.format import now_stamp
+from keplerd.osproc import launch, process
 
 log = logging.getLogger("keplerd.hooks")
 

@@ -7,10 +7,12 @@ import gevent
 from gevent.event import Event
 from gevent.pool import Group
 
-from keplerd import lifecycle, persist, states
+from keplerd import persist
 from keplerd.logs.store import LogStore
+from keplerd.model import states
 from keplerd.paths import ConfigPaths
-from keplerd.service import Service
+from keplerd.supervise import lifecycle
+from keplerd.supervise.service import Service
 
 log = logging.getLogger("keplerd.project")
 

@@ -8,7 +8,7 @@ import signal
 
 import psutil
 
-from keplerd.process import signal_group
+from keplerd.osproc.process import signal_group
 
 # Kernels built without CONFIG_PROC_CHILDREN lack these files; psutil's scan still works there.
 _PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")

@@ -5,7 +5,7 @@ Pure functions over a dependency's observable state (anything with ``status``,
 processes.
 """
 
-from keplerd import states
+from keplerd.model import states
 
 # A dependency has started once its start sequence (spawn, post_start) has run in its
 # current run. One that then ended on its own (or is being restarted by its policy)

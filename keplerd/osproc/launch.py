@@ -6,7 +6,7 @@ Shared by services and hooks: both spawn from a baked spec (``command``, ``env``
 
 import os
 
-from keplerd import process
+from keplerd.osproc import process
 
 
 def spawn_logged(writer, spec):

@@ -7,8 +7,9 @@ import shutil
 
 from gevent.lock import RLock
 
-from keplerd import paths, process
-from keplerd.project import Project
+from keplerd import paths
+from keplerd.osproc import process
+from keplerd.supervise.project import Project
 
 log = logging.getLogger("keplerd.registry")
 

@@ -11,7 +11,7 @@ import time
 
 import gevent
 
-from keplerd import process
+from keplerd.osproc import process
 
 OUTPUT_LIMIT = 4096
 

@@ -21,8 +21,9 @@ import pwd
 
 import gevent
 
-from keplerd import lifecycle, paths
+from keplerd import paths
 from keplerd.config.errors import ConfigError
+from keplerd.supervise import lifecycle
 
 log = logging.getLogger("keplerd.autostart")
 

@@ -1,0 +1,1 @@
+"""The supervision runtime on gevent: configs, services, hooks, probes, watches, events."""
