@@ -37,6 +37,7 @@ from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
 from keplerd.logs.cursors import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
+from keplerd.osproc import cgroups  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
@@ -87,6 +88,7 @@ class Daemon:
         listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
         self._write_pid()
         _become_subreaper()
+        self._contain()
         self._server = ControlServer(
             listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request))
@@ -214,6 +216,14 @@ class Daemon:
     def _write_pid(self):
         os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, f"{self.pid}\n".encode(), 0)
+
+    def _contain(self):
+        """Choose cgroups or process groups for the services, and say which (SPEC §19)."""
+        how, detail = cgroups.activate(self.settings.containment == "auto")
+        if how == cgroups.CGROUP:
+            log.info("containment: cgroup (one per service instance under %s)", detail)
+        else:
+            log.info("containment: process-group (%s)", detail)
 
     def _restore_configs(self):
         """Load every baked config and bring back the services that were up."""

@@ -18,6 +18,7 @@ from keplerd.config.errors import ConfigError
 
 DEFAULT_PATH = paths.DEFAULT_DAEMON_CONFIG
 LOG_LEVELS = ("debug", "info", "warning", "error")
+CONTAINMENTS = ("auto", "process-group")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Settings:
     lua_memory_limit: int = 64 << 20  # bytes
     lua_time_limit: float = 2.0  # seconds of CPU per config
     default_stop_grace_period: float = 10.0  # seconds
+    containment: str = "auto"  # cgroups when writable, else process groups; or process-group always
 
     def bake_options(self):
         """Return the settings that shape a bake, as keyword arguments of ``bake()``."""

@@ -109,6 +109,7 @@ def _recreate(add, subparsers, parents):
 def _ps(add, subparsers, parents):
     ps = add("ps", "list services and their status", "views", "ps")
     ps.add_argument("-a", "--all", action="store_true", help="every loaded config, with a CONFIG column")
+    ps.add_argument("--stats", action="store_true", help="add CPU%%, MEM, PROCS, RESTARTS and UPTIME columns")
 
 
 def _logs(add, subparsers, parents):

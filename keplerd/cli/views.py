@@ -2,13 +2,14 @@
 
 import json
 
-from keplerd.cli.output import ps_json_row, status_text, table
+from keplerd.cli.output import STATS_HEADERS, ps_json_row, stats_cells, status_text, table
 
 
 def ps(context):
     """List services and their status."""
     args = context.args
     request = {"type": "ps", "all": True} if args.all else context.config_request("ps")
+    request["stats"] = args.json or args.stats
     with context.client() as client:
         rows = client.call(request)["services"]
     if args.json:
@@ -16,6 +17,10 @@ def ps(context):
         return 0
     headers = ["NAME", "STATUS", "PID"]
     lines = [[row["name"], status_text(row), row.get("pid") or ""] for row in rows]
+    if args.stats:
+        headers += STATS_HEADERS
+        for line, row in zip(lines, rows):
+            line.extend(stats_cells(row))
     if args.all:
         headers.insert(0, "CONFIG")
         for line, row in zip(lines, rows):

@@ -13,7 +13,7 @@ from keplerd.config.errors import ConfigError, Problems
 from keplerd.config.loader import load_yaml
 from keplerd.config.schema import StrictSchema
 from keplerd.config.validate import flatten_errors
-from keplerd.settings import LOG_LEVELS
+from keplerd.settings import CONTAINMENTS, LOG_LEVELS
 
 MIN_LUA_MEMORY = 1 << 20
 
@@ -37,6 +37,8 @@ class SettingsSchema(StrictSchema):
     lua_time_limit = fields.Duration(metadata={"description": "Lua CPU time cap per config; default 2s."})
     default_stop_grace_period = fields.Duration(
         metadata={"description": "stop_grace_period of services that set none; default 10s."})
+    containment = fields.Choice(CONTAINMENTS, metadata={
+        "description": "auto: a cgroup per service when cgroup v2 is writable; process-group: never."})
 
     @validates_schema
     def _limits_are_usable(self, data, **kwargs):

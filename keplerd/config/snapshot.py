@@ -21,7 +21,7 @@ LOG_DEFAULTS = {
     "store": {"stdout": True, "stderr": True},
     "retention": {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"},
 }
-NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None}
+NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None, "memory_max": None, "cpus": None, "pids_max": None}
 RESTART_DEFAULTS = {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None}
 HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0}
 

@@ -134,7 +134,8 @@ def handle_ps(call, request):
             projects = [_project(call, request)]
         except NotLoaded:
             projects = []
-    return {"services": [row for project in projects for row in project.ps_rows()]}
+    stats = bool(request.get("stats"))
+    return {"services": [row for project in projects for row in project.ps_rows(stats)]}
 
 
 def handle_start(call, request):

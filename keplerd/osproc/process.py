@@ -13,13 +13,14 @@ import errno
 import functools
 import os
 import resource
+import signal
 import time
 
 import gevent
 from gevent.event import AsyncResult
 from gevent.monkey import get_original
 
-from keplerd.osproc import users
+from keplerd.osproc import cgroups, usage, users
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHILD_UMASK = 0o022
@@ -56,12 +57,15 @@ def find_program(program, env, cwd):
     raise SpawnError(f"program not found: {program}")
 
 
-def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None):
+def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None,
+          cgroup=None):
     """Start *argv* in its own session and return a ``Child``.
 
     *stdin*, *stdout*, *stderr* are fds for the child (``None``: /dev/null). *user*
     and *group* follow SPEC §12; *limits* maps ``memory``/``cpu_time``/``max_fds``
-    to values. Raises ``SpawnError`` with a user-facing reason.
+    to values (other keys are cgroup limits, applied by ``cgroups.prepare``).
+    *cgroup* is the cgroup directory the child starts in (None: the daemon's).
+    Raises ``SpawnError`` with a user-facing reason.
     """
     if not os.path.isdir(cwd):
         raise SpawnError(f"working directory not found: {cwd}")
@@ -70,18 +74,20 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         env = identity.add_login_env(env)
     executable = find_program(argv[0], env, cwd)
     env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
-    limits = {name: value for name, value in (limits or {}).items() if value is not None}
+    limits = {name: value for name, value in (limits or {}).items() if value is not None and name in _RLIMITS}
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = _fork_exec(
-            [os.fsencode(arg) for arg in argv], (os.fsencode(executable),), (errpipe_write,),
-            cwd, env_list, stdin if stdin is not None else devnull,
-            stdout if stdout is not None else devnull, stderr if stderr is not None else devnull,
-            errpipe_read, errpipe_write, identity, limits,
-        )
+        # The child starts in the daemon's cgroup of the moment: the service's (see cgroups).
+        with cgroups.joined(cgroup):
+            pid = _fork_exec(
+                [os.fsencode(arg) for arg in argv], (os.fsencode(executable),), (errpipe_write,),
+                cwd, env_list, stdin if stdin is not None else devnull,
+                stdout if stdout is not None else devnull, stderr if stderr is not None else devnull,
+                errpipe_read, errpipe_write, identity, limits,
+            )
         # Register the watcher before anything can yield, so the exit is never missed.
-        child = Child(pid)
+        child = Child(pid, cgroup)
     except (OSError, ValueError) as error:
         # fork itself failed (EAGAIN, ENOMEM), or an argument or variable holds a NUL byte.
         close_now(errpipe_read)
@@ -211,11 +217,12 @@ def _describe_exec_failure(data, program):
 
 
 class Child:
-    """A spawned child: its pid (= process group), start time and exit status."""
+    """A spawned child: its pid (= process group), cgroup (or None), start time and exit status."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, cgroup=None):
         self.pid = pid
         self.pgid = pid
+        self.cgroup = cgroup
         self.returncode = None
         self._exit = AsyncResult()
         self._watcher = gevent.get_hub().loop.child(pid, ref=False)
@@ -238,9 +245,13 @@ class Child:
     def stop(self, signum, grace):
         """Send *signum* to the process group, wait *grace*, then kill whatever is left.
 
-        Descendants are collected before signalling so that one that moved to its
-        own process group is still found and killed. Returns the exit code.
+        In a cgroup, what is left is every process of the cgroup (``cgroup.kill``),
+        and the cgroup goes once empty. Else descendants are collected before
+        signalling so that one that moved to its own process group is still found
+        and killed. Returns the exit code.
         """
+        if self.cgroup is not None:
+            return self._stop_cgroup(signum, grace)
         tree = _proctree()
         survivors = self.descendants()
         signal_group(self.pgid, signum)
@@ -251,9 +262,38 @@ class Child:
         tree.kill_all(self.pgid, survivors + self.descendants())
         return self.wait()
 
+    def _stop_cgroup(self, signum, grace):
+        signal_group(self.pgid, signum)
+        deadline = time.monotonic() + grace
+        self.wait(timeout=grace)
+        while cgroups.populated(self.cgroup) and time.monotonic() < deadline:
+            gevent.sleep(KILL_POLL_INTERVAL)
+        self.end_leftovers()
+        return self.wait()
+
     def kill(self):
-        """SIGKILL the process group and every descendant at once."""
+        """SIGKILL the process group and every descendant (the whole cgroup) at once."""
+        if self.cgroup is not None:
+            self.end_leftovers()
+            return
         _proctree().kill_all(self.pgid, self.descendants())
+
+    def end_leftovers(self):
+        """The main process is gone (or going): SIGKILL what is left of its group and cgroup.
+
+        A cgroup is removed once empty; the next run gets a fresh one.
+        """
+        signal_group(self.pgid, signal.SIGKILL)
+        if self.cgroup is not None:
+            cgroups.kill_and_remove(self.cgroup, gevent.sleep)
+
+    def reading(self):
+        """Return the ``usage.Reading`` of this run (its cgroup, or its process tree)."""
+        if self.cgroup is not None:
+            return cgroups.reading(self.cgroup)
+        if self.returncode is not None:
+            return usage.NOTHING
+        return usage.tree_reading(self.pid)
 
 
 def kill_leftover(pid, create_time):

@@ -10,8 +10,9 @@ from gevent.pool import Group
 from keplerd import persist
 from keplerd.logs.store import LogStore
 from keplerd.model import states
+from keplerd.osproc import cgroups
 from keplerd.paths import ConfigPaths
-from keplerd.supervise import lifecycle
+from keplerd.supervise import accounting, lifecycle
 from keplerd.supervise.service import Service
 
 log = logging.getLogger("keplerd.project")
@@ -164,16 +165,23 @@ class Project:
 
     # -- views -----------------------------------------------------------------------
 
-    def ps_rows(self):
-        return [{"config": self.name, "config_path": self.source_path, "name": service.name,
+    def ps_rows(self, stats=False):
+        """Return a row per service for ``ps``; with *stats*, what each costs (SPEC §19)."""
+        rows = [{"config": self.name, "config_path": self.source_path, "name": service.name,
                  **service.runtime()} for service in self.services.values()]
+        if stats:
+            for row, service in zip(rows, self.services.values()):
+                row.update(accounting.stats_of(self, service))
+        return rows
 
     def inspect(self, names=()):
         return {
             "config": {"id": self.id, "source_path": self.source_path, "state_dir": self.paths.root,
                        "on_init_done": self.on_init_done, "hooks": self.global_hooks},
             "services": {service.name: {"config": service.spec, "state": service.runtime(),
-                                        "effective_wait": service.spec["effective_wait"]}
+                                        "effective_wait": service.spec["effective_wait"],
+                                        "containment": cgroups.mode(),
+                                        "cgroup": cgroups.path_of(self.id, service.name)}
                          for service in self.select(names)},
         }
 

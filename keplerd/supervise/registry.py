@@ -5,10 +5,11 @@ import logging
 import os
 import shutil
 
+import gevent
 from gevent.lock import RLock
 
 from keplerd import paths
-from keplerd.osproc import process
+from keplerd.osproc import cgroups, process
 from keplerd.supervise.project import Project
 
 log = logging.getLogger("keplerd.registry")
@@ -97,10 +98,17 @@ class Registry:
         return found
 
     def kill_leftovers(self, project):
-        """Kill process groups a previous daemon left running for *project*'s services."""
+        """Kill process groups and cgroups a previous daemon left running for *project*'s services.
+
+        Every one is a leftover: the daemon starts again, fresh, the services that should run.
+        """
         for name, saved in project.saved_services().items():
             if process.kill_leftover(saved.get("pid"), saved.get("create_time")):
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
+        for path in cgroups.leftovers(project.id):
+            if cgroups.populated(path):
+                log.warning("%s: killing leftover cgroup %s", project.name, path)
+            cgroups.kill_and_remove(path, gevent.sleep)
 
 
 def _bake(config_path, sys_env, home, display_name, options):

@@ -6,7 +6,6 @@ end and waits for the supervisor to see it.
 """
 
 import logging
-import signal
 import time
 
 import gevent
@@ -114,6 +113,11 @@ class Service:
     def note_restart(self, reason):
         """Record why the service restarts (``inspect`` shows it); see ``COUNTED_RESTARTS``."""
         self._note(restart_reason=reason, restarts=self.restarts + (reason in COUNTED_RESTARTS))
+
+    @property
+    def child(self):
+        """The running process of the service (``process.Child``), or None."""
+        return self._child
 
     @property
     def supervised(self):
@@ -275,7 +279,7 @@ class Service:
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = launch.spawn_logged(self.log, self.spec)
+            child, pumps = launch.spawn_logged(self.log, self.spec, (self.project.id, self.name))
         except process.SpawnError as error:
             self._fail(str(error))
             return None
@@ -293,8 +297,8 @@ class Service:
         if monitor is not None:
             monitor.kill()
         if not self._stop_requested:
-            # The main process is gone; what it left in its group goes too (as systemd does).
-            process.signal_group(child.pgid, signal.SIGKILL)
+            # The main process is gone; what it left in its group and cgroup goes too (as systemd does).
+            child.end_leftovers()
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
         self._child = None
