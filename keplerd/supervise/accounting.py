@@ -18,6 +18,7 @@ def stats_of(project, service):
     if child is None or child.returncode is not None:
         SAMPLER.forget((project.id, service.name))
         return dict(IDLE)
-    reading, percent = SAMPLER.sample((project.id, service.name), child.pid, service.started_at, child.reading)
+    reading, percent = SAMPLER.sample((project.id, service.name), child.pid, service.started_at,
+                                      lambda: project.system.reading(child))
     return {"cpu_seconds": round(reading.cpu_seconds, 3), "cpu_percent": percent,
             "memory_bytes": reading.memory_bytes, "processes": reading.processes}

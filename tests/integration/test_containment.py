@@ -157,7 +157,7 @@ def test_leftover_cgroups_are_killed_and_removed_at_boot(kepler):
     kepler.start_daemon()
     assert pids_with_marker(marker) == []
     assert not os.path.exists(cgroup)
-    assert "killing leftover cgroup" in kepler.read_daemon_log()
+    assert "killed leftover cgroup" in kepler.read_daemon_log()
 
 
 def test_without_cgroups_the_daemon_says_process_group_and_limits_fail(kepler_stopped):
