@@ -122,6 +122,17 @@ def _logs(add, subparsers, parents):
     logs.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its UTC time")
 
 
+def _events(add, subparsers, parents):
+    events = add("events", "stream the config's events live: state changes, restarts, health, hooks",
+                 "events", "events")
+    events.add_argument("-a", "--all", action="store_true", help="the events of every loaded config")
+
+
+def _top(add, subparsers, parents):
+    top = add("top", "full-screen live view of the services: CPU, memory, restarts; keys act on them", "top", "top")
+    top.add_argument("-a", "--all", action="store_true", help="the services of every loaded config")
+
+
 def _inspect(add, subparsers, parents):
     inspect = add("inspect", "show the baked config and runtime state as JSON", "views", "inspect")
     inspect.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
@@ -153,5 +164,5 @@ def _completion(add, subparsers, parents):
 COMMANDS = {
     "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate,
     "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
-    "completion": _completion,
+    "completion": _completion, "events": _events,
 }

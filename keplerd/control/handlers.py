@@ -14,7 +14,7 @@ from keplerd import __version__, paths
 from keplerd.logs.cursors import FollowerDropped, open_reading
 from keplerd.model import states
 from keplerd.supervise import lifecycle
-from keplerd.supervise.events import Dropped, Subscriber
+from keplerd.supervise.events import EVENT_READER_BUDGET, FEED, Dropped, Subscriber
 from keplerd.supervise.registry import NotLoaded
 from keplerd.units import parse_signal
 
@@ -335,6 +335,37 @@ def _count(request, key):
     return value
 
 
+def may_see_config(call, config_path):
+    """Whether the caller may see the config at *config_path* (``--all`` views).
+
+    The one place config ownership (issue #22) filters what a non-root caller
+    sees; until it lands, every caller allowed on the socket sees every config.
+    """
+    return True
+
+
+def handle_events(call, request):
+    """Stream the daemon's events (SPEC §19) until the client goes away; a slow one is dropped."""
+    if request.get("all"):
+        def accept(event):
+            return may_see_config(call, event["config_path"])
+    else:
+        path = _project(call, request).source_path
+
+        def accept(event):
+            return event["config_path"] == path
+    subscriber = Subscriber(budget=EVENT_READER_BUDGET)
+    FEED.join(subscriber, accept)
+    try:
+        call.emit({"kind": "subscribed"})
+        while True:
+            call.emit(subscriber.get())
+    except Dropped as error:
+        raise RequestError(f"{error} (more than {EVENT_READER_BUDGET >> 20} MiB behind)") from None
+    finally:
+        FEED.leave(subscriber)
+
+
 def handle_daemon_status(call, request):
     daemon = call.daemon
     configs = []
@@ -365,4 +396,5 @@ HANDLERS = {
     "logs_close": handle_logs_close,
     "daemon_status": handle_daemon_status,
     "daemon_stop": handle_daemon_stop,
+    "events": handle_events,
 }

@@ -24,8 +24,17 @@ def run_hook(project, owner, name, hook):
     """Run hook *name* of *owner* (a service name or ``global``); raise ``HookFailed``.
 
     Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
-    group, killed whole when its ``timeout`` expires.
+    group, killed whole when its ``timeout`` expires. Its result is an event.
     """
+    try:
+        _run(project, owner, name, hook)
+    except HookFailed as failure:
+        project.record(owner, "hook", hook=name, ok=False, reason=str(failure))
+        raise
+    project.record(owner, "hook", hook=name, ok=True, reason=None)
+
+
+def _run(project, owner, name, hook):
     writer = project.logs.writer(f"{owner}.{name}")
     child, pumps = _spawn(project, writer, hook)
     if child is None:

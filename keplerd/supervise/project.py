@@ -2,6 +2,7 @@
 
 import logging
 import os
+import time
 
 import gevent
 from gevent.event import Event
@@ -12,7 +13,7 @@ from keplerd.logs.store import LogStore
 from keplerd.model import states
 from keplerd.osproc import cgroups
 from keplerd.paths import ConfigPaths
-from keplerd.supervise import accounting, lifecycle
+from keplerd.supervise import accounting, events, lifecycle
 from keplerd.supervise.service import Service
 from keplerd.supervise.system import System
 
@@ -123,6 +124,11 @@ class Project:
         event = {"kind": "state", "config": self.name, "service": service.name, **service.runtime()}
         for subscriber in tuple(self.subscribers):
             subscriber.offer(event)
+
+    def record(self, service, kind, **fields):
+        """Publish an event of *service* (a name, or ``global``) on the daemon's feed (SPEC §19)."""
+        events.FEED.publish({"time": time.time(), "config": self.name, "config_path": self.source_path,
+                             "service": service, "kind": kind, **fields})
 
     def wait_change(self, timeout=None):
         """Block until any service of this config changes state (or *timeout*)."""

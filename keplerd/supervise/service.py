@@ -96,7 +96,8 @@ class Service:
 
     def _set_state(self, status, **changes):
         states.check_transition(self.status, status)
-        if status != self.status:
+        previous = self.status
+        if status != previous:
             log.info("%s/%s: %s -> %s%s", self.project.name, self.name, self.status, status,
                      f" ({changes['reason']})" if changes.get("reason") else "")
         self.status = status
@@ -104,6 +105,9 @@ class Service:
         for key, value in changes.items():
             setattr(self, key, value)
         self.project.service_changed(self)
+        if status != previous:
+            self.project.record(self.name, "state", **{"from": previous, "to": status, "reason": self.reason,
+                                                       "exit_code": self.exit_code, "signal": self.signal})
 
     def _note(self, **changes):
         """Record runtime details that are not a state change (and tell watchers)."""
@@ -114,6 +118,7 @@ class Service:
     def note_restart(self, reason):
         """Record why the service restarts (``inspect`` shows it); see ``COUNTED_RESTARTS``."""
         self._note(restart_reason=reason, restarts=self.restarts + (reason in COUNTED_RESTARTS))
+        self.project.record(self.name, "restart", reason=reason, restarts=self.restarts)
 
     @property
     def child(self):
@@ -223,6 +228,7 @@ class Service:
             self.project.logs.apply_retention(self.name, "on_restart")
             self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="policy", reached_up=False,
                             reason=f"restarting after exit {_describe(returncode)}")
+            self.project.record(self.name, "restart", reason="policy", restarts=self.restarts)
             self.project.dependency_restarting(self)
             if delay:
                 gevent.sleep(delay)
@@ -360,9 +366,11 @@ class Service:
         probe = {"at": result.at, "passed": result.passed, "exit_code": result.exit_code, "output": result.output}
         if result.passed and self.status != states.HEALTHY:
             self._set_state(states.HEALTHY, was_healthy=True, health_failures=0, last_probe=probe)
+            self.project.record(self.name, "health", health="healthy", failures=0)
             self._logged_hook("post_healthcheck_success")
         elif unhealthy and self.status != states.UNHEALTHY:
             self._set_state(states.UNHEALTHY, health_failures=failures, last_probe=probe)
+            self.project.record(self.name, "health", health="unhealthy", failures=failures)
             self._logged_hook("post_healthcheck_fail")
         else:
             self._note(health_failures=failures, last_probe=probe)

@@ -42,6 +42,9 @@ class FakeProject:
     def service_changed(self, service):
         pass
 
+    def record(self, service, kind, **fields):
+        pass
+
     def persist(self):
         pass
 
