@@ -47,6 +47,7 @@ log = logging.getLogger("keplerd")
 
 PR_SET_CHILD_SUBREAPER = 36
 RELOAD, STOP = "reload", "stop"
+RESTART_ONLY_SETTINGS = ("state_dir", "socket_group", "containment", "metrics_listen", "metrics_allow_remote")
 
 
 class StartupError(Exception):
@@ -73,6 +74,7 @@ class Daemon:
         self._notifier = notifier or Notifier()
         self._on_ready = list(on_ready)
         self._server = None
+        self._metrics = None
         self._lock_fd = None
         self._mailbox = Queue()
         self._greenlets = Group()  # the daemon's own: the watchdog
@@ -89,6 +91,7 @@ class Daemon:
         self._write_pid()
         _become_subreaper()
         self._contain()
+        self._serve_metrics()
         bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
             listener, self.socket_group,
@@ -100,6 +103,8 @@ class Daemon:
         self._serve()
         self.shutdown()
         self._server.stop(timeout=2.0)
+        if self._metrics is not None:
+            self._metrics.stop()
         self._greenlets.kill()
         bakery.stop_zygote()
         self._cleanup_files()
@@ -183,14 +188,15 @@ class Daemon:
 
     def _apply(self, fresh):
         """Use the reloadable parts of *fresh* settings; warn about the others."""
-        for key in ("state_dir", "socket_group"):
-            if getattr(fresh, key) != getattr(self.settings, key):
+        kept = {key: getattr(self.settings, key) for key in RESTART_ONLY_SETTINGS}
+        for key, value in kept.items():
+            if getattr(fresh, key) != value:
                 log.warning("reload: %s changed to %r: it takes effect when keplerd restarts",
                             key, getattr(fresh, key))
         logging.getLogger().setLevel(fresh.log_level.upper())
         self.registry.bake_options = fresh.bake_options()
         self.autostart.directory = fresh.autostart_dir
-        self.settings = dataclasses.replace(fresh, state_dir=self.state_dir, socket_group=self.socket_group)
+        self.settings = dataclasses.replace(fresh, **kept)
 
     # -- boot ------------------------------------------------------------------------
 
@@ -226,6 +232,25 @@ class Daemon:
             log.info("containment: cgroup (one per service instance under %s)", detail)
         else:
             log.info("containment: process-group (%s)", detail)
+
+    def _serve_metrics(self):
+        """Serve ``/metrics`` when asked to (SPEC §19); prometheus_client is loaded only then."""
+        if not self.settings.metrics_listen:
+            return
+        from keplerd.metrics import address
+
+        try:
+            where = address.parse(self.settings.metrics_listen, self.settings.metrics_allow_remote)
+        except address.BadAddress as error:
+            raise StartupError(str(error)) from None
+        from keplerd.metrics.exporter import Exporter
+
+        try:
+            self._metrics = Exporter(self.registry, where, gevent.get_hub().loop)
+        except OSError as error:
+            raise StartupError(f"cannot serve metrics on {self.settings.metrics_listen}: {error.strerror}") from None
+        self._metrics.start()
+        log.info("metrics on %s/metrics", self.settings.metrics_listen)
 
     def _restore_configs(self):
         """Load every baked config and bring back the services that were up."""

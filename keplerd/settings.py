@@ -33,6 +33,8 @@ class Settings:
     lua_time_limit: float = 2.0  # seconds of CPU per config
     default_stop_grace_period: float = 10.0  # seconds
     containment: str = "auto"  # cgroups when writable, else process groups; or process-group always
+    metrics_listen: str = None  # host:port or a Unix socket path; None: no metrics
+    metrics_allow_remote: bool = False
 
     def bake_options(self):
         """Return the settings that shape a bake, as keyword arguments of ``bake()``."""
@@ -80,7 +82,7 @@ def resolve(args, environ=os.environ, validate=None):
     Raises ConfigError.
     """
     settings = load(args.config or DEFAULT_PATH, required=args.config is not None, validate=validate)
-    overrides = {key: getattr(args, key) for key in ("autostart_dir", "socket_group", "log_level")
+    overrides = {key: getattr(args, key) for key in ("autostart_dir", "socket_group", "log_level", "metrics_listen")
                  if getattr(args, key) is not None}
     state_dir = args.state_dir or environ.get("KEPLER_DAEMON_PATH")
     if state_dir:
@@ -103,6 +105,8 @@ def build_parser():
     parser.add_argument("--socket-group", metavar="GROUP",
                         help="group allowed to use the socket (default socket_group, else kepler)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default log_level, else info)")
+    parser.add_argument("--metrics-listen", metavar="ADDRESS",
+                        help="serve Prometheus metrics on HOST:PORT or a Unix socket path (default metrics_listen)")
     parser.add_argument("--daemonize", action="store_true",
                         help="run in the background; return once the socket answers (exit 1 if it cannot start)")
     parser.add_argument("--log-file", metavar="PATH", type=os.path.abspath,

@@ -13,6 +13,7 @@ from keplerd.config.errors import ConfigError, Problems
 from keplerd.config.loader import load_yaml
 from keplerd.config.schema import StrictSchema
 from keplerd.config.validate import flatten_errors
+from keplerd.metrics import address
 from keplerd.settings import CONTAINMENTS, LOG_LEVELS
 
 MIN_LUA_MEMORY = 1 << 20
@@ -37,6 +38,10 @@ class SettingsSchema(StrictSchema):
     lua_time_limit = fields.Duration(metadata={"description": "Lua CPU time cap per config; default 2s."})
     default_stop_grace_period = fields.Duration(
         metadata={"description": "stop_grace_period of services that set none; default 10s."})
+    metrics_listen = fields.Text(metadata={
+        "description": "Serve Prometheus metrics on HOST:PORT or a Unix socket path; default off."})
+    metrics_allow_remote = fields.Bool(metadata={
+        "description": "Allow metrics_listen on a non-loopback address; default false."})
     containment = fields.Choice(CONTAINMENTS, metadata={
         "description": "auto: a cgroup per service when cgroup v2 is writable; process-group: never."})
 
@@ -47,6 +52,11 @@ class SettingsSchema(StrictSchema):
             problems["lua_memory_limit"] = ["must be at least 1M"]
         if data.get("lua_time_limit") is not None and data["lua_time_limit"] <= 0:
             problems["lua_time_limit"] = ["must be more than 0"]
+        if data.get("metrics_listen"):
+            try:
+                address.parse(data["metrics_listen"], bool(data.get("metrics_allow_remote")))
+            except address.BadAddress as error:
+                problems["metrics_listen"] = [str(error)]
         if problems:
             raise ValidationError(problems)
 
