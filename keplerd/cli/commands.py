@@ -164,5 +164,5 @@ def _completion(add, subparsers, parents):
 COMMANDS = {
     "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate,
     "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
-    "completion": _completion, "events": _events,
+    "completion": _completion, "events": _events, "top": _top,
 }
