@@ -221,7 +221,7 @@ class Service:
                             reason=f"restarting after exit {_describe(returncode)}")
             self.project.dependency_restarting(self)
             if delay:
-                gevent.sleep(delay)
+                self.system.sleep(delay)
             if not self._start_hooks():
                 return
 
