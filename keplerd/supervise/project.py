@@ -14,6 +14,7 @@ from keplerd.model import states
 from keplerd.paths import ConfigPaths
 from keplerd.supervise import lifecycle
 from keplerd.supervise.service import Service
+from keplerd.supervise.system import System
 
 log = logging.getLogger("keplerd.project")
 
@@ -27,11 +28,12 @@ class Project:
     it, and ``state.json``.
     """
 
-    def __init__(self, state_dir, config_id, snapshot, saved_state=None):
+    def __init__(self, state_dir, config_id, snapshot, saved_state=None, system=None):
         self.id = config_id
         self.state_dir = state_dir
         self.paths = ConfigPaths(state_dir, config_id)
         self.snapshot = snapshot
+        self.system = system or System()   # the OS seam, shared by its services and hooks
         self.source_path = snapshot["source_path"]
         self.name = snapshot.get("display_name") or os.path.basename(self.source_path)
         # Who baked it (SPEC §21); a snapshot older than owners is root's.
@@ -51,7 +53,7 @@ class Project:
     # -- loading and saving ---------------------------------------------------------
 
     @classmethod
-    def create(cls, state_dir, config_id, baked, owner=0):
+    def create(cls, state_dir, config_id, baked, owner=0, system=None):
         """Write a freshly baked config, owned by uid *owner*, into its state dir and return it loaded."""
         baked.snapshot["owner"] = owner
         paths = ConfigPaths(state_dir, config_id)
@@ -62,18 +64,18 @@ class Project:
         for name, data in baked.env_files.items():
             persist.write_bytes(os.path.join(paths.env_files, name), data)
         persist.write_json(paths.snapshot, baked.snapshot)
-        project = cls(state_dir, config_id, baked.snapshot)
+        project = cls(state_dir, config_id, baked.snapshot, system=system)
         project.write_state()
         return project
 
     @classmethod
-    def load(cls, state_dir, config_id):
+    def load(cls, state_dir, config_id, system=None):
         """Load a config from its state dir (``snapshot.json`` and ``state.json``)."""
         paths = ConfigPaths(state_dir, config_id)
         snapshot = persist.read_json(paths.snapshot)
         if snapshot is None:
             raise FileNotFoundError(paths.snapshot)
-        return cls(state_dir, config_id, snapshot, persist.read_json(paths.state))
+        return cls(state_dir, config_id, snapshot, persist.read_json(paths.state), system=system)
 
     def _restore(self, saved):
         self.on_init_done = saved.get("on_init_done", False)

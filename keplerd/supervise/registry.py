@@ -8,8 +8,8 @@ import shutil
 from gevent.lock import RLock
 
 from keplerd import paths
-from keplerd.osproc import process
 from keplerd.supervise.project import Project
+from keplerd.supervise.system import System
 
 log = logging.getLogger("keplerd.registry")
 
@@ -21,8 +21,9 @@ class NotLoaded(Exception):
 class Registry:
     """Every loaded ``Project`` of one state dir, by config id."""
 
-    def __init__(self, state_dir, bake_options=None):
+    def __init__(self, state_dir, bake_options=None, system=None):
         self.state_dir = state_dir
+        self.system = system or System()   # the OS seam every project uses
         # Daemon settings that shape a bake (keplerd.conf): Lua limits, default stop grace period.
         self.bake_options = dict(bake_options or {})
         self.projects = {}
@@ -35,7 +36,7 @@ class Registry:
         os.makedirs(root, mode=0o770, exist_ok=True)
         for config_id in sorted(os.listdir(root)):
             try:
-                self.projects[config_id] = Project.load(self.state_dir, config_id)
+                self.projects[config_id] = Project.load(self.state_dir, config_id, system=self.system)
             except FileNotFoundError:
                 log.warning("config %s has no snapshot; ignoring it", config_id)
             except (OSError, ValueError, KeyError) as error:
@@ -69,7 +70,7 @@ class Registry:
         with self._bake_locks[project.id]:
             baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options,
                           caller)
-            fresh = Project.create(self.state_dir, project.id, baked, owner_uid(caller))
+            fresh = Project.create(self.state_dir, project.id, baked, owner_uid(caller), system=self.system)
             project.logs.close()  # the new snapshot's settings (max_size, store...) take over
             self.projects[project.id] = fresh
             return fresh
@@ -77,7 +78,7 @@ class Registry:
     def _bake(self, config_id, config_path, sys_env, home, display_name, caller):
         baked = _bake(config_path, sys_env, home, display_name, self.bake_options, caller)
         log.info("baked %s as config %s for uid %s", config_path, config_id, owner_uid(caller))
-        return Project.create(self.state_dir, config_id, baked, owner_uid(caller))
+        return Project.create(self.state_dir, config_id, baked, owner_uid(caller), system=self.system)
 
     def unload(self, project, remove_files=False):
         """Forget *project*; with *remove_files*, delete its state dir too."""
@@ -105,7 +106,7 @@ class Registry:
     def kill_leftovers(self, project):
         """Kill process groups a previous daemon left running for *project*'s services."""
         for name, saved in project.saved_services().items():
-            if process.kill_leftover(saved.get("pid"), saved.get("create_time")):
+            if self.system.kill_leftover(saved.get("pid"), saved.get("create_time")):
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
 
 

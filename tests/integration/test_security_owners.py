@@ -224,9 +224,9 @@ def _bake_worker(daemon_pid, effective_uid):
     """Return the pid of the daemon's bake worker once it runs with *effective_uid*, else None."""
     import psutil
 
-    for child in psutil.Process(daemon_pid).children():
-        try:
-            if "keplerd.config.worker" in " ".join(child.cmdline()) and child.uids().effective == int(effective_uid):
+    for child in psutil.Process(daemon_pid).children(recursive=True):
+        try:  # forked by the warm zygote, or started fresh: either way a keplerd.config process
+            if "keplerd.config" in " ".join(child.cmdline()) and child.uids().effective == int(effective_uid):
                 return child.pid
         except psutil.Error:
             continue
