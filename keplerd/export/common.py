@@ -69,18 +69,18 @@ def check_global(result, snapshot, target):
     if kepler.get("timeout") is not None:
         result.warn(["kepler", "timeout"], f"no {target} equivalent (dependency waits have no timeout), dropped")
     check_logs(result, ["kepler", "logs"], kepler.get("logs"), target, bounded_by_target=target == "Nomad")
-    store = (kepler.get("logs") or {}).get("store") or {}
-    for stream in ("stdout", "stderr"):
-        if store.get(stream) is False:
-            result.warn(["kepler", "logs", "store", stream], "applied to each service that inherits it")
-    result.map(["kepler", "logs", "store"])
+    # Each service's own store settings (which inherit these) are mapped or reported with the service.
+    result.map(["kepler", "logs", "store", "stdout"], ["kepler", "logs", "store", "stderr"])
     for name in sorted(kepler.get("hooks") or {}):
         result.warn(["kepler", "hooks", name], f"no {target} equivalent for a global hook, dropped")
 
 
-def check_edge_extras(result, path, edge, target):
-    """Warn about the parts of a dependency edge no engine has: its timeout, its wait override."""
-    if edge.get("timeout") is not None:
+def check_edge_extras(result, path, edge, target, global_timeout=None):
+    """Warn about the parts of a dependency edge no engine has: its timeout, its wait override.
+
+    A timeout inherited from ``kepler.timeout`` is reported there, once.
+    """
+    if edge.get("timeout") is not None and edge.get("timeout") != global_timeout:
         result.warn(path + ["timeout"], f"no {target} equivalent (dependency waits have no timeout), dropped")
     if edge.get("wait") is not None:
         result.warn(path + ["wait"], f"no {target} equivalent (start-up membership), dropped")

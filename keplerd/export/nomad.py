@@ -109,7 +109,7 @@ class GroupWriter:
             self.result.map(path + ["notify"])
         return task
 
-    def config(self, path, argv, working_dir, env):
+    def config(self, path, argv, working_dir, env, inherited=False):
         """Return the driver's ``Config``: command, args, and the working dir where the driver has one."""
         argv = resolved_argv(argv, env, working_dir, self.options)
         self._interpolation(path + ["command"], argv)
@@ -118,6 +118,8 @@ class GroupWriter:
         if self.options.driver == "raw_exec":
             config["work_dir"] = working_dir
             self.result.map(path + ["working_dir"])
+        elif inherited:
+            self.result.map(path + ["working_dir"])  # the service's: reported with the service
         else:
             self.result.warn(path + ["working_dir"], "the exec driver runs tasks in their chroot's task dir, dropped "
                                                      "(raw_exec has work_dir: --driver raw_exec)")
@@ -132,13 +134,14 @@ class GroupWriter:
             self._interpolation(path + ["environment", key], [value])
         return dict(sorted(env.items()))
 
-    def user(self, path, service):
+    def user(self, path, service, parent=None):
+        """Return the task's User; a group (Nomad has none) is reported unless it is the *parent*'s."""
         user, group = service.get("user"), service.get("group")
         if user is not None and ":" in str(user):
             user, _, implied = str(user).partition(":")
             group = group if group is not None else implied
         self.result.map(path + ["user"])
-        if group is not None:
+        if group is not None and not (parent and parent.get("group") == group):
             self.result.warn(path + ["group"], "no Nomad equivalent (tasks run with the user's groups), dropped")
         else:
             self.result.map(path + ["group"])
@@ -169,18 +172,21 @@ class GroupWriter:
         for stream in ("stdout", "stderr"):
             if (logs.get("store") or {}).get(stream) is False:
                 self.result.warn(path + ["store", stream], "no Nomad equivalent (Nomad keeps task output), dropped")
-        self.result.map(path + ["store"])
+            else:
+                self.result.map(path + ["store", stream])
 
     def _dependencies(self):
         for dep, edge in sorted(self.service.get("depends_on", {}).items()):
             path = self.path + ["depends_on", dep]
-            common.check_edge_extras(self.result, path, edge, "Nomad")
-            if self.absorbed.get(dep) == self.name:
-                self.result.map(path, path + ["condition"])
-                if edge.get("restart"):
-                    self.result.warn(path + ["restart"], "no Nomad equivalent for a prestart task, dropped")
+            if self.absorbed.get(dep) != self.name:
+                self.result.warn(path, f"{edge['condition']}: no Nomad equivalent between task groups, dropped")
                 continue
-            self.result.warn(path, f"{edge['condition']}: no Nomad equivalent between task groups, dropped")
+            common.check_edge_extras(self.result, path, edge, "Nomad", self.snapshot["kepler"].get("timeout"))
+            self.result.map(path, path + ["condition"])
+            if edge.get("restart"):
+                self.result.warn(path + ["restart"], "no Nomad equivalent for a prestart task, dropped")
+            else:
+                self.result.map(path + ["restart"])
 
     def _absorbed_task(self, dep):
         """Return the dependency *dep* as a prestart task that must exit 0 before this group's tasks start."""

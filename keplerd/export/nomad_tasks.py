@@ -63,12 +63,13 @@ def _hook_task(writer, path, task_name, hook, lifecycle):
     result.map(path, path + ["run"], path + ["environment"], path + ["env_file"], path + ["env"],
                path + ["limits"])
     task = {"Name": task_name, "Driver": writer.options.driver,
-            "Config": writer.config(path, hook["command"], hook["working_dir"], hook.get("env") or {}),
+            "Config": writer.config(path, hook["command"], hook["working_dir"], hook.get("env") or {},
+                                    inherited=hook["working_dir"] == writer.service["working_dir"]),
             "Env": writer.env(path, hook.get("env") or {}),
             "Lifecycle": {"Hook": lifecycle, "Sidecar": False},
             # A failing pre_* hook aborts the start, as in Kepler: never retried.
             "RestartPolicy": {"Attempts": 0, "Interval": nanoseconds(QUICK_RUN), "Delay": 0, "Mode": "fail"}}
-    user = writer.user(path, hook)
+    user = writer.user(path, hook, parent=writer.service)
     if user:
         task["User"] = user
     if hook.get("timeout") is not None:

@@ -84,6 +84,9 @@ class ServiceUnit:
         common.check_service_wait(self.result, self.path, service, "systemd")
         self._dependencies()
         self.body.append(f"Type={self._type()}")
+        if self.oneshot:
+            # Dependents start once it has exited 0; Kepler has no start timeout.
+            self.body.append("TimeoutStartSec=infinity")
         self._identity()
         self._environment()
         self.body.extend(hook_lines(self.result, self.path, service, "pre", self.options))
@@ -108,9 +111,7 @@ class ServiceUnit:
         if self.service.get("notify"):
             return "notify"
         if awaited:
-            # Dependents start once it has exited 0; Kepler has no start timeout.
             self.oneshot = True
-            self.body.append("TimeoutStartSec=infinity")
             return "oneshot"
         return "exec" if self.options.systemd_version >= TYPE_EXEC_SINCE else "simple"
 
@@ -118,11 +119,10 @@ class ServiceUnit:
         required, bound, after = [], [], []
         for dep, edge in sorted(self.service.get("depends_on", {}).items()):
             path = self.path + ["depends_on", dep]
-            common.check_edge_extras(self.result, path, edge, "systemd")
             if common.deferred(edge):
-                self.result.warn(path + ["condition"], f"{edge['condition']}: no systemd equivalent, "
-                                                       "dependency dropped")
+                self.result.warn(path, f"{edge['condition']}: no systemd equivalent, dependency dropped")
                 continue
+            common.check_edge_extras(self.result, path, edge, "systemd", self.snapshot["kepler"].get("timeout"))
             if edge.get("exit_code") is not None:
                 self.result.warn(path + ["exit_code"], "no systemd equivalent, dropped")
             dep_units = self.units[dep]
@@ -212,7 +212,7 @@ class ServiceUnit:
         for stream, key in (("stdout", "StandardOutput"), ("stderr", "StandardError")):
             if store.get(stream) is False:
                 self.body.append(f"{key}=null")
-        self.result.map(path + ["store"])
+            self.result.map(path + ["store", stream])
 
     def _healthcheck(self):
         if self.service.get("healthcheck"):

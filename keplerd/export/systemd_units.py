@@ -24,7 +24,7 @@ def hook_lines(result, path, service, half, options):
     hooks = service.get("hooks") or {}
     table = PRE_HOOKS if half == "pre" else POST_HOOKS
     lines = []
-    for name in sorted(hooks):
+    for name in sorted(hooks, key=lambda name: (list(table).index(name) if name in table else len(table), name)):
         hook_path = path + ["hooks", name]
         if half == "post" and name in UNMAPPED_HOOKS:
             result.warn(hook_path, f"no systemd equivalent ({UNMAPPED_HOOKS[name]}), dropped")

@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture
 def world_readable_dir():
-    """A temporary dir that nobody may read (systemd --test runs as nobody); removed afterwards."""
+    """A temporary dir that user nobody can read (systemd --test runs as nobody); removed afterwards."""
     path = tempfile.mkdtemp(prefix="kexport-", dir="/tmp")
     os.chmod(path, 0o755)
     yield path

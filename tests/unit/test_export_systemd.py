@@ -117,7 +117,7 @@ def test_deferred_conditions_are_dropped_with_a_warning(tmp_path):
     """)
     result = systemd(snapshot)
     assert values(unit(result, "alert"), "Unit", "Requires") == []
-    assert ("services.alert.depends_on.db.condition",
+    assert ("services.alert.depends_on.db",
             "service_failed: no systemd equivalent, dependency dropped") in result.warnings
 
 
