@@ -321,6 +321,11 @@ def handle_inspect(call, request):
     return {"inspect": project.inspect(_names(request))}
 
 
+def handle_export(call, request):
+    """Return the config's snapshot for ``keplerctl export``, baking it first if needed (starts nothing)."""
+    return {"snapshot": _baked_project(call, request).snapshot}
+
+
 def handle_logs(call, request):
     """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
@@ -422,6 +427,7 @@ HANDLERS = {
     "stop": handle_stop,
     "recreate": handle_recreate,
     "inspect": handle_inspect,
+    "export": handle_export,
     "logs": handle_logs,
     "prune": handle_prune,
     "logs_read": handle_logs_read,
