@@ -48,6 +48,10 @@ class System:
 
         return health.probe(test, spec, timeout)
 
+    def sleep(self, seconds):
+        """Wait *seconds* cooperatively (the restart back-off; faked, it costs a test nothing)."""
+        gevent.sleep(seconds)
+
     def signal_group(self, pgid, signum):
         """Signal a process group; False when it is already gone."""
         return process.signal_group(pgid, signum)

@@ -1,6 +1,7 @@
 """``keplerctl events`` (SPEC §19): the live stream through a real keplerd, plain and JSON."""
 
 import json
+import os
 import select
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import time
 import pytest
 
 from tests.integration.harness import DEFAULT_TIMEOUT, KEPLERCTL
+from tests.integration.test_security_owners import ctl, write_config
+from tests.integration.test_security_owners import members  # noqa: F401 (the fixture, used by name)
 
 
 @pytest.fixture
@@ -109,3 +112,26 @@ def test_all_shows_every_config_and_one_config_only_its_own(kepler, watch):
     assert {"db", "web"} <= {event["service"] for event in seen}
     own = _read_until(mine, lambda event: event["to"] == "stopped")
     assert {event["service"] for event in own} == {"web"}
+
+
+def test_all_shows_a_member_only_its_own_configs(request):
+    kepler = request.getfixturevalue("members")
+    write_config(kepler, "alice", {"web": {"command": ["sleep", "1000"]}})
+    write_config(kepler, "bob", {"db": {"command": ["sleep", "1000"]}})
+    ctl(kepler, "bob", "start", "-d", "--wait", check=True)
+    ctl(kepler, "alice", "start", "-d", "--wait", check=True)
+    user = kepler.people["alice"]
+    reader = subprocess.Popen(["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", KEPLERCTL,
+                               "events", "--all", "--json"], cwd=os.path.join(kepler.workdir, "alice"),
+                              env=kepler.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    reader.pending = b""
+    try:
+        assert b"watching the events" in reader.stderr.readline()
+        ctl(kepler, "bob", "stop", check=True)
+        ctl(kepler, "alice", "stop", check=True)
+        seen = _read_until(reader, lambda event: event["to"] == "stopped")
+        assert {event["service"] for event in seen} == {"web"}, "bob's db stopped first, unseen"
+        assert {event["owner"] for event in seen} == {user}
+    finally:
+        reader.kill()
+        reader.wait()
