@@ -12,6 +12,7 @@ import socket
 import stat
 import time
 
+import gevent
 from gevent.pool import Pool
 from gevent.pywsgi import WSGIServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
@@ -24,6 +25,7 @@ log = logging.getLogger("keplerd.metrics")
 
 LAG_INTERVAL = 1.0
 MAX_SCRAPERS = 4
+YIELD_EVERY = 50  # services read between two turns of the loop
 SERVICE_LABELS = ["config", "service"]
 
 
@@ -72,9 +74,13 @@ class ServiceCollector:
             "lines": CounterMetricFamily("kepler_log_lines", "Lines the service printed, stored or not.",
                                          labels=SERVICE_LABELS + ["stream"]),
         }
+        done = 0
         for project in tuple(self._registry.projects.values()):
             for service in tuple(project.services.values()):
                 _add_service(families, project, service)
+                done += 1
+                if done % YIELD_EVERY == 0:
+                    gevent.sleep(0)  # a scrape of many services must not hold up supervision
         yield from families.values()
         yield GaugeMetricFamily("kepler_daemon_loop_lag_seconds", "How late the daemon's loop ran its last 1 s timer.",
                                 value=self._lag.seconds)
