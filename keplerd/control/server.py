@@ -199,15 +199,21 @@ class Session:
         self.closed = False
 
     def serve(self):
-        writer = gevent.spawn(self._write_loop)
+        writer = self._requests.spawn(self._write_loop)
+        writer.link_exception(self._writer_failed)
         try:
             if self._hello():
                 self._read_loop()
         finally:
             self._requests.kill()
             self.close()
-            writer.kill()
             self.sock.close()
+
+    def _writer_failed(self, writer):
+        """A bug in the writer: the session cannot answer any more, so it ends (and says why)."""
+        log.error("session %s: writer failed", self.peer, exc_info=writer.exc_info)
+        self.close()
+        self.sock.close()
 
     def _hello(self):
         try:

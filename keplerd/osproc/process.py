@@ -11,6 +11,7 @@ Requires a monkey-patched gevent hub (the daemon patches first).
 import _posixsubprocess
 import errno
 import functools
+import logging
 import os
 import resource
 import time
@@ -20,6 +21,8 @@ from gevent.event import AsyncResult
 from gevent.monkey import get_original
 
 from keplerd.osproc import users
+
+log = logging.getLogger("keplerd.process")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHILD_UMASK = 0o022
@@ -69,8 +72,10 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
     if identity:
         env = identity.add_login_env(env)
     executable = find_program(argv[0], env, cwd)
-    env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
     limits = {name: value for name, value in (limits or {}).items() if value is not None}
+    if identity or limits:
+        _refuse_if_threaded(argv[0])
+    env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
     try:
@@ -98,6 +103,27 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         child.wait()
         raise SpawnError(_describe_exec_failure(failure, argv[0]))
     return child
+
+
+def thread_count():
+    """Return how many OS threads this process has (gevent's greenlets are not threads)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def _refuse_if_threaded(program):
+    """Refuse to run Python between fork and exec while another thread exists.
+
+    Setting limits and switching user runs Python in the forked child; a thread
+    of the parent holding a lock at fork time (the allocator, logging, the import
+    lock) would deadlock it. The daemon has no threads (its resolver is c-ares,
+    see daemon.py), so this only fires on a bug: loudly, instead of a hang.
+    """
+    threads = thread_count()
+    if threads > 1:
+        log.error("refusing to start %s with user or limits: the daemon has %d threads, it must have one",
+                  program, threads)
+        raise SpawnError(f"cannot start {program}: the daemon has {threads} threads and cannot safely "
+                         "switch user or apply limits (a bug: see the daemon log)")
 
 
 def _resolve_identity(user, group):

@@ -10,6 +10,7 @@ from gevent.pool import Group
 from keplerd import persist
 from keplerd.logs.store import LogStore
 from keplerd.model import states
+from keplerd.model.errors import UnknownName
 from keplerd.paths import ConfigPaths
 from keplerd.supervise import lifecycle
 from keplerd.supervise.service import Service
@@ -114,6 +115,10 @@ class Project:
         """Run *function* in a greenlet owned by this config."""
         return self._greenlets.spawn(function, *args)
 
+    def adopt(self, greenlet):
+        """Start *greenlet* (created first, so that others can refer to it) as one of this config's."""
+        self._greenlets.start(greenlet)
+
     def service_changed(self, service):
         """Record and announce a service's new state."""
         self.persist()
@@ -141,12 +146,12 @@ class Project:
     # -- commands --------------------------------------------------------------------
 
     def select(self, names):
-        """Return the services named (all when *names* is empty); raise KeyError on unknown."""
+        """Return the services named (all when *names* is empty); raise ``UnknownName`` on unknown."""
         if not names:
             return list(self.services.values())
         unknown = [name for name in names if name not in self.services]
         if unknown:
-            raise KeyError(f"no such service: {', '.join(unknown)}")
+            raise UnknownName(f"no such service: {', '.join(unknown)}")
         return [self.services[name] for name in names]
 
     def all_terminal(self, names=()):
@@ -180,10 +185,20 @@ class Project:
         }
 
     def shutdown(self):
-        """Stop every service without changing what the user asked for, then close logs."""
-        lifecycle.stop(self, by_user=False)
-        self.close()
-        self.write_state()
+        """Stop every service without changing what the user asked for, then close logs.
+
+        Whatever goes wrong, no process of this config outlives it and ``state.json``
+        is written: a stop that fails kills what is left, and the failure is raised.
+        """
+        try:
+            lifecycle.stop(self, by_user=False)
+        except BaseException:
+            for service in self.services.values():
+                service.kill_process()
+            raise
+        finally:
+            self.close()
+            self.write_state()
 
     def close(self):
         """Let go of everything this config holds in the daemon (its services have ended)."""
