@@ -140,6 +140,9 @@ class Daemon:
         if self._shutting_down:
             return
         self._notifier.reloading()
+        self.registry.system.forget_identities()
+        if self._server is not None:
+            self._server.reread_group()
         if self._reread is not None:
             try:
                 self._apply(self._reread())

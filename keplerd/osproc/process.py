@@ -19,6 +19,7 @@ import time
 import gevent
 from gevent.event import AsyncResult
 from gevent.monkey import get_original
+from gevent.os import nb_read
 
 from keplerd.osproc import users
 
@@ -96,7 +97,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         close_now(errpipe_write)
         close_now(devnull)
     try:
-        failure = _read_all(errpipe_read)
+        failure = _read_exec_report(errpipe_read)
     finally:
         close_now(errpipe_read)
     if failure:
@@ -126,13 +127,26 @@ def _refuse_if_threaded(program):
                          "switch user or apply limits (a bug: see the daemon log)")
 
 
+# (user, group) -> Identity: passwd and group lookups may sit on LDAP or sssd and
+# stall the loop, so each is made once per bake (or reload: ``forget_identities``).
+_identities = {}
+
+
 def _resolve_identity(user, group):
     if user is None and group is None:
         return None
-    try:
-        return users.resolve(user, group)
-    except users.UnknownIdentity as error:
-        raise SpawnError(str(error)) from None
+    identity = _identities.get((user, group))
+    if identity is None:
+        try:
+            identity = _identities[user, group] = users.resolve(user, group)
+        except users.UnknownIdentity as error:
+            raise SpawnError(str(error)) from None  # not kept: a user created meanwhile is found
+    return identity
+
+
+def forget_identities():
+    """Look users and groups up afresh from now on (a new bake, a reload of the daemon)."""
+    _identities.clear()
 
 
 def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
@@ -210,6 +224,19 @@ def _become(uid, gid, groups):
     os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+
+
+def _read_exec_report(fd):
+    """Read the exec error pipe until the child has exec'd (EOF), letting other greenlets run.
+
+    A child that sets limits or switches user runs Python before exec: milliseconds
+    on a loaded machine, which a blocking read would stall the whole loop for.
+    """
+    os.set_blocking(fd, False)
+    chunks = []
+    while chunk := nb_read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _read_all(fd):

@@ -3,6 +3,7 @@
 import logging
 import os
 import pwd
+import time
 
 import gevent
 from gevent.event import Event
@@ -20,6 +21,7 @@ from keplerd.supervise.system import System
 log = logging.getLogger("keplerd.project")
 
 STATE_FORMAT = 1
+PERSIST_INTERVAL = 0.15  # at least this many seconds between two writes of state.json
 
 
 class Project:
@@ -47,6 +49,8 @@ class Project:
         self._greenlets = Group()
         self._changed = Event()
         self._persist_pending = False
+        self._persist_timer = None
+        self._last_write = -PERSIST_INTERVAL
         self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
         if saved_state:
             self._restore(saved_state)
@@ -100,14 +104,26 @@ class Project:
         persist.write_json(self.paths.state, self.state())
 
     def persist(self):
-        """Write ``state.json`` soon: changes made in the same loop turn share one write."""
+        """Write ``state.json`` soon, at most once per PERSIST_INTERVAL: changes meanwhile share a write.
+
+        Each write is an fsync (milliseconds) that stalls every greenlet; a burst of
+        changes (300 services starting) costs a few writes instead of hundreds.
+        ``shutdown`` writes at once; a crash may lose the last PERSIST_INTERVAL.
+        """
         if self._persist_pending:
             return
         self._persist_pending = True
-        gevent.get_hub().loop.run_callback(self._write_pending_state)
+        wait = self._last_write + PERSIST_INTERVAL - time.monotonic()
+        if wait <= 0:
+            gevent.get_hub().loop.run_callback(self._write_pending_state)
+        else:
+            self._persist_timer = gevent.get_hub().loop.timer(wait)
+            self._persist_timer.start(self._write_pending_state)
 
     def _write_pending_state(self):
         self._persist_pending = False
+        self._persist_timer = None
+        self._last_write = time.monotonic()
         if os.path.isdir(self.paths.root):
             try:
                 self.write_state()
@@ -209,6 +225,9 @@ class Project:
     def close(self):
         """Let go of everything this config holds in the daemon (its services have ended)."""
         self._greenlets.kill()
+        if self._persist_timer is not None:  # a write still due happens now, not after the close
+            self._persist_timer.stop()
+            self._write_pending_state()
         self.close_logs()
 
     def close_logs(self):
