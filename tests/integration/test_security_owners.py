@@ -5,6 +5,7 @@ Every test runs the real keplerctl as throwaway members of a throwaway socket gr
 
 import json
 import os
+import signal
 import subprocess
 
 import pytest
@@ -141,6 +142,30 @@ def test_allow_run_as_lets_a_member_run_as_the_listed_user_only(members):
     assert f"only root may run services as {carol} (caller: {members.people['bob']})" in refused.stderr
 
 
+def test_a_reload_applies_a_new_allow_run_as(members):
+    people = members.people
+    write_config(members, "bob", {"web": {"command": ["sleep", "1000"], "user": people["carol"]}})
+    assert ctl(members, "bob", "start", "-d").returncode != 0
+    with open(os.path.join(members.root, "keplerd.conf"), "w") as conf:
+        conf.write(f"autostart_dir: {os.path.join(members.root, 'conf.d')}\n"
+                   f"allow_run_as: {{{people['bob']}: [{people['carol']}]}}\n")
+    members.daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: ctl(members, "bob", "start", "-d").returncode == 0, message="the reload to grant carol to bob")
+    assert wait_running(members, "bob", "web")["owner"] == people["bob"]
+
+
+def test_a_recreate_by_root_makes_the_config_roots(members):
+    path = write_config(members, "alice", {"web": {"command": ["sleep", "1000"]}})
+    ctl(members, "alice", "start", "-d", check=True)
+    ctl(members, "alice", "stop", check=True)
+    ctl(members, "bob", "recreate", "--file", path)
+    assert ps(members, "alice")["web"]["owner"] == members.people["alice"], "bob's recreate changed nothing"
+    ctl(members, "root", "recreate", "--file", path, check=True)
+    assert ps(members, "root", "--all")["web"]["owner"] == "root"
+    refused = ctl(members, "alice", "start", "-d")
+    assert f"permission denied: {path} belongs to root" in refused.stderr
+
+
 def test_limits_above_the_members_own_hard_limits_are_refused(members):
     path = write_config(members, "alice", {"web": {"command": ["sleep", "1000"], "limits": {"max_fds": 1024}}})
     capped = ("prlimit", "--nofile=256:512")
@@ -212,9 +237,13 @@ def test_a_member_may_not_signal_its_bake_worker(members):
         with open(f"/proc/{worker}/status") as status:
             ids = {line.split(":")[0]: line.split()[1:] for line in status if line.startswith(("Uid", "Gid"))}
         assert ids["Uid"][:3] == ["0", alice, "0"]
-        kill = subprocess.run(["setpriv", f"--reuid={members.people['alice']}", f"--regid={members.people['alice']}",
-                               "--init-groups", "kill", "-KILL", str(worker)], capture_output=True, text=True)
-        assert kill.returncode != 0
+        as_alice = ["setpriv", f"--reuid={members.people['alice']}", f"--regid={members.people['alice']}",
+                    "--init-groups"]
+        kill = subprocess.run([*as_alice, "kill", "-KILL", str(worker)], capture_output=True, text=True)
+        assert kill.returncode != 0 and "not permitted" in kill.stderr, kill  # not "no such process"
+        # Reading its memory or environment takes the same right as tracing it: refused.
+        peek = subprocess.run([*as_alice, "cat", f"/proc/{worker}/environ"], capture_output=True, text=True)
+        assert peek.returncode != 0 and "Permission denied" in peek.stderr, peek
     finally:
         _out, errors = started.communicate(timeout=60)
     assert started.returncode == 0, errors
