@@ -151,14 +151,68 @@ def handle_start(call, request):
     names = _names(request)
     _select(project, names)
     no_deps = bool(request.get("no_deps"))
-    return _run_in_mode(call, project, request, lambda: lifecycle.start(project, names, no_deps=no_deps))
+    running = {name for name, service in project.services.items() if service.supervised}
+
+    def start():
+        ordered = lifecycle.start(project, names, no_deps=no_deps)
+        # Attached to named services, follow them and the dependencies this start started:
+        # a dependency that was already running is not ours to wait for (or to stop on Ctrl+C).
+        return ordered if not names else [name for name in ordered if name in names or name not in running]
+
+    return _run_in_mode(call, project, request, start)
 
 
 def handle_restart(call, request):
+    """Restart; unless detached, show progress and return once the restarted services are up (SPEC §13)."""
     project = _project(call, request)
     names = _names(request)
     _select(project, names)
-    return _run_in_mode(call, project, request, lambda: lifecycle.restart(project, names))
+    timeout = _timeout(request)
+    if not request.get("attach") and not request.get("wait"):
+        return {"services": _act(lambda: lifecycle.restart(project, names))}
+    targets = set(lifecycle.restart_closure(project, [service.name for service in project.select(names)]))
+    subscriber = Subscriber()
+    project.attach(subscriber, logs=False)
+    progress = bool(request.get("attach"))
+    try:
+        # In a greenlet of the config: a client that goes away (Ctrl+C) detaches, never aborts the restart.
+        restarting = project.spawn(_quietly, lambda: _act(lambda: lifecycle.restart(project, names)))
+        started = _forward_until_done(call, subscriber, restarting, targets if progress else ())
+        # The same wait as ``start --wait``; in the request's greenlet, so a client that leaves ends it.
+        waiting = gevent.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
+        try:
+            _forward_until_done(call, subscriber, waiting, targets if progress else ())
+        finally:
+            waiting.kill()
+        return {"services": started}
+    except Dropped as error:
+        raise RequestError(str(error)) from None
+    finally:
+        project.detach(subscriber)
+
+
+def _quietly(function):
+    """Return ``(result, error message)`` of *function* (a greenlet that raises would print a traceback)."""
+    try:
+        return function(), None
+    except RequestError as error:
+        return None, str(error)
+
+
+def _forward_until_done(call, subscriber, worker, services):
+    """Send the state changes of *services* to the client until *worker* ends; return its result."""
+    done = {"kind": "done"}
+    worker.rawlink(lambda _: subscriber.offer(done))
+    while (event := subscriber.get()) is not done:
+        if event.get("kind") == "state" and event.get("service") in services:
+            call.emit(event)
+    outcome = worker.value if worker.successful() else None
+    if not isinstance(outcome, tuple):
+        raise RequestError("internal error: the restart ended unexpectedly (see the daemon log)")
+    result, error = outcome
+    if error is not None:
+        raise RequestError(error)
+    return result
 
 
 def _run_in_mode(call, project, request, action):
@@ -178,6 +232,7 @@ def _run_in_mode(call, project, request, action):
     project.attach(subscriber)
     try:
         names = _act(action)
+        call.emit({"kind": "attached", "services": names})
         for name in names:
             call.emit({"kind": "state", "service": name, **project.services[name].runtime()})
         _follow_until_terminal(call, project, subscriber, names)
@@ -264,6 +319,11 @@ def handle_inspect(call, request):
     project = _project(call, request)
     _select(project, _names(request))
     return {"inspect": project.inspect(_names(request))}
+
+
+def handle_export(call, request):
+    """Return the config's snapshot for ``keplerctl export``, baking it first if needed (starts nothing)."""
+    return {"snapshot": _baked_project(call, request).snapshot}
 
 
 def handle_logs(call, request):
@@ -367,6 +427,7 @@ HANDLERS = {
     "stop": handle_stop,
     "recreate": handle_recreate,
     "inspect": handle_inspect,
+    "export": handle_export,
     "logs": handle_logs,
     "prune": handle_prune,
     "logs_read": handle_logs_read,
