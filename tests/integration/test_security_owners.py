@@ -131,6 +131,15 @@ def test_a_member_may_not_name_another_user_or_group(members, service, refusal):
     assert not os.path.exists(members.inspect_path(os.path.relpath(path, members.workdir)))
 
 
+def test_config_check_by_a_member_says_what_the_bake_would_refuse(members):
+    write_config(members, "alice", {"web": {"command": ["sleep", "1000"], "user": "root"}})
+    checked = ctl(members, "alice", "config", "check")
+    assert checked.returncode == 1
+    assert (f"kepler.yaml: services.web.user: only root may run services as root "
+            f"(caller: {members.people['alice']})") in checked.stderr
+    assert ctl(members, "root", "config", "check").returncode == 0
+
+
 def test_allow_run_as_lets_a_member_run_as_the_listed_user_only(members):
     out, carol = shared_dir(members.workdir), members.people["carol"]
     write_config(members, "alice", {"web": {"command": who(out, "web"), "user": carol}})
