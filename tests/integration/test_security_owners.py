@@ -204,6 +204,18 @@ def test_a_member_cannot_read_a_root_only_file_through_a_config(members):
     ctl(members, "root", "start", "-d", check=True)
 
 
+def test_a_members_prune_removes_only_its_own_configs(members):
+    mine = write_config(members, "alice", {"web": {"command": ["sleep", "1000"]}})
+    roots = write_config(members, "bob", {"db": {"command": ["sleep", "1000"]}})
+    ctl(members, "alice", "start", "-d", check=True)
+    ctl(members, "alice", "stop", check=True)
+    members.ctl("start", "-d", cwd=os.path.dirname(roots))
+    members.ctl("stop", cwd=os.path.dirname(roots))
+    pruned = json.loads(ctl(members, "alice", "prune", "--json", check=True).stdout)
+    assert [entry["config"] for entry in pruned] == [mine]
+    assert set(ps(members, "root", "--all")) == {"db"}
+
+
 def test_only_root_may_stop_the_daemon(members):
     refused = ctl(members, "alice", "daemon", "stop")
     assert refused.returncode != 0 and "permission denied: only root may stop the daemon" in refused.stderr
