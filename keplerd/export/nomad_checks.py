@@ -32,6 +32,9 @@ def health_service(result, path, name, service):
         result.map(path + ["test"])
     else:
         kind = "http" if health.get("http") else "tcp"
+        if not isinstance(health.get(kind), str):
+            result.warn(path, "a health check of a form this exporter does not know, dropped")
+            return None, None
         port, extra = _address_check(result, path + [kind], health[kind], kind)
         check.update({"Type": kind, **extra})
         networks = [{"ReservedPorts": [{"Label": PORT_LABEL, "Value": port}]}]
