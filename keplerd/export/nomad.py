@@ -78,8 +78,13 @@ class GroupWriter:
             main["Services"] = services
         tasks.extend(hook_tasks(self, self.path, self.service))
         tasks.append(main)
-        group = {"Name": self.name, "Count": replicas(self.service), "Tasks": tasks}
+        count = replicas(self.service)
+        group = {"Name": self.name, "Count": count, "Tasks": tasks}
         self.result.map(self.path + ["replicas"])
+        if count > 1:
+            main["Env"]["KEPLER_REPLICAS"] = str(count)
+            self.result.warn(self.path + ["replicas"], "each instance gets KEPLER_REPLICAS but no KEPLER_REPLICA "
+                                                       "(Nomad's NOMAD_ALLOC_INDEX counts from 0)")
         if networks:
             group["Networks"] = networks
         if (self.service.get("restart") or {}).get("policy", "no") == "no":

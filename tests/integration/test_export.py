@@ -85,3 +85,15 @@ def test_export_of_an_invalid_config_fails_with_the_located_error(kepler):
     assert result.returncode == 1
     assert "services.web.restart.policy" in result.stderr
     assert not os.path.exists(os.path.join(kepler.workdir, "kepler-export"))
+
+
+def test_bad_export_options_are_one_line_errors(kepler):
+    kepler.config(CONFIG)
+    bad_prefix = kepler.ctl("export", "--format", "systemd", "--prefix", "my shop", check=False)
+    assert bad_prefix.returncode == 1
+    assert bad_prefix.stderr == "keplerctl: invalid --prefix 'my shop': use letters, digits, '_', '.' and '-'\n"
+    bad_version = kepler.ctl("export", "--format", "systemd", "--systemd-version", "new", check=False)
+    assert bad_version.returncode == 1 and "invalid version 'new'" in bad_version.stderr
+    kepler.write("taken", "a file, not a directory")
+    taken = kepler.ctl("export", "--format", "nomad", "--output", "taken", check=False)
+    assert taken.returncode == 1 and taken.stderr.startswith("keplerctl: cannot write to taken: ")

@@ -141,6 +141,8 @@ def test_replicas_are_the_group_count_and_limits_the_resources(tmp_path):
     web["limits"].update(memory_max=(256 << 20) + 1, cpus=2, pids_max=10)
     job, result = nomad(snapshot)
     assert group(job, "web")["Count"] == 3
+    assert task(job, "web")["Env"]["KEPLER_REPLICAS"] == "3"
+    assert "services.web.replicas" in warned(result)
     assert task(job, "web")["Resources"] == {"CPU": 100, "MemoryMB": 257}
     assert {"services.web.limits.memory", "services.web.limits.cpus", "services.web.limits.pids_max"} <= warned(result)
 
@@ -201,3 +203,15 @@ def test_export_is_deterministic(tmp_path):
     first = export(bake_text(tmp_path, text), "nomad", Options(prefix="shop"))
     second = export(bake_text(tmp_path, text), "nomad", Options(prefix="shop"))
     assert first.files == second.files
+
+
+def test_the_local_systemd_version_is_read_from_systemctl():
+    import shutil
+    import subprocess
+
+    from keplerd.cli.export import local_systemd_version
+
+    systemctl = shutil.which("systemctl")
+    assert systemctl, "systemctl is missing: `make test-tools` installs it (Debian package systemd)"
+    first_line = subprocess.run([systemctl, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    assert local_systemd_version() == int(first_line.split()[1])
