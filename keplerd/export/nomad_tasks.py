@@ -1,9 +1,8 @@
 """Nomad task parts: the restart policy, and hooks as lifecycle tasks of the service's group."""
 
 from . import common
-from .report import nanoseconds
+from .report import QUICK_RUN, nanoseconds
 
-QUICK_RUN = 10.0  # a run shorter than this is a quick failure (SPEC §10)
 UNLIMITED_ATTEMPTS = 10  # restarts per interval when Kepler would retry forever (Mode "delay" waits, never fails)
 # Kepler hook -> Nomad lifecycle hook (Nomad: prestart tasks start in parallel, before the main task).
 LIFECYCLE = {"on_init": "prestart", "pre_start": "prestart", "post_start": "poststart", "post_stop": "poststop"}
