@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 
+from tests.integration import test_security_owners as owners
+
 CONFIG = """
     services:
       db:
@@ -97,3 +99,17 @@ def test_bad_export_options_are_one_line_errors(kepler):
     kepler.write("taken", "a file, not a directory")
     taken = kepler.ctl("export", "--format", "nomad", "--output", "taken", check=False)
     assert taken.returncode == 1 and taken.stderr.startswith("keplerctl: cannot write to taken: ")
+
+
+members = owners.members  # the daemon with socket-group members alice and bob (SPEC §21)
+
+
+def test_a_member_exports_its_own_config_and_not_another_members(members):
+    path = owners.write_config(members, "alice", {"web": {"command": ["/bin/sleep", "100"]}})
+    alice = owners.ctl(members, "alice", "export", "--format", "systemd", check=True)
+    out = os.path.join(os.path.dirname(path), "kepler-export")
+    assert os.stat(os.path.join(out, "alice-web.service")).st_uid == owners.uid(members.people["alice"])
+    assert alice.stdout.split()[0] == "kepler-export/alice-web.service"
+    bob = owners.ctl(members, "bob", "-f", path, "export", "--format", "systemd", "--output", "stolen")
+    assert bob.returncode == 1 and "permission denied" in bob.stderr
+    assert not os.path.exists(os.path.join(members.workdir, "bob", "stolen"))
