@@ -137,7 +137,7 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
 
 def split_command_line(text):
-    """Split a command line as systemd dumps it: words, double-quoted with backslash and C escapes."""
+    """Split a command line as systemd dumps it: words, double-quoted with backslash, C and octal escapes."""
     words, index = [], 0
     while index < len(text):
         if text[index] == " ":
@@ -160,6 +160,10 @@ def _quoted_word(text, index):
             following = text[index + 1]
             if following == "x":
                 chars.append(chr(int(text[index + 2:index + 4], 16)))
+                index += 4
+                continue
+            if following.isdigit():  # octal, as systemd dumps control characters
+                chars.append(chr(int(text[index + 1:index + 4], 8)))
                 index += 4
                 continue
             chars.append(_ESCAPES.get(following, following))

@@ -232,6 +232,7 @@ def test_systemd_parses_back_the_argv_and_environment_of_a_unit(tmp_path, world_
     tricky = ["two words", "", "100%", "%n", "$HOME", "${X}", "$$", ";", 'say "hi"', "it's", "back\\slash",
               "tab\there", "ünïcode", "-dash"]
     env = {f"V{index}": word for index, word in enumerate(tricky)}
+    tricky += ["new\nline", "\x01control"]  # in argv only: the dump prints env values raw
     snapshot = bake_text(tmp_path, "services:\n  echo: {command: [/bin/echo]}\n")
     service = snapshot["services"]["echo"]
     service["command"] = ["/bin/echo", *tricky]
