@@ -296,3 +296,17 @@ README_EXAMPLE = """
         hooks:
           pre_start: {run: "./migrate"}
 """
+
+
+def test_the_example_stack_exports_to_units_that_pass_verify(world_readable_dir):
+    from keplerd.config.bake import bake
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "kepler.yaml")
+    snapshot = bake(os.path.realpath(example), {"HOME": "/root", "USER": "ann"}, "/root").snapshot
+    result = systemd(snapshot, resolve=StubPrograms(world_readable_dir))
+    assert sorted(result.files) == ["shop-flaky.service", "shop-ticker.service", "shop-web.service", "shop.target"]
+    write_units(world_readable_dir, result.files)
+    verified = systemd_analyze_verify(world_readable_dir, sorted(result.files))
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
+    assert values(unit(result, "ticker"), "Service", "Environment") == ['"GREETING=ann"']
+    assert values(unit(result, "flaky"), "Unit", "StartLimitBurst") == ["4"]
