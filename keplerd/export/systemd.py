@@ -87,6 +87,10 @@ class ServiceUnit:
         if self.oneshot:
             # Dependents start once it has exited 0; Kepler has no start timeout.
             self.body.append("TimeoutStartSec=infinity")
+        elif self.service.get("notify"):
+            # READY=1 is awaited for healthcheck.start_period when set, else for ever (SPEC §18).
+            start_period = (self.service.get("healthcheck") or {}).get("start_period")
+            self.body.append(f"TimeoutStartSec={timespan(start_period or None)}")
         self._identity()
         self._environment()
         self.body.extend(hook_lines(self.result, self.path, service, "pre", self.options))

@@ -177,6 +177,7 @@ def test_new_keys_from_the_snapshot_notify_replicas_and_cgroup_limits(tmp_path):
     assert "shop-web@.service" in result.files and "shop-web.service" not in result.files
     text = result.files["shop-web@.service"]
     assert values(text, "Service", "Type") == ["notify"]
+    assert values(text, "Service", "TimeoutStartSec") == ["infinity"]  # no start_period: READY=1 for ever
     assert values(text, "Service", "MemoryMax") == [str(256 << 20)]
     assert values(text, "Service", "CPUQuota") == ["50%"]
     assert values(text, "Service", "TasksMax") == ["64"]
@@ -310,3 +311,10 @@ def test_the_example_stack_exports_to_units_that_pass_verify(world_readable_dir)
     assert verified.returncode == 0 and verified.stderr == "", verified.stderr
     assert values(unit(result, "ticker"), "Service", "Environment") == ['"GREETING=ann"']
     assert values(unit(result, "flaky"), "Unit", "StartLimitBurst") == ["4"]
+
+
+def test_a_notify_service_waits_for_ready_as_long_as_its_start_period(tmp_path):
+    snapshot = bake_text(tmp_path, "services:\n  web: {command: [/bin/true], healthcheck: {test: [/bin/true], "
+                                   "start_period: 45s}}\n")
+    snapshot["services"]["web"]["notify"] = True
+    assert values(unit(systemd(snapshot), "web"), "Service", "TimeoutStartSec") == ["45s"]
