@@ -12,7 +12,7 @@ from . import common
 from .report import QUICK_RUN, Result, edges_to, one_line, replicas, resolved_argv
 from .systemd_syntax import (env_name_is_valid, environment_assignment, exec_line, path_value, specifiers,
                              timespan)
-from .systemd_units import hook_lines, limit_lines, stop_lines
+from .systemd_units import hook_lines, limit_lines, report_unmapped_hooks, stop_lines
 
 RESTART_STEPS_SINCE = 254  # RestartSteps= and RestartMaxDelaySec=
 TYPE_EXEC_SINCE = 240
@@ -98,6 +98,7 @@ class ServiceUnit:
         self.body.append("ExecStart=" + exec_line(argv))
         self.result.map(self.path + ["command"])
         self.body.extend(hook_lines(self.result, self.path, service, "post", self.options))
+        report_unmapped_hooks(self.result, self.path, service)
         self._restart()
         self.body.extend(stop_lines(self.result, self.path, service))
         self.body.extend(limit_lines(self.result, self.path, service.get("limits") or {}))
