@@ -215,3 +215,13 @@ def test_the_local_systemd_version_is_read_from_systemctl():
     assert systemctl, "systemctl is missing: `make test-tools` installs it (Debian package systemd)"
     first_line = subprocess.run([systemctl, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     assert local_systemd_version() == int(first_line.split()[1])
+
+
+def test_keplerctl_export_imports_no_heavy_module():
+    import subprocess
+    import sys
+
+    code = ("import sys; from keplerd.cli import main, export; import keplerd.export.systemd, keplerd.export.nomad; "
+            "print(','.join(m for m in ('gevent', 'lupa', 'marshmallow', 'yaml', 'psutil') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
