@@ -38,8 +38,10 @@ def restart_policy(result, path, service):
         result.map(path + ["max_backoff"])
     retries = restart.get("max_retries")
     attempts = UNLIMITED_ATTEMPTS if retries is None else retries
-    # `attempts` quick failures span at most attempts x (a quick run + the longest back-off).
-    return {"Attempts": attempts, "Interval": nanoseconds(max(attempts, 1) * (QUICK_RUN + max_backoff)),
+    # `attempts` quick failures span at most attempts x (a quick run + the longest wait); Nomad
+    # requires Attempts x Delay <= Interval, and Interval >= 5 s.
+    window = max(attempts, 1) * (QUICK_RUN + max(backoff, max_backoff))
+    return {"Attempts": attempts, "Interval": nanoseconds(window),
             "Delay": nanoseconds(backoff), "Mode": "delay" if retries is None else "fail"}
 
 

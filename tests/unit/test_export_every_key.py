@@ -11,7 +11,8 @@ from marshmallow import fields as ma
 
 from keplerd.config import schema
 from keplerd.export import Options, export
-from tests.unit.export_support import StubPrograms, bake_text, systemd_analyze_verify, write_units
+from tests.unit.export_support import (StubPrograms, bake_text, nomad_validation_errors, systemd_analyze_verify,
+                                       write_units)
 
 # Keys the bake resolves away, leaving nothing in the snapshot to export.
 RESOLVED_AT_BAKE = {
@@ -207,7 +208,7 @@ def test_the_nomad_job_of_the_full_config_has_the_documented_shape(full):
     task_keys = {"Name", "Driver", "Config", "Env", "User", "Resources", "RestartPolicy", "KillSignal",
                  "KillTimeout", "LogConfig", "Lifecycle", "Services"}
     for group in job["TaskGroups"]:
-        assert set(group) <= {"Name", "Count", "Tasks", "Networks", "ReschedulePolicy"}
+        assert set(group) <= {"Name", "Count", "Tasks", "Networks", "ReschedulePolicy", "EphemeralDisk"}
         assert isinstance(group["Count"], int) and group["Count"] >= 1
         for task in group["Tasks"]:
             assert set(task) <= task_keys, set(task) - task_keys
@@ -217,3 +218,4 @@ def test_the_nomad_job_of_the_full_config_has_the_documented_shape(full):
             assert set(task["RestartPolicy"]) == {"Attempts", "Interval", "Delay", "Mode"}
             assert task["RestartPolicy"]["Mode"] in ("delay", "fail")
             assert task.get("Lifecycle", {}).get("Hook", "prestart") in ("prestart", "poststart", "poststop")
+    assert nomad_validation_errors(job) == []
