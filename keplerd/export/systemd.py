@@ -206,7 +206,7 @@ class ServiceUnit:
             return
         # Kepler gives up after `retries` quick failures in a row: starts = retries + 1, each
         # within a quick run plus at most the longest back-off.
-        window = (retries + 1) * (QUICK_RUN + restart.get("max_backoff", 30.0))
+        window = (retries + 1) * (QUICK_RUN + max(restart.get("backoff", 0.1), restart.get("max_backoff", 30.0)))
         self.unit.extend([f"StartLimitIntervalSec={timespan(window)}", f"StartLimitBurst={retries + 1}"])
 
     def _logs(self):
