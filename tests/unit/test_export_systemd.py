@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from keplerd.cli.export import local_systemd_version
 from keplerd.export import Options, export
 from keplerd.export.systemd_syntax import environment_assignment, exec_line, timespan
 from tests.unit.export_support import (StubPrograms, bake_text, dumped_command, dumped_environment,
@@ -318,3 +319,20 @@ def test_a_notify_service_waits_for_ready_as_long_as_its_start_period(tmp_path):
                                    "start_period: 45s}}\n")
     snapshot["services"]["web"]["notify"] = True
     assert values(unit(systemd(snapshot), "web"), "Service", "TimeoutStartSec") == ["45s"]
+
+
+def test_templates_and_their_instances_pass_verify(tmp_path, world_readable_dir):
+    snapshot = bake_text(tmp_path, """
+        services:
+          web: {command: [/bin/sleep, "100"], restart: always}
+          api: {command: [/bin/sleep, "100"], depends_on: {web: {condition: service_started, restart: true}}}
+    """)
+    snapshot["services"]["web"].update(replicas=2, notify=True)
+    result = systemd(snapshot, version=local_systemd_version())  # what this systemd-analyze knows
+    write_units(world_readable_dir, result.files)
+    units = ["shop-web@.service", "shop-web@1.service", "shop-web@2.service", "shop-api.service", "shop.target"]
+    verified = systemd_analyze_verify(world_readable_dir, units)
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
+    instance = systemd_dump(world_readable_dir, "shop-web@2.service")
+    assert dumped_environment(instance) == {"KEPLER_REPLICA": "2", "KEPLER_REPLICAS": "2"}
+    assert "BindsTo: shop-web@2.service (origin-file)" in systemd_dump(world_readable_dir, "shop-api.service")
