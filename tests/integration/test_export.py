@@ -113,3 +113,14 @@ def test_a_member_exports_its_own_config_and_not_another_members(members):
     bob = owners.ctl(members, "bob", "-f", path, "export", "--format", "systemd", "--output", "stolen")
     assert bob.returncode == 1 and "permission denied" in bob.stderr
     assert not os.path.exists(os.path.join(members.workdir, "bob", "stolen"))
+
+
+def test_a_unit_of_a_removed_service_is_deleted_by_the_next_export(kepler):
+    kepler.config(CONFIG)
+    out = os.path.join(kepler.workdir, "units")
+    kepler.write("units/mine.service", "[Service]\nExecStart=/bin/true\n")  # not ours: left alone
+    kepler.ctl("export", "--format", "systemd", "--output", out, "--prefix", "shop")
+    kepler.config("services:\n  db: {command: [/bin/sleep, '1000']}\n")
+    kepler.ctl("recreate")
+    kepler.ctl("export", "--format", "systemd", "--output", out, "--prefix", "shop")
+    assert sorted(os.listdir(out)) == ["mine.service", "shop-db.service", "shop.target"]
