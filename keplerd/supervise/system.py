@@ -11,19 +11,34 @@ What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
 """
 
 import gevent
+from gevent.lock import Semaphore
 
 from keplerd.osproc import cgroups, launch, process
 
 
+# A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
+# and greenlets that are ready run back to back: 300 services starting at once
+# would fork for a whole second before the loop looks at a timer or a pipe again.
+# One fork at a time, each followed by a turn of the loop, keeps every stall to one fork.
+FORK_PACE = 0.0002
+
+
 class System:
     """The real operating system, by way of ``osproc`` (the only code that forks or kills)."""
+
+    def __init__(self):
+        self._fork_gate = Semaphore()
 
     def spawn_logged(self, writer, spec, instance=None):
         """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError.
 
         *instance* (``(config id, service)``) gives a service's process its cgroup.
         """
-        return launch.spawn_logged(writer, spec, instance)
+        with self._fork_gate:
+            try:
+                return launch.spawn_logged(writer, spec, instance)
+            finally:
+                gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
 
     def end_leftovers(self, child):
         """The main process of *child* exited: kill what is left of its group and cgroup."""
@@ -59,6 +74,10 @@ class System:
     def kill_leftover(self, pid, create_time):
         """Kill what an earlier daemon recorded, if that process still exists; True if it did."""
         return process.kill_leftover(pid, create_time)
+
+    def forget_identities(self):
+        """Resolve users and groups afresh at the next spawns (after a bake or a reload)."""
+        process.forget_identities()
 
     def start_time(self, pid):
         """Return when *pid* started (epoch seconds), or None if it is gone."""
