@@ -35,17 +35,23 @@ class LoopLag:
     A libev timer, not a greenlet: one callback a second, a few microseconds.
     """
 
-    def __init__(self, loop):
+    def __init__(self, loop, interval=LAG_INTERVAL):
         self.seconds = 0.0
-        self._timer = loop.timer(LAG_INTERVAL)
-        self._due = time.monotonic() + LAG_INTERVAL
+        self._loop = loop
+        self._interval = interval
+        self._arm()
+
+    def _arm(self):
+        # A fresh one-shot timer each time: a repeating one that runs late fires again at
+        # once (libev catches up), which would hide the lateness it just showed.
+        self._due = time.monotonic() + self._interval
+        self._timer = self._loop.timer(self._interval, ref=False)
         self._timer.start(self._tick)
 
     def _tick(self):
-        now = time.monotonic()
-        self.seconds = max(0.0, now - self._due)
-        self._due = now + LAG_INTERVAL
-        self._timer.again(self._tick)
+        self.seconds = max(0.0, time.monotonic() - self._due)
+        self._timer.close()
+        self._arm()
 
     def close(self):
         self._timer.close()
