@@ -24,6 +24,7 @@ from keplerd.supervise import accounting
 log = logging.getLogger("keplerd.metrics")
 
 LAG_INTERVAL = 1.0
+LAG_WATCHED_FOR = 600.0  # seconds the lag is measured after a scrape (scrape intervals are 15 s to a few minutes)
 MAX_SCRAPERS = 4
 YIELD_EVERY = 50  # services read between two turns of the loop
 SERVICE_LABELS = ["config", "service"]
@@ -32,14 +33,25 @@ SERVICE_LABELS = ["config", "service"]
 class LoopLag:
     """How late the loop runs a timer due every second: a busy or stuck loop shows here.
 
-    A libev timer, not a greenlet: one callback a second, a few microseconds.
+    A libev timer, not a greenlet: one callback a second, a few microseconds. It
+    runs only while someone scrapes (for *watched_for* seconds after each scrape,
+    ``watched``), so that a daemon nobody scrapes spends nothing on metrics; the
+    first scrape after a quiet spell reads 0.
     """
 
-    def __init__(self, loop, interval=LAG_INTERVAL):
+    def __init__(self, loop, interval=LAG_INTERVAL, watched_for=LAG_WATCHED_FOR):
         self.seconds = 0.0
         self._loop = loop
         self._interval = interval
-        self._arm()
+        self._watched_for = watched_for
+        self._until = 0.0
+        self._timer = None
+
+    def watched(self):
+        """A scrape came: keep measuring for a while."""
+        self._until = time.monotonic() + self._watched_for
+        if self._timer is None:
+            self._arm()
 
     def _arm(self):
         # A fresh one-shot timer each time: a repeating one that runs late fires again at
@@ -49,12 +61,18 @@ class LoopLag:
         self._timer.start(self._tick)
 
     def _tick(self):
-        self.seconds = max(0.0, time.monotonic() - self._due)
+        now = time.monotonic()
+        self.seconds = max(0.0, now - self._due)
         self._timer.close()
-        self._arm()
+        self._timer = None
+        if now < self._until:
+            self._arm()
 
     def close(self):
-        self._timer.close()
+        self._until = 0.0
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
 
 
 class ServiceCollector:
@@ -65,6 +83,7 @@ class ServiceCollector:
         self._lag = lag
 
     def collect(self):
+        self._lag.watched()
         families = {
             "up": GaugeMetricFamily("kepler_service_up", "1 while the service's process runs.", labels=SERVICE_LABELS),
             "state": GaugeMetricFamily("kepler_service_state", "1 for the state the service is in, 0 for the others.",

@@ -123,7 +123,25 @@ def _prepare_hierarchy(mount, own):
         _write(os.path.join(home, "cgroup.procs"), str(os.getpid()))
     if not os.path.exists(os.path.join(root, "cgroup.kill")):
         raise LookupError(f"{root} has no cgroup.kill (Linux 5.14 or later is needed)")
-    return _Hierarchy(root, home)
+    hierarchy = _Hierarchy(root, home)
+    _round_trip(hierarchy)
+    return hierarchy
+
+
+def _round_trip(hierarchy):
+    """Move the daemon into a probe cgroup and back home, as every spawn will; raise OSError if it cannot.
+
+    Coming back must work before any service relies on it: a daemon stranded in a
+    service's cgroup would die with that service.
+    """
+    probe = os.path.join(hierarchy.root, f".probe-{os.getpid()}")
+    os.makedirs(probe, exist_ok=True)
+    try:
+        pid = str(os.getpid())
+        _write(os.path.join(probe, "cgroup.procs"), pid)
+        _write(os.path.join(hierarchy.home, "cgroup.procs"), pid)
+    finally:
+        _remove(probe)
 
 
 def _delegated(path):
