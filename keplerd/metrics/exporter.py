@@ -106,7 +106,9 @@ class ServiceCollector:
                 done += 1
                 if done % YIELD_EVERY == 0:
                     gevent.sleep(0)  # a scrape of many services must not hold up supervision
-        yield from families.values()
+        for family in families.values():
+            yield family
+            gevent.sleep(0)  # the family was formatted meanwhile: let the loop turn between families
         yield GaugeMetricFamily("kepler_daemon_loop_lag_seconds", "How late the daemon's loop ran its last 1 s timer.",
                                 value=self._lag.seconds)
 
