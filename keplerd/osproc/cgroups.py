@@ -118,7 +118,7 @@ def _prepare_hierarchy(mount, own):
         _write(os.path.join(home, "cgroup.procs"), str(os.getpid()))
     else:
         root = os.path.join(mount, "kepler")
-        os.makedirs(root, exist_ok=True)
+        _make_dir(root)
         # Proves cgroup.procs is writable for us, without moving anywhere new.
         _write(os.path.join(home, "cgroup.procs"), str(os.getpid()))
     if not os.path.exists(os.path.join(root, "cgroup.kill")):
@@ -142,6 +142,18 @@ def _round_trip(hierarchy):
         _write(os.path.join(hierarchy.home, "cgroup.procs"), pid)
     finally:
         _remove(probe)
+
+
+def _make_dir(path):
+    """Make a cgroup directory readable by all (as systemd's): a service may read its own limits.
+
+    Only root may write in it, whatever the daemon's umask.
+    """
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    os.chmod(path, 0o755)
 
 
 def _delegated(path):
@@ -183,7 +195,8 @@ def prepare(config_id, service, limits):
     config_dir = os.path.join(_active.root, config_id)
     path = os.path.join(config_dir, service)
     try:
-        os.makedirs(path, exist_ok=True)
+        _make_dir(config_dir)
+        _make_dir(path)
         if wanted:
             _apply_limits(config_dir, path, wanted)
     except OSError as error:

@@ -50,6 +50,8 @@ def test_a_double_forked_setsid_child_lives_in_the_cgroup_and_dies_with_the_stop
     main = kepler.ps()["web"]["pid"]
     assert os.getsid(escaped[0]) != os.getsid(main), "the child left the service's session"
     assert set(escaped + [main]) <= set(_pids_in(cgroup))
+    assert os.stat(cgroup).st_mode & 0o777 == 0o755, "readable by its service, writable by root only"
+    assert os.stat(cgroup).st_uid == 0
     kepler.ctl("stop", "web")
     assert pids_with_marker(marker) == []
     assert not os.path.exists(cgroup), "the cgroup of a stopped service is removed"
