@@ -175,6 +175,13 @@ class ControlServer:
     def start(self):
         self._server.start()
 
+    def stop_accepting(self):
+        """Leave new connections in the socket's backlog (the listener stays open)."""
+        self._server.stop_accepting()
+
+    def start_accepting(self):
+        self._server.start_accepting()
+
     def stop(self, timeout=1.0):
         self._server.stop(timeout=timeout)
 
