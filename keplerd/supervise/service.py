@@ -76,6 +76,7 @@ class Service:
         self._wait_on = None         # the dependencies the supervisor awaits (None: all)
         self._supervisor = None
         self._stop_requested = False
+        self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
         self._idle = Event()
         self._idle.set()
 
@@ -186,8 +187,12 @@ class Service:
         if by_user:
             self.desired = DOWN
         self._stop_requested = True
-        if running:
+        if self.status in states.UP:  # running, or its process just ended and post_exit runs
             self._set_state(states.STOPPING)
+        if running:
+            if self._in_post_start:
+                # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
+                self._supervisor.kill()
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
             self._supervisor.join()
         else:
@@ -197,6 +202,12 @@ class Service:
         self._set_state(states.STOPPED, pid=None, waiting_on=None, backoff_until=None)
         if running and hooks:
             self._logged_hook("post_stop")
+
+    def kill_process(self):
+        """SIGKILL the current run's process group, if any: the last resort of a failed shutdown."""
+        child = self._child
+        if child is not None and child.returncode is None:
+            child.kill()
 
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
@@ -310,14 +321,19 @@ class Service:
         """Run *hooks*, then wait for the run of *child* to end; return ``(returncode, seconds run)``."""
         self._child, self._pumps, self._started = child, pumps, started
         monitor = self._monitor_health()
-        for hook in hooks:
-            self._logged_hook(hook)
-        # Only now has the start sequence run its course: dependents may go ahead.
-        self._note(reached_up=True)
-        returncode = child.wait()
+        try:
+            self._in_post_start = True
+            for hook in hooks:
+                self._logged_hook(hook)
+            self._in_post_start = False
+            # Only now has the start sequence run its course: dependents may go ahead.
+            self._note(reached_up=True)
+            returncode = child.wait()
+        finally:
+            self._in_post_start = False
+            if monitor is not None:
+                monitor.kill()
         ran_for = time.monotonic() - started
-        if monitor is not None:
-            monitor.kill()
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             self.system.signal_group(child.pgid, signal.SIGKILL)
@@ -426,7 +442,7 @@ class Service:
             record["pumps"] = [_encoded(pump.hand_over()) for pump in self._pumps if not pump.dead]
         return record
 
-    def adopt(self, record):
+    def take_over(self, record):
         """Carry on supervising where the previous image of the daemon handed the service over."""
         runtime = record["runtime"]
         for key in _ADOPTED:
