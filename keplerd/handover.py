@@ -4,7 +4,7 @@ The old image writes ``<state>/handover.json`` — the fds of the listening sock
 of the pid-file lock, its settings, and every config's services with their pids,
 output pipes, states and counters — clears close-on-exec on exactly those fds, and
 execs the ``keplerd`` found now with ``--resume <file>``. exec keeps the pid, so the
-services stay children of the new image, which adopts them (``Project.adopt``).
+services stay children of the new image, which adopts them (``Project.take_over``).
 
 A new image that cannot take the runtime over (another format, a corrupt file)
 closes every fd it inherited and boots as after a crash (SPEC §14): ``state.json``,
