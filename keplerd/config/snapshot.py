@@ -11,6 +11,7 @@ relative paths of a config, are relative to the config dir.
 
 import copy
 
+from ..model import defaults
 from ..model.graph import effective_wait, topological_order
 
 FORMAT = 1
@@ -64,7 +65,8 @@ def healthcheck(data):
 class SnapshotBuilder:
     """Turn validated settings and services into the snapshot dict."""
 
-    def __init__(self, env_files, sys_env, config_dir, default_stop_grace_period=10.0, default_user=None):
+    def __init__(self, env_files, sys_env, config_dir, default_stop_grace_period=defaults.STOP_GRACE_PERIOD,
+                 default_user=None):
         self.env_files = env_files
         self.default_user = default_user  # a non-root caller's uid: what runs without `user` (SPEC §21)
         self.sys_env = dict(sys_env)

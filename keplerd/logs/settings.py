@@ -5,7 +5,6 @@ The snapshot already holds every field, merged field by field from the service's
 """
 
 STREAMS = ("stdout", "stderr")
-EVENTS = ("on_start", "on_stop", "on_restart", "on_exit")
 
 
 class LogSettings:

@@ -23,11 +23,12 @@ import gevent
 
 from keplerd import paths
 from keplerd.config.errors import ConfigError
+from keplerd.model import defaults
 from keplerd.supervise import lifecycle
 
 log = logging.getLogger("keplerd.autostart")
 
-AUTOSTART_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+AUTOSTART_ENV = {"PATH": defaults.DEFAULT_PATH}
 
 
 def config_files(directory):

@@ -13,7 +13,7 @@ What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
 import gevent
 from gevent.lock import Semaphore
 
-from keplerd.osproc import launch, process
+from keplerd.osproc import groups, launch, process
 
 
 # A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
@@ -49,7 +49,7 @@ class System:
 
     def signal_group(self, pgid, signum):
         """Signal a process group; False when it is already gone."""
-        return process.signal_group(pgid, signum)
+        return groups.signal_group(pgid, signum)
 
     def kill_leftover(self, pid, create_time):
         """Kill what an earlier daemon recorded, if that process still exists; True if it did."""
