@@ -346,7 +346,8 @@ class Service:
             self._note(watch_error=None)
         self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
                                 self._watch_failed, spawn=self.project.spawn,
-                                exclude=[self.project.state_dir, *daemon_log_files()])
+                                exclude=[self.project.state_dir, *daemon_log_files()],
+                                open_inotify=self.system.open_inotify)
         self._watcher.arm()
 
     def _disarm_watch(self):

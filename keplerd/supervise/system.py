@@ -43,6 +43,12 @@ class System:
 
         return health.probe(test, spec, timeout)
 
+    def open_inotify(self, **options):
+        """Return a new inotify instance (``inotify_simple.INotify``) for a service's file watch."""
+        from inotify_simple import INotify  # loaded by the first service that watches
+
+        return INotify(**options)
+
     def sleep(self, seconds):
         """Wait *seconds* cooperatively (the restart back-off; faked, it costs a test nothing)."""
         gevent.sleep(seconds)
