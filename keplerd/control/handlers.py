@@ -181,7 +181,7 @@ def handle_restart(call, request):
         restarting = project.request_restart(names, "user")
         started = _forward_until_done(call, subscriber, restarting, targets if progress else ())
         # The same wait as ``start --wait``; in the request's greenlet, so a client that leaves ends it.
-        waiting = gevent.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
+        waiting = project.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
         try:
             _forward_until_done(call, subscriber, waiting, targets if progress else ())
         finally:

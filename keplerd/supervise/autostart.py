@@ -69,7 +69,8 @@ class Autostart:
         for path in files:
             if path not in self._handled and self._launch(path):
                 started.append(path)
-            # Baking is CPU work on the hub: let the watchdog and clients have a turn.
+            # Starting a config (and, for the zygote-less fallback, reading a bake) runs
+            # on the hub between waits: let the watchdog and clients have a turn.
             gevent.sleep(0)
         return started
 
