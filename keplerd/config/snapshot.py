@@ -16,12 +16,7 @@ from ..model.graph import effective_wait, topological_order
 
 FORMAT = 1
 SHELL = "/bin/sh"
-LOG_DEFAULTS = {
-    "max_size": None,
-    "buffer_size": 0,
-    "store": {"stdout": True, "stderr": True},
-    "retention": {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"},
-}
+LOG_DEFAULTS = defaults.LOG_DEFAULTS
 NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None}
 RESTART_DEFAULTS = {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None}
 HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0}

@@ -10,6 +10,14 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Seconds between the stop signal and SIGKILL when a service sets no stop_grace_period.
 STOP_GRACE_PERIOD = 10.0
 
+# A service's logs when neither it nor ``kepler.logs`` says otherwise (SPEC §11).
+LOG_DEFAULTS = {
+    "max_size": None,
+    "buffer_size": 0,
+    "store": {"stdout": True, "stderr": True},
+    "retention": {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"},
+}
+
 # The daemon's log levels (keplerd.conf ``log_level``, ``--log-level``).
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
