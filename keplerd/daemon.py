@@ -39,21 +39,18 @@ from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
-from keplerd.logs.cursors import CursorTable  # noqa: E402
+from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
-from keplerd.supervise.service import UP  # noqa: E402
+from keplerd.model import actions  # noqa: E402
+from keplerd.supervise.service import DESIRED_UP  # noqa: E402
 
 log = logging.getLogger("keplerd")
 
 PR_SET_CHILD_SUBREAPER = 36
 RELOAD, STOP = "reload", "stop"
-
-
-class StartupError(Exception):
-    """The daemon cannot start; the message says why."""
 
 
 class Daemon:
@@ -105,6 +102,7 @@ class Daemon:
         self._serve()
         self.shutdown()
         self._server.stop(timeout=2.0)
+        self.cursors.close_all()
         self._greenlets.kill()
         bakery.stop_zygote()
         self._cleanup_files()
@@ -235,12 +233,12 @@ class Daemon:
         """Load every baked config and bring back the services that were up."""
         for project in self.registry.load_all():
             self.registry.kill_leftovers(project)
-            wanted = [name for name, service in project.services.items() if service.desired == UP]
+            wanted = [name for name, service in project.services.items() if service.desired == DESIRED_UP]
             if wanted:
                 log.info("%s: restarting %s", project.name, ", ".join(wanted))
                 # In dependency order, awaiting only dependencies that come back too:
                 # the others were not up when the daemon went away.
-                lifecycle.start(project, wanted, no_deps=True, wait_on=set(wanted))
+                lifecycle.start(project, wanted, actions.Start(no_deps=True, wait_on=frozenset(wanted)))
 
     def _cleanup_files(self):
         for path in (paths.socket_path(self.state_dir), paths.pid_path(self.state_dir)):
@@ -297,7 +295,7 @@ def main(argv=None):
     daemon = Daemon(settings, reread, Notifier.from_environment(os.environ), on_ready=on_ready)
     try:
         daemon.run()
-    except (AlreadyRunning, StartupError) as error:
+    except AlreadyRunning as error:
         _fail(readiness, str(error))
     except OSError as error:
         _fail(readiness, f"cannot start: {error}")
