@@ -40,12 +40,13 @@ from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
-from keplerd.logs.cursors import CursorTable  # noqa: E402
+from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
-from keplerd.supervise.service import UP  # noqa: E402
+from keplerd.model import actions  # noqa: E402
+from keplerd.supervise.service import DESIRED_UP  # noqa: E402
 
 log = logging.getLogger("keplerd")
 
@@ -54,10 +55,6 @@ RELOAD, STOP, REEXEC = "reload", "stop", "reexec"
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 # How long ``daemon reexec`` waits for a moment when no hook, probe, spawn or stop is under way.
 REEXEC_QUIET_TIMEOUT = 30.0
-
-
-class StartupError(Exception):
-    """The daemon cannot start; the message says why."""
 
 
 class Daemon:
@@ -127,6 +124,7 @@ class Daemon:
         self._serve()
         self.shutdown()
         self._server.stop(timeout=2.0)
+        self.cursors.close_all()
         self._greenlets.kill()
         bakery.stop_zygote()
         self._cleanup_files()
@@ -347,12 +345,12 @@ class Daemon:
     def _restore(self, project):
         """Bring back *project*'s services that were up; return those a dead daemon had left running."""
         orphaned = self.registry.kill_leftovers(project)
-        wanted = [name for name, service in project.services.items() if service.desired == UP]
+        wanted = [name for name, service in project.services.items() if service.desired == DESIRED_UP]
         if wanted:
             log.info("%s: restarting %s", project.name, ", ".join(wanted))
             # In dependency order, awaiting only dependencies that come back too:
             # the others were not up when the daemon went away.
-            lifecycle.start(project, wanted, no_deps=True, wait_on=set(wanted))
+            lifecycle.start(project, wanted, actions.Start(no_deps=True, wait_on=frozenset(wanted)))
         return orphaned
 
     def _cleanup_files(self):
@@ -421,7 +419,7 @@ def main(argv=None):
                     log_path=log_path, systemd_env=systemd_env)
     try:
         daemon.run()
-    except (AlreadyRunning, StartupError) as error:
+    except AlreadyRunning as error:
         _fail(readiness, str(error))
     except OSError as error:
         _fail(readiness, f"cannot start: {error}")

@@ -21,11 +21,13 @@ from gevent.event import AsyncResult
 from gevent.monkey import get_original
 from gevent.os import nb_read
 
+from keplerd.model import defaults
+from keplerd.osproc.groups import signal_group
 from keplerd.osproc import users
 
 log = logging.getLogger("keplerd.process")
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_PATH = defaults.DEFAULT_PATH
 CHILD_UMASK = 0o022
 KILL_POLL_INTERVAL = 0.01
 
@@ -348,15 +350,6 @@ def _proctree():
     from keplerd.osproc import proctree
 
     return proctree
-
-
-def signal_group(pgid, signum):
-    """Send *signum* to a process group; a group that is already gone is fine."""
-    try:
-        os.killpg(pgid, signum)
-        return True
-    except ProcessLookupError:
-        return False
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

@@ -11,7 +11,7 @@ from gevent.pool import Group
 
 from keplerd import persist
 from keplerd.logs.store import LogStore
-from keplerd.model import states
+from keplerd.model import actions, states
 from keplerd.model.errors import UnknownName
 from keplerd.paths import ConfigPaths
 from keplerd.supervise import lifecycle
@@ -186,9 +186,15 @@ class Project:
     def global_hooks(self):
         return self.snapshot["kepler"]["hooks"]
 
-    def dependency_restarting(self, service):
-        """*service* is being restarted by its policy: restart its ``restart: true`` dependents."""
-        lifecycle.bounce_dependents(self, service)
+    def request_restart(self, names, reason):
+        """Restart *names* for *reason* (``actions.RESTART_REASONS``) in a greenlet of this config.
+
+        The one door of every restart: a user's, a watch's, and those propagated to
+        ``restart: true`` dependents (a policy restart happens inside the service's
+        supervisor, which then asks here for its dependents). Returns the greenlet;
+        its value is ``(started names, None)`` or ``(None, why it failed)``.
+        """
+        return self.spawn(lifecycle.restart_requested, self, list(names), reason)
 
     # -- views -----------------------------------------------------------------------
 
@@ -233,7 +239,7 @@ class Project:
         is written: a stop that fails kills what is left, and the failure is raised.
         """
         try:
-            lifecycle.stop(self, by_user=False)
+            lifecycle.stop(self, why=actions.SHUTDOWN)
         except BaseException:
             for service in self.services.values():
                 service.kill_process()

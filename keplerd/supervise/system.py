@@ -15,7 +15,7 @@ import contextlib
 import gevent
 from gevent.lock import Semaphore
 
-from keplerd.osproc import launch, process
+from keplerd.osproc import groups, launch, process
 
 
 # A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
@@ -60,13 +60,19 @@ class System:
         with self.passing_child():
             return health.probe(test, spec, timeout)
 
+    def open_inotify(self, **options):
+        """Return a new inotify instance (``inotify_simple.INotify``) for a service's file watch."""
+        from inotify_simple import INotify  # loaded by the first service that watches
+
+        return INotify(**options)
+
     def sleep(self, seconds):
         """Wait *seconds* cooperatively (the restart back-off; faked, it costs a test nothing)."""
         gevent.sleep(seconds)
 
     def signal_group(self, pgid, signum):
         """Signal a process group; False when it is already gone."""
-        return process.signal_group(pgid, signum)
+        return groups.signal_group(pgid, signum)
 
     def kill_leftover(self, pid, create_time):
         """Kill what an earlier daemon recorded, if that process still exists; True if it did."""

@@ -90,6 +90,7 @@ class FakeSystem:
         self.probe_results = {}  # service name -> (passed, exit_code) still to give: a list, or held (Queue)
         self.leftovers = set()   # (pid, create_time) an earlier daemon left running
         self.spawned = Event()
+        self.inotify = None      # an INotify class to use instead of the real one
 
     @contextlib.contextmanager
     def passing_child(self):
@@ -176,6 +177,12 @@ class FakeSystem:
             passed, exit_code = results.pop(0) if results else (True, 0)
         self.journal.append(("probe", name, passed))
         return ProbeResult(passed, exit_code, "" if passed else "probe failed")
+
+    def open_inotify(self, **options):
+        """A real inotify by default (watches on temp dirs are harmless); tests may set ``inotify``."""
+        from inotify_simple import INotify
+
+        return (self.inotify or INotify)(**options)
 
     def sleep(self, seconds):
         """Record a back-off delay and let the loop turn once instead of waiting it."""
