@@ -30,6 +30,17 @@ def stored_numbers(kepler, name):
     return [int(line.split("| ", 1)[1]) for line in kepler.logs("--no-hook", name) if "| " in line]
 
 
+def recorded(kepler, *names):
+    """Wait until state.json (written at most every 150 ms) records the running pid of each service."""
+    path = os.path.join(kepler.inspect_path(), "state.json")
+
+    def written():
+        with open(path) as file:
+            services = json.load(file)["services"]
+        return all(services[name]["pid"] == kepler.ps()[name]["pid"] for name in names)
+    wait_for(written, message=f"state.json to record {', '.join(names)}")
+
+
 def pids(kepler):
     return {name: row["pid"] for name, row in kepler.ps().items()}
 
@@ -108,6 +119,7 @@ def test_a_hand_over_it_cannot_read_boots_as_after_a_crash(kepler):
     kepler.config("services:\n  web:\n    command: [sleep, '1000']\n")
     kepler.ctl("start", "-d")
     old = kepler.wait_status("web", "running")["pid"]
+    recorded(kepler, "web")
     kepler.kill_daemon()
     future = os.path.join(kepler.state_dir, "handover.json")
     with open(future, "w") as file:
@@ -127,6 +139,7 @@ def test_boot_after_a_crash_says_how_many_services_it_restarted(kepler):
     kepler.ctl("start", "-d")
     kepler.wait_status("a", "running")
     kepler.wait_status("b", "running")
+    recorded(kepler, "a", "b")
     kepler.kill_daemon()
     kepler.start_daemon()
     kepler.wait_status("a", "running")
