@@ -30,6 +30,10 @@ _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "
               "restart_reason", "retries")
 
 
+class HelperCrashed(Exception):
+    """A greenlet the supervisor relies on died of a bug; the message says which and why."""
+
+
 class Service:
     """The runtime of one service of a loaded config.
 
@@ -216,7 +220,26 @@ class Service:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
             self.status = states.STARTING  # a crash may leave any state: fail from a known one
-            self._fail(f"internal error: {supervisor.exception!r}")
+            error = supervisor.exception
+            self._fail(f"internal error: {error if isinstance(error, HelperCrashed) else repr(error)}")
+
+    def _spawn_helper(self, what):
+        """Return a spawn for the greenlets the supervisor relies on (health monitor, file watch).
+
+        Each belongs to the project; a bug that ends one fails the service with a
+        reason (through the supervisor, which then crashes on purpose) instead of
+        leaving it running unwatched.
+        """
+        def spawn(function, *args):
+            helper = self.project.spawn(function, *args)
+            helper.link_exception(lambda dead: self._helper_crashed(what, dead))
+            return helper
+        return spawn
+
+    def _helper_crashed(self, what, helper):
+        log.error("%s/%s: %s crashed", self.project.name, self.name, what, exc_info=helper.exc_info)
+        if self.supervised:
+            self._supervisor.kill(HelperCrashed(f"{what} crashed: {helper.exception!r}"), block=False)
 
     # -- supervision -----------------------------------------------------------------
 
@@ -345,7 +368,7 @@ class Service:
         if self.watch_error:
             self._note(watch_error=None)
         self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
-                                self._watch_failed, spawn=self.project.spawn,
+                                self._watch_failed, spawn=self._spawn_helper("file watch"),
                                 exclude=[self.project.state_dir, *daemon_log_files()],
                                 open_inotify=self.system.open_inotify)
         self._watcher.arm()
@@ -379,7 +402,7 @@ class Service:
         check = self.spec.get("healthcheck")
         if not check:
             return None
-        return self.project.spawn(HealthMonitor(self, check).run)
+        return self._spawn_helper("health monitor")(HealthMonitor(self, check).run)
 
     def health_verdict(self, result, failures, unhealthy):
         """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""
