@@ -19,6 +19,7 @@ from keplerd.osproc import process
 from keplerd.supervise import lifecycle
 from keplerd.supervise.health import HealthMonitor
 from keplerd.supervise.hooks import HookFailed, run_hook
+from keplerd.supervise.service_watch import ServiceWatch
 
 log = logging.getLogger("keplerd.service")
 
@@ -65,8 +66,7 @@ class Service:
         self.last_probe = None
         self.log = project.logs.writer(name, spec.get("logs"))
         self.watch_error = None
-        self._watcher = None
-        self._watch_restart = None
+        self._watch = ServiceWatch(self)
         self._child = None
         self._supervisor = None
         self._stop_requested = False
@@ -86,7 +86,7 @@ class Service:
             "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
             "restart_reason": self.restart_reason, "watch_error": self.watch_error,
-            "watched_dirs": self._watcher.watched if self._watcher is not None else None,
+            "watched_dirs": self._watch.watched,
         }
 
     def _health(self):
@@ -118,6 +118,11 @@ class Service:
         for key, value in changes.items():
             setattr(self, key, value)
         self.project.service_changed(self)
+
+    def set_watch_error(self, message):
+        """Record why the file watch cannot fully work (None: it works again); ``inspect`` shows it."""
+        if message != self.watch_error:
+            self._note(watch_error=message)
 
     def note_restart(self, reason):
         """Record why the service restarts (``inspect`` shows it) and count it if it counts."""
@@ -223,7 +228,7 @@ class Service:
             error = supervisor.exception
             self._fail(f"internal error: {error if isinstance(error, HelperCrashed) else repr(error)}")
 
-    def _spawn_helper(self, what):
+    def spawn_helper(self, what):
         """Return a spawn for the greenlets the supervisor relies on (health monitor, file watch).
 
         Each belongs to the project; a bug that ends one fails the service with a
@@ -315,11 +320,11 @@ class Service:
 
     def _run_once(self, after_start):
         """Spawn and wait once, watching the service's files meanwhile (SPEC §10)."""
-        self._arm_watch()
+        self._watch.arm()
         try:
             return self._spawn_and_wait(after_start)
         finally:
-            self._disarm_watch()
+            self._watch.disarm()
 
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
@@ -354,55 +359,11 @@ class Service:
         self._child = None
         return returncode, ran_for
 
-    # -- file watching ---------------------------------------------------------------
-
-    def _arm_watch(self):
-        """Watch ``restart.watch`` while a process runs: armed before spawn, so no change is missed."""
-        patterns = self.spec["restart"]["watch"]
-        if not patterns:
-            return
-        # Loaded by the first service that watches: inotify (ctypes) costs the others nothing.
-        from keplerd.model.globs import GlobSet
-        from keplerd.supervise.watch import Watcher, daemon_log_files
-
-        if self.watch_error:
-            self._note(watch_error=None)
-        self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
-                                self._watch_failed, spawn=self._spawn_helper("file watch"),
-                                exclude=[self.project.state_dir, *daemon_log_files()],
-                                open_inotify=self.system.open_inotify)
-        self._watcher.arm()
-
-    def _disarm_watch(self):
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.disarm()
-
-    def _watched_change(self, path):
-        """A burst of changes ended: restart through the normal path, in a greenlet of the project.
-
-        Not in the watcher's own greenlet: the restart stops the service, which disarms the watcher.
-        """
-        if self._watch_restart is not None and not self._watch_restart.dead:
-            return  # a restart is on its way: the new process will see this change too
-        from keplerd.supervise.watch import describe_path  # loaded: _arm_watch made the watcher
-
-        change = describe_path(path, self.spec["working_dir"])
-        self.log.write("stderr", kepler_note(f"{self.name} restarting: watch: {change} changed"))
-        log.info("%s: restarting %s: watch: %s changed", self.project.name, self.name, change)
-        self._watch_restart = self.project.request_restart([self.name], "watch")
-
-    def _watch_failed(self, message):
-        """Report a watch that cannot (fully) work; the service keeps running."""
-        log.error("%s/%s: %s", self.project.name, self.name, message)
-        self.log.write("stderr", kepler_note(f"{self.name}: {message}"))
-        self._note(watch_error=message)
-
     def _monitor_health(self):
         check = self.spec.get("healthcheck")
         if not check:
             return None
-        return self._spawn_helper("health monitor")(HealthMonitor(self, check).run)
+        return self.spawn_helper("health monitor")(HealthMonitor(self, check).run)
 
     def health_verdict(self, result, failures, unhealthy):
         """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""
