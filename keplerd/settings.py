@@ -129,5 +129,8 @@ def build_parser():
                         help="run in the background; return once the socket answers (exit 1 if it cannot start)")
     parser.add_argument("--log-file", metavar="PATH", type=os.path.abspath,
                         help="log to PATH instead of stderr (default with --daemonize: STATE_DIR/keplerd.log)")
+    parser.add_argument("--resume", metavar="FILE", type=os.path.abspath,
+                        help="carry on with the runtime an earlier image handed over (keplerctl daemon reexec "
+                             "passes it; not for use by hand)")
     parser.add_argument("--version", action="version", version=f"keplerd {__version__}")
     return parser

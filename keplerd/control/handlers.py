@@ -410,12 +410,19 @@ def handle_daemon_status(call, request):
         configs.append({"config": project.source_path, "id": project.id,
                         "running": running, "total": len(project.services)})
     return {"pid": daemon.pid, "version": __version__, "uptime": time.time() - daemon.started_at,
+            "generation": daemon.generation,
             "socket": paths.socket_path(daemon.state_dir), "state_dir": daemon.state_dir, "configs": configs}
 
 
 def handle_daemon_stop(call, request):
     call.daemon.shutdown()
     return {}
+
+
+def handle_daemon_reexec(call, request):
+    """Hand over to a fresh image (SPEC §20); answered only when that could not happen (exec cuts the rest)."""
+    reason = call.daemon.request_reexec()
+    raise RequestError(f"cannot re-execute: {reason}")
 
 
 HANDLERS = {
@@ -433,4 +440,5 @@ HANDLERS = {
     "logs_close": handle_logs_close,
     "daemon_status": handle_daemon_status,
     "daemon_stop": handle_daemon_stop,
+    "daemon_reexec": handle_daemon_reexec,
 }

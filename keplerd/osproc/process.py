@@ -277,6 +277,25 @@ class Child:
         self._watcher.start(self._on_exit, self._watcher)
         self.create_time = start_time(pid)
 
+    @classmethod
+    def adopt(cls, pid, create_time):
+        """Watch a child an earlier image of this daemon spawned (``daemon reexec``: same pid, same children).
+
+        Returns None if *pid* is no longer that process. A child that ended while the
+        new image started is a zombie whose SIGCHLD went to the old image: reap it here.
+        """
+        if create_time is None or start_time(pid) != create_time:
+            return None
+        gevent.get_hub().loop.install_sigchld()  # from now on an exit reaches the child watcher
+        child = cls(pid)
+        if child.returncode is None and _is_zombie(pid):
+            reaped, status = _waitpid(pid, os.WNOHANG)
+            if reaped == pid:
+                child._watcher.stop()
+                child.returncode = os.waitstatus_to_exitcode(status)
+                child._exit.set(child.returncode)
+        return child
+
     def _on_exit(self, watcher):
         watcher.stop()
         self.returncode = os.waitstatus_to_exitcode(watcher.rstatus)
@@ -343,6 +362,18 @@ def _boot_time():
             if line.startswith(b"btime "):
                 return float(line.split()[1])
     raise OSError("no btime in /proc/stat")
+
+
+def _is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:].startswith(b"Z")
+
+
+_waitpid = get_original("os", "waitpid")
 
 
 def start_time(pid):

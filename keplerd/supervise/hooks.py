@@ -26,7 +26,11 @@ def run_hook(project, owner, name, hook):
     Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
     group, killed whole when its ``timeout`` expires.
     """
-    writer = project.logs.writer(f"{owner}.{name}")
+    with project.system.passing_child():
+        _run(project, project.logs.writer(f"{owner}.{name}"), name, hook)
+
+
+def _run(project, writer, name, hook):
     child, pumps = _spawn(project, writer, hook)
     if child is None:
         raise _failure(writer, name, pumps)

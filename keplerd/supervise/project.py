@@ -212,6 +212,26 @@ class Project:
                          for service in self.select(names)},
         }
 
+    # -- hand-over to the next image of the daemon (SPEC §20) ---------------------------
+
+    def at_rest(self):
+        """Tell whether every supervisor only waits (see ``Service.at_rest``)."""
+        return all(service.at_rest() for service in self.services.values())
+
+    def hand_over(self):
+        """Return this config's runtime for the next image, having written ``state.json`` for a fallback."""
+        self.logs.flush()
+        self.write_state()
+        return {"on_init_done": self.on_init_done,
+                "services": {name: service.hand_over() for name, service in self.services.items()}}
+
+    def take_over(self, record):
+        """Carry on with the runtime the previous image handed over."""
+        self.on_init_done = record["on_init_done"]
+        for name, service_record in record["services"].items():
+            if name in self.services:
+                self.services[name].take_over(service_record)
+
     def shutdown(self):
         """Stop every service without changing what the user asked for, then close logs.
 

@@ -5,6 +5,7 @@ alone waits on the process and decides what happens next. ``stop`` asks for the
 end and waits for the supervisor to see it.
 """
 
+import base64
 import logging
 import signal
 import time
@@ -29,6 +30,10 @@ DESIRED_DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
               "restart_reason", "retries")
+# What a supervised service's runtime carries over a ``daemon reexec`` (SPEC §20).
+_ADOPTED = ("status", "desired", "pid", "create_time", "exit_code", "signal", "since", "started_at", "restarts",
+            "restart_reason", "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on",
+            "reached_up", "was_healthy", "health_failures", "last_probe")
 
 
 class HelperCrashed(Exception):
@@ -68,6 +73,10 @@ class Service:
         self.watch_error = None
         self._watch = ServiceWatch(self)
         self._child = None
+        self._pumps = ()             # the running child's output pumps
+        self._started = None         # when the running child started (monotonic)
+        self._backoff = None         # the supervisor's crash-loop back-off
+        self._wait_on = None         # the dependencies the supervisor awaits (None: all)
         self._supervisor = None
         self._stop_requested = False
         self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
@@ -249,17 +258,18 @@ class Service:
     # -- supervision -----------------------------------------------------------------
 
     def _supervise(self, wait_on, after_start):
+        self._wait_on = wait_on
         if not self._await_dependencies(wait_on) or not self._start_hooks():
             return
-        backoff = Backoff.from_spec(self.spec["restart"])
-        while True:
-            outcome = self._run_once(after_start)
-            after_start = ()
-            if outcome is None or self._stop_requested:
-                return
+        self._backoff = Backoff.from_spec(self.spec["restart"])
+        self._keep_running(self._run_once(after_start))
+
+    def _keep_running(self, outcome):
+        """After a run ended with *outcome* (None: it failed to start), restart it as long as the policy says."""
+        while outcome is not None and not self._stop_requested:
             returncode, ran_for = outcome
             self._logged_hook("post_exit")
-            delay = backoff.next_delay(ran_for)
+            delay = self._backoff.next_delay(ran_for)
             self.project.logs.apply_retention(self.name, "on_exit")
             if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
                 self._finish(returncode, gave_up=delay is None)
@@ -268,15 +278,21 @@ class Service:
             # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
             self._set_state(states.STARTING, **self._restart_record("policy"), reached_up=False,
                             reason=f"restarting after exit {_describe(returncode)}", pid=None,
-                            retries=backoff.quick_failures, backoff_until=time.time() + delay if delay else None)
+                            retries=self._backoff.quick_failures,
+                            backoff_until=time.time() + delay if delay else None)
             dependents = lifecycle.dependents_to_restart(self.project, self.name)
             if dependents:
                 self.project.request_restart(dependents, "dependency")
-            if delay:
-                self.system.sleep(delay)
-                self._note(backoff_until=None)
-            if not self._start_hooks():
+            if not self._back_off(delay):
                 return
+            outcome = self._run_once(())
+
+    def _back_off(self, delay):
+        """Wait out the back-off, then run the start hooks again; False if one failed the service."""
+        if delay:
+            self.system.sleep(delay)
+            self._note(backoff_until=None)
+        return self._start_hooks()
 
     def _await_dependencies(self, wait_on):
         """Wait until every awaited dependency condition holds; fail the service if one cannot."""
@@ -333,14 +349,17 @@ class Service:
         except process.SpawnError as error:
             self._fail(str(error))
             return None
-        self._child = child
-        started = time.monotonic()
         self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
                         reason=None, was_healthy=False, health_failures=0, last_probe=None)
+        return self._wait_run(child, pumps, time.monotonic(), ("post_start", *after_start))
+
+    def _wait_run(self, child, pumps, started, hooks):
+        """Run *hooks*, then wait for the run of *child* to end; return ``(returncode, seconds run)``."""
+        self._child, self._pumps, self._started = child, pumps, started
         monitor = self._monitor_health()
         try:
             self._in_post_start = True
-            for hook in ("post_start", *after_start):
+            for hook in hooks:
                 self._logged_hook(hook)
             self._in_post_start = False
             # Only now has the start sequence run its course: dependents may go ahead.
@@ -356,7 +375,7 @@ class Service:
             self.system.signal_group(child.pgid, signal.SIGKILL)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
-        self._child = None
+        self._child, self._pumps = None, ()
         return returncode, ran_for
 
     def _monitor_health(self):
@@ -390,6 +409,72 @@ class Service:
         self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None)
         return False
 
+    # -- hand-over to the next image of the daemon (SPEC §20) ---------------------------
+
+    def at_rest(self):
+        """Tell whether the supervisor only waits: on a running process, a back-off or a dependency.
+
+        Only then can the next image of the daemon carry on from a record of the service.
+        """
+        if not self.supervised:
+            return True
+        if not self._idle.is_set() or self._stop_requested:
+            return False
+        if self._child is not None:
+            return self._child.returncode is None and self.reached_up
+        return self.backoff_until is not None or self.waiting_on is not None
+
+    def hand_over(self):
+        """Return the record the next image adopts (at rest, and without yielding until the exec)."""
+        runtime = {**self.runtime(), "reached_up": self.reached_up, "was_healthy": self.was_healthy}
+        record = {"runtime": runtime, "supervised": self.supervised, "wait_on": None,
+                  "quick_failures": self._backoff.quick_failures if self._backoff else 0}
+        if self._wait_on is not None:
+            record["wait_on"] = sorted(self._wait_on)
+        if self.supervised and self._child is not None:
+            record["ran_for"] = time.monotonic() - self._started
+            record["pumps"] = [_encoded(pump.hand_over()) for pump in self._pumps if not pump.dead]
+        return record
+
+    def take_over(self, record):
+        """Carry on supervising where the previous image of the daemon handed the service over."""
+        runtime = record["runtime"]
+        for key in _ADOPTED:
+            setattr(self, key, runtime.get(key))
+        if not record["supervised"]:
+            return
+        self._backoff = Backoff.from_spec(self.spec["restart"])
+        self._backoff.quick_failures = record["quick_failures"]
+        wait_on = None if record["wait_on"] is None else set(record["wait_on"])
+        if "ran_for" in record:
+            pumps = [self.log.start_pump(pump["stream"], pump["fd"], base64.b64decode(pump["partial"]))
+                     for pump in record["pumps"]]
+            child = self.system.adopt_child(self.pid, self.create_time)
+            supervise = self._carry_on_running, child, pumps, record["ran_for"]
+        elif self.backoff_until is not None:
+            supervise = self._carry_on_backing_off, max(0.0, self.backoff_until - time.time())
+        else:
+            supervise = self._supervise, wait_on, ()
+        self._supervisor = self.project.spawn(*supervise)
+        self._supervisor.link_exception(self._supervisor_crashed)
+
+    def _carry_on_running(self, child, pumps, ran_for):
+        if child is None:  # not ours any more: the pid was reaped or reused
+            for pump in pumps:
+                pump.stop()
+            self._keep_running((-signal.SIGKILL, ran_for))
+            return
+        self._arm_watch()
+        try:
+            outcome = self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=())
+        finally:
+            self._disarm_watch()
+        self._keep_running(outcome)
+
+    def _carry_on_backing_off(self, delay):
+        if self._back_off(delay):
+            self._keep_running(self._run_once(()))
+
     # -- hooks -----------------------------------------------------------------------
 
     def _guard_hook(self, name):
@@ -404,6 +489,10 @@ class Service:
             self._guard_hook(name)
         except HookFailed:
             pass
+
+
+def _encoded(pump):
+    return {**pump, "partial": base64.b64encode(pump["partial"]).decode("ascii")}
 
 
 def _split_returncode(returncode):

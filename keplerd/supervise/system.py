@@ -10,6 +10,8 @@ What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
 ``kill()``.
 """
 
+import contextlib
+
 import gevent
 from gevent.lock import Semaphore
 
@@ -28,6 +30,20 @@ class System:
 
     def __init__(self):
         self._fork_gate = Semaphore()
+        self.passing_children = 0   # hook runs and probes now: nobody hands those over (SPEC §20)
+
+    @contextlib.contextmanager
+    def passing_child(self):
+        """Count a hook run or probe while it runs: ``daemon reexec`` waits until there is none."""
+        self.passing_children += 1
+        try:
+            yield
+        finally:
+            self.passing_children -= 1
+
+    def adopt_child(self, pid, create_time):
+        """Watch a service process an earlier image of this daemon spawned: a child, or None if gone."""
+        return process.Child.adopt(pid, create_time)
 
     def spawn_logged(self, writer, spec):
         """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError."""
@@ -41,7 +57,8 @@ class System:
         """Run a health probe as the service *spec* would run: a ``health.ProbeResult``."""
         from keplerd.supervise import health
 
-        return health.probe(test, spec, timeout)
+        with self.passing_child():
+            return health.probe(test, spec, timeout)
 
     def open_inotify(self, **options):
         """Return a new inotify instance (``inotify_simple.INotify``) for a service's file watch."""

@@ -8,6 +8,7 @@ a service runs until it is stopped or the test ends it (``child.exit(code)``);
 script a hook with ``exit_code=None`` to have it run until it is killed.
 """
 
+import contextlib
 import itertools
 import signal
 
@@ -90,6 +91,11 @@ class FakeSystem:
         self.leftovers = set()   # (pid, create_time) an earlier daemon left running
         self.spawned = Event()
         self.inotify = None      # an INotify class to use instead of the real one
+
+    @contextlib.contextmanager
+    def passing_child(self):
+        """A hook run or probe is under way (the real System counts them for ``daemon reexec``)."""
+        yield
 
     # -- the test's side -------------------------------------------------------------
 
