@@ -464,11 +464,11 @@ class Service:
                 pump.stop()
             self._keep_running((-signal.SIGKILL, ran_for))
             return
-        self._arm_watch()
+        self._watch.arm()
         try:
             outcome = self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=())
         finally:
-            self._disarm_watch()
+            self._watch.disarm()
         self._keep_running(outcome)
 
     def _carry_on_backing_off(self, delay):
