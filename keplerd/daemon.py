@@ -37,6 +37,7 @@ from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
 from keplerd.logs.cursors import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
+from keplerd.osproc import strays  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
@@ -217,8 +218,12 @@ class Daemon:
 
     def _restore_configs(self):
         """Load every baked config and bring back the services that were up."""
-        for project in self.registry.load_all():
+        projects = self.registry.load_all()
+        for project in projects:
             self.registry.kill_leftovers(project)
+        # Processes an earlier daemon left that state.json does not name (strays, a full disk).
+        strays.collect_all(self.state_dir)
+        for project in projects:
             wanted = [name for name, service in project.services.items() if service.desired == UP]
             if wanted:
                 log.info("%s: restarting %s", project.name, ", ".join(wanted))

@@ -33,6 +33,9 @@ _write_now = get_original("os", "write")
 # What the child writes to the exec error pipe when it cannot apply limits or identity.
 _SETUP_FAILURE = "KeplerSetup"
 
+# Pids of the children this daemon spawned that have not been reaped: strays.collect spares them.
+LIVE_PIDS = set()
+
 _RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
 
 
@@ -221,9 +224,11 @@ class Child:
         self._watcher = gevent.get_hub().loop.child(pid, ref=False)
         self._watcher.start(self._on_exit, self._watcher)
         self.create_time = start_time(pid)
+        LIVE_PIDS.add(pid)
 
     def _on_exit(self, watcher):
         watcher.stop()
+        LIVE_PIDS.discard(self.pid)
         self.returncode = os.waitstatus_to_exitcode(watcher.rstatus)
         self._exit.set(self.returncode)
 

@@ -11,7 +11,7 @@ import signal
 import gevent
 
 from keplerd.logs.format import now_stamp
-from keplerd.osproc import launch, process
+from keplerd.osproc import launch, process, strays
 
 log = logging.getLogger("keplerd.hooks")
 
@@ -27,7 +27,7 @@ def run_hook(project, owner, name, hook):
     group, killed whole when its ``timeout`` expires.
     """
     writer = project.logs.writer(f"{owner}.{name}")
-    child, pumps = _spawn(project, writer, hook)
+    child, pumps = _spawn(project, writer, hook, strays.service_mark(project.id, owner))
     if child is None:
         raise _failure(writer, name, pumps)
     try:
@@ -46,10 +46,10 @@ def run_hook(project, owner, name, hook):
         raise _failure(writer, name, reason)
 
 
-def _spawn(project, writer, hook):
+def _spawn(project, writer, hook, mark):
     """Return ``(child, pumps)``, or ``(None, reason)`` when the hook cannot start."""
     try:
-        return launch.spawn_logged(writer, hook)
+        return launch.spawn_logged(writer, hook, env=strays.marked_env(hook["env"], project.state_dir, mark))
     except process.SpawnError as error:
         return None, str(error)
 

@@ -15,7 +15,7 @@ from gevent.event import Event
 from keplerd.logs.format import now_stamp
 from keplerd.model import deps, states
 from keplerd.model.backoff import Backoff, wants_restart
-from keplerd.osproc import launch, process
+from keplerd.osproc import launch, process, strays
 from keplerd.supervise import lifecycle
 from keplerd.supervise.health import HealthMonitor
 from keplerd.supervise.hooks import HookFailed, run_hook
@@ -58,6 +58,7 @@ class Service:
         self.health_failures = 0
         self.last_probe = None
         self.log = project.logs.writer(name, spec.get("logs"))
+        self.mark = strays.service_mark(project.id, name)
         self.watch_error = None
         self._watcher = None
         self._watch_restart = None
@@ -176,6 +177,7 @@ class Service:
         if running:
             self._set_state(states.STOPPING)
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
+            self._end_strays()
             self._supervisor.join()
         else:
             self._supervisor.kill()
@@ -185,12 +187,17 @@ class Service:
         if running and hooks:
             self._logged_hook("post_stop")
 
+    def _end_strays(self):
+        """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop)."""
+        strays.collect(self.mark)
+
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
         log.error("%s/%s: supervisor crashed", self.project.name, self.name, exc_info=supervisor.exc_info)
         child, self._child = self._child, None
         if child is not None and child.returncode is None:
             child.kill()
+        self._end_strays()
         if self._stop_requested:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
@@ -275,7 +282,8 @@ class Service:
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = launch.spawn_logged(self.log, self.spec)
+            child, pumps = launch.spawn_logged(
+                self.log, self.spec, env=strays.marked_env(self.spec["env"], self.project.state_dir, self.mark))
         except process.SpawnError as error:
             self._fail(str(error))
             return None
@@ -295,6 +303,7 @@ class Service:
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             process.signal_group(child.pgid, signal.SIGKILL)
+            self._end_strays()
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
         self._child = None
