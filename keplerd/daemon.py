@@ -120,6 +120,8 @@ class Daemon:
         log.info("stopping all services")
         projects = list(self.registry.projects.values())
         gevent.joinall([gevent.spawn(project.shutdown) for project in projects])
+        # Every service has ended: whatever still carries this state dir's mark is a stray.
+        strays.collect_all(self.state_dir)
         self._stopped.set()
         self._mailbox.put(STOP)
 

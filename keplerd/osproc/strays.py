@@ -15,6 +15,9 @@ without them (and the place a cgroup kill is called from).
 
 import logging
 import os
+import time
+
+import gevent
 
 from keplerd.osproc import process
 
@@ -22,6 +25,9 @@ log = logging.getLogger("keplerd.strays")
 
 SERVICE_VAR = "KEPLER_SERVICE_ID"
 STATE_VAR = "KEPLER_STATE_DIR"
+MAX_ROUNDS = 20           # a chain of strays each forking the next is followed this deep
+EXIT_WAIT_SECONDS = 1.0   # SIGKILL is asynchronous: how long to wait for the killed to exit
+EXIT_POLL_SECONDS = 0.005
 
 
 def service_mark(config_id, owner):
@@ -38,12 +44,12 @@ def collect(mark):
     """Kill the daemon's adopted children carrying *mark*, with their descendants; return their pids.
 
     The daemon's own live children (main processes, hooks, probes) are skipped: only
-    processes re-parented to the daemon are strays.
+    processes re-parented to the daemon are strays. A killed stray's own children are
+    re-parented to the daemon only once it has exited, so scan again until none is left.
     """
     wanted = _entry(SERVICE_VAR, mark)
-    strays = [pid for pid in _own_children() if pid not in process.LIVE_PIDS and wanted in _environ(pid)]
-    _kill_trees(strays)
-    return strays
+    return _kill_until_none(lambda: [pid for pid in _own_children()
+                                     if pid not in process.LIVE_PIDS and wanted in _environ(pid)])
 
 
 def collect_all(state_dir):
@@ -55,12 +61,19 @@ def collect_all(state_dir):
     """
     wanted = _entry(STATE_VAR, state_dir)
     me = os.getpid()
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != me and wanted in _environ(int(name)):
-            found.append(int(name))
-    _kill_trees(found)
-    return found
+    return _kill_until_none(lambda: [int(name) for name in os.listdir("/proc")
+                                     if name.isdigit() and int(name) != me and wanted in _environ(int(name))])
+
+
+def _kill_until_none(scan):
+    killed = []
+    for _ in range(MAX_ROUNDS):
+        found = scan()
+        if not found:
+            break
+        _kill_trees(found)
+        killed.extend(pid for pid in found if pid not in killed)
+    return killed
 
 
 def _entry(key, value):
@@ -98,11 +111,31 @@ def _children_by_scan():
 
 
 def _kill_trees(pids):
-    if not pids:
-        return
+    """SIGKILL each of *pids* with its group and descendants, and wait (bounded) until they are gone."""
     from keplerd.osproc import proctree  # psutil: loaded only when there is something to kill
 
     for pid in pids:
-        log.warning("killing stray process %s (and its descendants)", pid)
+        log.warning("killing stray process %s (%s) and its descendants", pid, _name(pid))
         # Its group too: a pid that leads no group names none (a live group keeps its id unused).
         proctree.kill_tree(pid)
+    deadline = time.monotonic() + EXIT_WAIT_SECONDS
+    while any(map(_running, pids)) and time.monotonic() < deadline:
+        gevent.sleep(EXIT_POLL_SECONDS)
+
+
+def _name(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return "gone"
+
+
+def _running(pid):
+    """True until *pid* has exited (a zombie has: its children are re-parented by then)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:][:1] not in (b"Z", b"X")

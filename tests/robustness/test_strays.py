@@ -17,8 +17,18 @@ DAEMONIZING = """
 """
 
 
-def _stray(marker):
-    return wait_for(lambda: pids_with_marker(f"{marker}-stray"), message="the daemonized grandchild")[0]
+def _stray(kepler, marker):
+    """Return the pid of this daemon's escaped grandchild (by its mark: not a leftover of another run)."""
+    def mine():
+        return [pid for pid in pids_with_marker(f"{marker}-stray") if _state_dir(pid) == kepler.state_dir]
+    return wait_for(mine, message="the daemonized grandchild")[0]
+
+
+def _state_dir(pid):
+    try:
+        return psutil.Process(pid).environ().get("KEPLER_STATE_DIR")
+    except psutil.Error:
+        return None
 
 
 def _gone(pid):
@@ -32,7 +42,7 @@ def test_stop_kills_a_grandchild_that_daemonized_itself(kepler):
     marker = "kt-escape-stop"
     kepler.config(DAEMONIZING.format(marker=marker, restart="no"))
     kepler.ctl("start", "-d")
-    stray = _stray(marker)
+    stray = _stray(kepler, marker)
     assert psutil.Process(stray).ppid() == kepler.daemon.pid, "re-parented to the subreaper"
     kepler.ctl("stop")
     wait_for(lambda: _gone(stray), message="the stray to be killed at stop")
@@ -43,7 +53,7 @@ def test_a_grandchild_dies_with_a_main_process_that_exits_on_its_own(kepler):
     marker = "kt-escape-exit"
     kepler.config(DAEMONIZING.format(marker=marker, restart="no"))
     kepler.ctl("start", "-d")
-    stray = _stray(marker)
+    stray = _stray(kepler, marker)
     main = wait_for(lambda: pids_with_marker(f"{marker}-main"), message="the main process")[0]
     psutil.Process(main).kill()
     kepler.wait_status("escaper", "killed")
@@ -54,23 +64,24 @@ def test_daemon_stop_leaves_no_stray(kepler):
     marker = "kt-escape-daemon"
     kepler.config(DAEMONIZING.format(marker=marker, restart="no"))
     kepler.ctl("start", "-d")
-    stray = _stray(marker)
+    stray = _stray(kepler, marker)
     kepler.ctl("daemon", "stop")
     kepler.daemon.wait(30)
-    wait_for(lambda: _gone(stray), message=f"the stray to be killed at daemon shutdown: {_describe(stray)}")
+    wait_for(lambda: _gone(stray), message=f"the stray {stray} to be killed at daemon shutdown: {_describe(stray)}")
 
 
 def test_boot_kills_the_strays_of_a_crashed_daemon(kepler):
     marker = "kt-escape-crash"
     kepler.config(DAEMONIZING.format(marker=marker, restart="no"))
     kepler.ctl("start", "-d")
-    stray = _stray(marker)
+    stray = _stray(kepler, marker)
     kepler.kill_daemon()
     assert not _gone(stray), "a crash leaves it to init"
     kepler.start_daemon()
     wait_for(lambda: _gone(stray), message="the old stray to be killed at boot")
     kepler.wait_status("escaper", "running")
-    assert len(pids_with_marker(f"{marker}-stray")) <= 1, "only the new run's grandchild"
+    assert [pid for pid in pids_with_marker(f"{marker}-stray") if _state_dir(pid) == kepler.state_dir
+            and pid != stray] in ([], [_stray(kepler, marker)]), "only the new run's grandchild"
 
 
 def _describe(pid):
