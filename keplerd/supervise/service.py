@@ -15,7 +15,7 @@ from gevent.event import Event
 from keplerd.logs.format import now_stamp
 from keplerd.model import deps, states
 from keplerd.model.backoff import Backoff, wants_restart
-from keplerd.osproc import launch, process, strays
+from keplerd.osproc import process, strays
 from keplerd.supervise import lifecycle
 from keplerd.supervise.health import HealthMonitor
 from keplerd.supervise.hooks import HookFailed, run_hook
@@ -26,7 +26,7 @@ UP = "up"
 DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
-              "restart_reason")
+              "restart_reason", "retries")
 # Restarts the daemon makes on its own count in ``restarts``; asked-for and propagated ones do not.
 COUNTED_RESTARTS = ("policy", "watch")
 
@@ -42,6 +42,7 @@ class Service:
         self.name = name
         self.spec = spec
         self.project = project
+        self.system = project.system   # the OS seam: spawns, signals, probes (supervise/system.py)
         self.status = states.STOPPED
         self.desired = DOWN
         self.pid = self.create_time = self.exit_code = self.signal = None
@@ -51,6 +52,8 @@ class Service:
         self.restart_reason = None   # why the last restart happened: user, watch, dependency, policy
         self.reason = None
         self.gave_up = False
+        self.retries = 0             # consecutive quick failures restarted by the policy (SPEC §10)
+        self.backoff_until = None    # epoch seconds the back-off ends, while one runs
         self.on_init_done = False
         self.waiting_on = None
         self.reached_up = False      # the current run got through spawn and post_start
@@ -76,7 +79,8 @@ class Service:
             "status": self.status, "desired": self.desired, "pid": self.pid, "create_time": self.create_time,
             "exit_code": self.exit_code, "signal": self.signal, "since": self.since,
             "started_at": self.started_at, "restarts": self.restarts, "reason": self.reason,
-            "gave_up": self.gave_up, "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
+            "gave_up": self.gave_up, "retries": self.retries, "backoff_until": self.backoff_until,
+            "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
             "restart_reason": self.restart_reason, "watch_error": self.watch_error,
             "watched_dirs": self._watcher.watched if self._watcher is not None else None,
@@ -137,7 +141,7 @@ class Service:
         self.project.logs.apply_retention(self.name, "on_restart" if restarting else "on_start")
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
-                        reached_up=False, waiting_on=None)
+                        reached_up=False, waiting_on=None, retries=0, backoff_until=None)
         self._supervisor = self.project.spawn(self._supervise, wait_on, tuple(after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
@@ -183,13 +187,13 @@ class Service:
             self._supervisor.kill()
         self._child = None
         self.project.logs.apply_retention(self.name, "on_stop" if by_user and not restarting else None)
-        self._set_state(states.STOPPED, pid=None, waiting_on=None)
+        self._set_state(states.STOPPED, pid=None, waiting_on=None, backoff_until=None)
         if running and hooks:
             self._logged_hook("post_stop")
 
     def _end_strays(self):
         """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop)."""
-        strays.collect(self.mark)
+        self.system.collect_strays(self.mark)
 
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
@@ -223,11 +227,14 @@ class Service:
                 self._finish(returncode, gave_up=delay is None)
                 return
             self.project.logs.apply_retention(self.name, "on_restart")
+            # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
             self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="policy", reached_up=False,
-                            reason=f"restarting after exit {_describe(returncode)}")
+                            reason=f"restarting after exit {_describe(returncode)}", pid=None,
+                            retries=backoff.quick_failures, backoff_until=time.time() + delay if delay else None)
             self.project.dependency_restarting(self)
             if delay:
-                gevent.sleep(delay)
+                self.system.sleep(delay)
+                self._note(backoff_until=None)
             if not self._start_hooks():
                 return
 
@@ -282,7 +289,7 @@ class Service:
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = launch.spawn_logged(
+            child, pumps = self.system.spawn_logged(
                 self.log, self.spec, env=strays.marked_env(self.spec["env"], self.project.state_dir, self.mark))
         except process.SpawnError as error:
             self._fail(str(error))
@@ -302,7 +309,7 @@ class Service:
             monitor.kill()
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
-            process.signal_group(child.pgid, signal.SIGKILL)
+            self.system.signal_group(child.pgid, signal.SIGKILL)
             self._end_strays()
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
@@ -374,7 +381,7 @@ class Service:
     def _finish(self, returncode, gave_up):
         exit_code, signum = _split_returncode(returncode)
         status = states.KILLED if signum else states.EXITED
-        reason = "gave up after repeated quick exits" if gave_up else None
+        reason = f"gave up after {self.retries} retries" if gave_up else None
         self._set_state(status, pid=None, exit_code=exit_code, signal=signum, gave_up=gave_up, reason=reason)
 
     def _fail(self, reason):
