@@ -34,7 +34,7 @@ from keplerd import daemonize as background  # noqa: E402
 from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
-from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
+from keplerd.control.server import AlreadyRunning, ControlServer, SessionLimits, bind_socket  # noqa: E402
 from keplerd.logs.cursors import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.osproc import strays  # noqa: E402
@@ -91,7 +91,8 @@ class Daemon:
         bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
             listener, self.socket_group,
-            lambda session, request_id, request: handlers.dispatch(self, session, request_id, request))
+            lambda session, request_id, request: handlers.dispatch(self, session, request_id, request),
+            SessionLimits(**self.settings.session_limits()))
         self._restore_configs()
         if self.settings.autostart_dir is None:
             log.info("private state dir %s: no autostart dir is read (--autostart-dir or autostart_dir "
@@ -193,6 +194,8 @@ class Daemon:
                             key, getattr(fresh, key))
         logging.getLogger().setLevel(fresh.log_level.upper())
         self.registry.bake_options = fresh.bake_options()
+        if self._server is not None:
+            self._server.limits = SessionLimits(**fresh.session_limits())
         self.autostart.directory = fresh.autostart_dir
         self.settings = dataclasses.replace(fresh, state_dir=self.state_dir, socket_group=self.socket_group)
 
@@ -255,6 +258,24 @@ def _become_subreaper():
         log.warning("cannot become a child subreaper: %s", os.strerror(ctypes.get_errno()))
 
 
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
+
+
+def _return_big_buffers_to_the_os():
+    """Keep glibc from moving big buffers into its heap, where freed memory is never given back.
+
+    By default glibc raises its mmap threshold each time a large mmapped block is
+    freed (up to 32 MiB): after one client sent a 16 MiB frame, later big frames came
+    from the heap and the daemon's RSS stayed high after they were freed. A fixed
+    threshold keeps every buffer over 128 KiB in its own mapping, unmapped when freed.
+    """
+    try:
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass  # not glibc: its allocator decides
+
+
 def configure_logging(level):
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -275,6 +296,7 @@ def main(argv=None):
             print(f"keplerd: {line}", file=sys.stderr)
         sys.exit(1)
     os.umask(0o007)
+    _return_big_buffers_to_the_os()
     log_path = _log_path(args, settings)
     readiness = _redirect_output(args, log_path)
     configure_logging(settings.log_level)

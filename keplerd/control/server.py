@@ -12,19 +12,27 @@ import os
 import pwd
 import socket
 import struct
+import time
+from collections import Counter
+from dataclasses import dataclass
 
 import gevent
-from gevent.pool import Group, Pool
-from gevent.queue import Full, Queue
+from gevent.event import Event
+from gevent.pool import Pool
+from gevent.queue import Queue
 from gevent.server import StreamServer
+from gevent.socket import wait_read
 
 from keplerd import PROTOCOL_VERSION, __version__
 from keplerd.control.protocol import BadFrame, ProtocolError, encode, read_frame
 
 log = logging.getLogger("keplerd.control")
 
-MAX_SESSIONS = 1024
-SEND_QUEUE_FRAMES = 256
+MAX_SESSIONS = 1024            # root's sessions, and (separately) all other users' together
+MAX_REQUEST_FRAME = 4 << 20    # a request (config path, env, names) is far smaller
+MAX_IN_FLIGHT = 32             # requests of one session answered at once; more wait to be read
+SEND_QUEUE_BYTES = 16 << 20    # answers queued for one client; beyond, it must read or be dropped
+FRAME_TIMEOUT = 30.0           # a frame, once begun, must arrive whole within this
 SEND_TIMEOUT = 30.0
 LINGER_SECONDS = 1.0
 _PEERCRED = struct.Struct("3i")
@@ -164,13 +172,29 @@ def _proc_ids(pid):
     return ids
 
 
-class ControlServer:
-    """Serves CLI sessions on the bound socket; *dispatch* answers each request."""
+@dataclass(frozen=True)
+class SessionLimits:
+    """How long a client may stay silent, and how many sessions one user may hold (keplerd.conf)."""
 
-    def __init__(self, listener, group_name, dispatch):
+    hello_timeout: float = 5.0
+    idle_timeout: float = 600.0
+    per_user: int = 64
+
+
+class ControlServer:
+    """Serves CLI sessions on the bound socket; *dispatch* answers each request.
+
+    Root has its own budget of sessions, so that other users, whatever they do,
+    never lock it out; each other user may hold ``limits.per_user`` of theirs.
+    """
+
+    def __init__(self, listener, group_name, dispatch, limits=None):
         self._group_name = group_name
         self._dispatch = dispatch
-        self._server = StreamServer(listener, self._handle, spawn=Pool(MAX_SESSIONS))
+        self.limits = limits or SessionLimits()
+        self._sessions = Counter()  # by uid
+        self._before_hello = {}     # sessions that have not said hello yet, oldest first: uid
+        self._server = StreamServer(listener, self._handle, spawn=Pool(2 * MAX_SESSIONS + 64))
 
     def start(self):
         self._server.start()
@@ -183,11 +207,56 @@ class ControlServer:
         if not peer.allowed(group_id(self._group_name)):
             message = f"permission denied: user {peer.user} is not in group {self._group_name}"
             log.warning("refused connection from pid %s: %s", peer.pid, message)
-            _send_quietly(sock, {"id": None, "response": {"ok": False, "error": message}})
-            _linger(sock)
-            sock.close()
+            _refuse(sock, message)
             return
-        Session(sock, peer, self._dispatch).serve()
+        refusal = self._over_limit(peer)
+        if refusal and not self._evict_a_silent_session(peer.uid):
+            log.warning("refused connection from pid %s: %s", peer.pid, refusal)
+            _refuse(sock, refusal)
+            return
+        session = Session(sock, peer, self._dispatch, self.limits)
+        self._sessions[peer.uid] += 1
+        self._before_hello[session] = peer.uid
+        try:
+            session.serve(on_hello=lambda: self._before_hello.pop(session, None))
+        finally:
+            self._before_hello.pop(session, None)
+            if session.counted:
+                self._uncount(peer.uid)
+
+    def _uncount(self, uid):
+        self._sessions[uid] -= 1
+        if not self._sessions[uid]:
+            del self._sessions[uid]
+
+    def _evict_a_silent_session(self, uid):
+        """Make room for a new session of *uid* by closing its oldest one still without a hello."""
+        oldest = next((session for session, owner in self._before_hello.items() if owner == uid), None)
+        if oldest is None:
+            return False
+        del self._before_hello[oldest]
+        log.info("closing a session of pid %s that said no hello: a new one needs its place", oldest.peer.pid)
+        oldest.counted = False  # this connection takes its place now, not when its greenlet ends
+        self._uncount(uid)
+        oldest.close()
+        return True
+
+    def _over_limit(self, peer):
+        """Return why *peer* may not open one more session, or None."""
+        if peer.uid == 0:
+            held = self._sessions[0]
+            return f"too many sessions: root holds {held}" if held >= MAX_SESSIONS else None
+        if self._sessions[peer.uid] >= self.limits.per_user:
+            return (f"too many sessions: user {peer.user} holds {self._sessions[peer.uid]} "
+                    f"(client_sessions_per_user: {self.limits.per_user})")
+        others = sum(count for uid, count in self._sessions.items() if uid != 0)
+        return f"too many sessions: {others} are open" if others >= MAX_SESSIONS else None
+
+
+def _refuse(sock, message):
+    _send_quietly(sock, {"id": None, "response": {"ok": False, "error": message}})
+    _linger(sock)
+    sock.close()
 
 
 def _send_quietly(sock, message):
@@ -214,20 +283,32 @@ def _linger(sock):
 
 
 class Session:
-    """One client connection: hello, then multiplexed requests."""
+    """One client connection: hello, then multiplexed requests.
 
-    def __init__(self, sock, peer, dispatch):
+    What a client can make the daemon hold is bounded: a frame is read as its bytes
+    arrive (``MAX_REQUEST_FRAME`` at most), ``MAX_IN_FLIGHT`` requests run at once,
+    ``SEND_QUEUE_BYTES`` of answers wait for it; a client that says no hello, or
+    nothing at all with no request in flight, is dropped after the limits' timeouts.
+    """
+
+    def __init__(self, sock, peer, dispatch, limits=None):
         self.sock = sock
         self.peer = peer
         self._dispatch = dispatch
-        self._outbox = Queue(SEND_QUEUE_FRAMES)
-        self._requests = Group()
+        self._limits = limits or SessionLimits()
+        self._outbox = Queue()
+        self._queued_bytes = 0
+        self._room = Event()
+        self._requests = Pool(MAX_IN_FLIGHT)
         self.closed = False
+        self.counted = True  # in its server's count of sessions (see ControlServer)
 
-    def serve(self):
+    def serve(self, on_hello=None):
         writer = gevent.spawn(self._write_loop)
         try:
             if self._hello():
+                if on_hello is not None:
+                    on_hello()
                 self._read_loop()
         finally:
             self._requests.kill()
@@ -237,7 +318,7 @@ class Session:
 
     def _hello(self):
         try:
-            message = read_frame(self.sock)
+            message = self._read(self._limits.hello_timeout, "no hello")
         except (ProtocolError, BadFrame, OSError) as error:
             self._send_now({"id": None, "response": {"ok": False, "error": str(error)}})
             self._linger()
@@ -251,7 +332,7 @@ class Session:
             return False
         if request.get("version") != PROTOCOL_VERSION:
             self._send_now({"id": message.get("id"), "response": {
-                "ok": False, "error": f"protocol version mismatch: client speaks {request.get('version')}, "
+                "ok": False, "error": f"protocol version mismatch: client speaks {request.get('version')!r}, "
                                       f"daemon speaks {PROTOCOL_VERSION}"}})
             return False
         self.send({"id": message.get("id"), "response": {
@@ -261,7 +342,7 @@ class Session:
     def _read_loop(self):
         while not self.closed:
             try:
-                message = read_frame(self.sock)
+                message = self._read(self._limits.idle_timeout, "idle")
             except BadFrame as error:
                 self.send({"id": None, "response": {"ok": False, "error": str(error)}})
                 continue
@@ -273,7 +354,24 @@ class Session:
                 return
             if message is None:
                 return
-            self._requests.spawn(self._answer, message)
+            self._requests.spawn(self._answer, message)  # waits while MAX_IN_FLIGHT run
+
+    def _read(self, silence, what):
+        """Return the next frame; raise ProtocolError after *silence* seconds without one.
+
+        While a request is in flight (a follower waiting for lines), silence is fine.
+        """
+        while True:
+            try:
+                wait_read(self.sock.fileno(), timeout=silence, timeout_exc=_Silent)
+                break
+            except _Silent:
+                if what == "idle" and len(self._requests):
+                    continue
+                log.info("dropping client pid %s: %s for %gs", self.peer.pid, what, silence)
+                raise ProtocolError(f"{what} for {silence:g}s: closing the connection") from None
+        with gevent.Timeout(FRAME_TIMEOUT, ProtocolError(f"a frame took over {FRAME_TIMEOUT:g}s to arrive")):
+            return read_frame(self.sock, MAX_REQUEST_FRAME)
 
     def _answer(self, message):
         request_id = message.get("id")
@@ -293,14 +391,24 @@ class Session:
             return
         try:
             frame = encode(message)
-        except (TypeError, ValueError, ProtocolError) as error:
+        except (TypeError, ValueError, ProtocolError, RecursionError) as error:
             log.exception("cannot encode an answer to request %s", message.get("id"))
             frame = encode({"id": message.get("id"), "response": {"ok": False, "error": f"internal error: {error}"}})
-        try:
-            self._outbox.put(frame, timeout=SEND_TIMEOUT)
-        except Full:
+        if not self._wait_for_room(len(frame)):
             log.warning("dropping client pid %s: it stopped reading", self.peer.pid)
             self.close()
+            return
+        self._queued_bytes += len(frame)
+        self._outbox.put(frame)
+
+    def _wait_for_room(self, size):
+        """Wait until *size* more bytes fit in the send queue (one frame always fits an empty one)."""
+        deadline = time.monotonic() + SEND_TIMEOUT
+        while self._queued_bytes and self._queued_bytes + size > SEND_QUEUE_BYTES:
+            self._room.clear()
+            if self.closed or not self._room.wait(max(0.0, deadline - time.monotonic())):
+                return False
+        return not self.closed
 
     def _send_now(self, message):
         _send_quietly(self.sock, message)
@@ -316,13 +424,21 @@ class Session:
             except OSError:
                 self.close()
                 return
+            finally:
+                self._queued_bytes -= len(frame)
+                self._room.set()
 
     def close(self):
         """End the session: the read loop sees the end of stream."""
         if self.closed:
             return
         self.closed = True
+        self._room.set()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass  # already disconnected
+
+
+class _Silent(Exception):
+    """The client sent nothing for a while."""
