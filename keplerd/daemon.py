@@ -29,7 +29,7 @@ from gevent.event import Event  # noqa: E402
 from gevent.pool import Group  # noqa: E402
 from gevent.queue import Queue  # noqa: E402
 
-from keplerd import __version__, bakery, paths  # noqa: E402
+from keplerd import __version__, bakery, paths, persist  # noqa: E402
 from keplerd import daemonize as background  # noqa: E402
 from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
@@ -88,6 +88,7 @@ class Daemon:
         listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
         self._write_pid()
         _become_subreaper()
+        persist.keep_reserve(self.state_dir)  # space for state.json when the disk is full
         bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
             listener, self.socket_group,

@@ -19,6 +19,7 @@ from keplerd.supervise.system import System
 log = logging.getLogger("keplerd.project")
 
 STATE_FORMAT = 1
+STATE_RETRY_SECONDS = 1.0
 
 
 class Project:
@@ -46,6 +47,8 @@ class Project:
         self._greenlets = Group()
         self._changed = Event()
         self._persist_pending = False
+        self._state_unwritten = False  # the last write failed: a retry is due
+        self._retry = None             # the timer of that retry
         self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
         if saved_state:
             self._restore(saved_state)
@@ -96,7 +99,11 @@ class Project:
         }
 
     def write_state(self):
-        persist.write_json(self.paths.state, self.state())
+        """Write ``state.json`` now (the one place it is written); raise OSError.
+
+        A full disk releases the state dir's reserve first (``persist.Reserve``).
+        """
+        persist.write_state_json(self.state_dir, self.paths.state, self.state())
 
     def persist(self):
         """Write ``state.json`` soon: changes made in the same loop turn share one write."""
@@ -107,11 +114,26 @@ class Project:
 
     def _write_pending_state(self):
         self._persist_pending = False
-        if os.path.isdir(self.paths.root):
-            try:
-                self.write_state()
-            except OSError as error:
-                log.error("%s: cannot write state.json: %s", self.name, error)
+        if not os.path.isdir(self.paths.root):
+            return
+        try:
+            self.write_state()
+        except OSError as error:
+            if not self._state_unwritten:
+                log.error("%s: cannot write state.json: %s (retrying every %gs)", self.name, error,
+                          STATE_RETRY_SECONDS)
+            self._state_unwritten = True
+            if self._retry is None:
+                self._retry = gevent.get_hub().loop.timer(STATE_RETRY_SECONDS)
+                self._retry.start(self._retry_state_write)
+            return
+        if self._state_unwritten:
+            self._state_unwritten = False
+            log.info("%s: state.json written again", self.name)
+
+    def _retry_state_write(self):
+        self._retry = None
+        self.persist()
 
     # -- events ----------------------------------------------------------------------
 
@@ -193,6 +215,8 @@ class Project:
 
     def close(self):
         """Let go of everything this config holds in the daemon (its services have ended)."""
+        if self._retry is not None:
+            self._retry.stop()
         self._greenlets.kill()
         self.close_logs()
 
