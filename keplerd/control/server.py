@@ -6,6 +6,7 @@ stops reading is dropped instead of blocking anything else.
 """
 
 import errno
+import functools
 import grp
 import logging
 import os
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import gevent
 from gevent.event import Event
-from gevent.pool import Pool
+from gevent.pool import Group, Pool
 from gevent.queue import Queue
 from gevent.server import StreamServer
 from gevent.socket import wait_read
@@ -110,8 +111,9 @@ class Peer:
         """Return the peer of a connected Unix socket, as it was when it connected."""
         return cls(*_PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)))
 
-    @property
+    @functools.cached_property
     def user(self):
+        """The peer's user name (looked up once per connection: every request's Caller asks)."""
         try:
             return pwd.getpwuid(self.uid).pw_name
         except KeyError:
@@ -190,6 +192,7 @@ class ControlServer:
 
     def __init__(self, listener, group_name, dispatch, limits=None):
         self._group_name = group_name
+        self._group_gid = group_id(group_name)  # looked up once (and on SIGHUP), not per connection
         self._dispatch = dispatch
         self.limits = limits or SessionLimits()
         self._sessions = Counter()  # by uid
@@ -199,12 +202,16 @@ class ControlServer:
     def start(self):
         self._server.start()
 
+    def reread_group(self):
+        """Look the socket group up again (a reload: its gid or existence may have changed)."""
+        self._group_gid = group_id(self._group_name)
+
     def stop(self, timeout=1.0):
         self._server.stop(timeout=timeout)
 
     def _handle(self, sock, _address):
         peer = Peer.of(sock)
-        if not peer.allowed(group_id(self._group_name)):
+        if not peer.allowed(self._group_gid):
             message = f"permission denied: user {peer.user} is not in group {self._group_name}"
             log.warning("refused connection from pid %s: %s", peer.pid, message)
             _refuse(sock, message)
@@ -300,11 +307,13 @@ class Session:
         self._queued_bytes = 0
         self._room = Event()
         self._requests = Pool(MAX_IN_FLIGHT)
+        self._writer = Group()  # the session's own greenlet, apart from the requests it counts
         self.closed = False
         self.counted = True  # in its server's count of sessions (see ControlServer)
 
     def serve(self, on_hello=None):
-        writer = gevent.spawn(self._write_loop)
+        writer = self._writer.spawn(self._write_loop)
+        writer.link_exception(self._writer_failed)
         try:
             if self._hello():
                 if on_hello is not None:
@@ -312,9 +321,15 @@ class Session:
                 self._read_loop()
         finally:
             self._requests.kill()
+            self._writer.kill()
             self.close()
-            writer.kill()
             self.sock.close()
+
+    def _writer_failed(self, writer):
+        """A bug in the writer: the session cannot answer any more, so it ends (and says why)."""
+        log.error("session %s: writer failed", self.peer, exc_info=writer.exc_info)
+        self.close()
+        self.sock.close()
 
     def _hello(self):
         try:
