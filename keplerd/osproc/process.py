@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import resource
+import signal
 import time
 
 import gevent
@@ -36,6 +37,8 @@ _write_now = get_original("os", "write")
 
 # What the child writes to the exec error pipe when it cannot apply limits or identity.
 _SETUP_FAILURE = "KeplerSetup"
+
+_STOPPING_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 # Pids of the children this daemon spawned that have not been reaped: strays.collect spares them.
 LIVE_PIDS = set()
@@ -302,6 +305,9 @@ class Child:
         tree = _proctree()
         survivors = self.descendants()
         signal_group(self.pgid, signum)
+        if signum not in _STOPPING_SIGNALS:
+            # A stopped (SIGSTOP) process would only see the signal once continued: continue it.
+            signal_group(self.pgid, signal.SIGCONT)
         deadline = time.monotonic() + grace
         self.wait(timeout=grace)
         while tree.any_alive(self.pgid, survivors) and time.monotonic() < deadline:
@@ -355,6 +361,16 @@ def _boot_time():
             if line.startswith(b"btime "):
                 return float(line.split()[1])
     raise OSError("no btime in /proc/stat")
+
+
+def stopped(pid):
+    """True when *pid* is stopped by a signal or traced (state T or t in ``/proc/<pid>/stat``)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:][:1] in (b"T", b"t")
 
 
 def start_time(pid):

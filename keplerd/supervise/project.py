@@ -220,8 +220,10 @@ class Project:
     # -- views -----------------------------------------------------------------------
 
     def ps_rows(self):
+        """The rows of ``ps``: each service's runtime, and whether its process is stopped (SIGSTOP)."""
         return [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
-                 **service.runtime()} for service in self.services.values()]
+                 **service.runtime(), "paused": bool(service.pid) and self.system.paused(service.pid)}
+                for service in self.services.values()]
 
     def inspect(self, names=()):
         return {

@@ -40,6 +40,10 @@ class System:
             finally:
                 gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
 
+    def paused(self, pid):
+        """True when *pid* is stopped (SIGSTOP, a debugger): ``ps`` says ``(paused)``."""
+        return process.stopped(pid)
+
     def collect_strays(self, mark):
         """Kill what a service left outside its process tree (it carries *mark*); return their pids."""
         return strays.collect(mark)

@@ -188,6 +188,9 @@ class FakeSystem:
                 return True
         return False
 
+    def paused(self, pid):
+        return False
+
     def collect_strays(self, mark):
         """Nothing escapes a fake tree: record the sweep (services sweep at every end)."""
         self.stray_sweeps.append(mark)
