@@ -14,6 +14,8 @@ Attacks, each against a fresh private daemon (a temporary state dir):
 * configs: mutated configs and random bytes through ``config check`` (in-process).
 * memory: 100 clients announce 4 MiB frames and send 1 MiB each, then leave;
   the daemon's RSS before, during and after.
+* pipeline: one client sends 400 ``logs_read`` on a big log without reading the
+  answers; the daemon's RSS before, while it is unread, and after it left.
 * kills: ``kill -9`` of the daemon during start/stop/restart of 50 chatty
   services, KILLS times; after each reboot every service must have exactly one
   process (none duplicated, none orphaned).
@@ -200,6 +202,43 @@ def attack_memory(clients):
         finish(kepler)
 
 
+def attack_pipeline(requests, megabytes):
+    """One client asks for a big log REQUESTS times without reading an answer; RSS before, while, after."""
+    kepler = daemon()
+    try:
+        kepler.start_daemon()
+        kepler.config(f"""
+            services:
+              big:
+                command: ["bash", "-c", "yes line-of-a-big-log-0123456789 | head -c {megabytes}M; sleep 1000"]
+        """)
+        kepler.ctl("start", "-d")
+        log = os.path.join(kepler.inspect_path(), "logs", "big.stdout.log")
+        wait_for(lambda: os.path.exists(log) and os.path.getsize(log) >= megabytes << 20, timeout=600, interval=0.5,
+                 message="the big log")
+        before = wire.rss_kib(kepler.daemon.pid)
+        sock = wire.hello(wire.connect(kepler))
+        config = os.path.join(kepler.workdir, "kepler.yaml")
+        cursor = wire.ask(sock, 1, {"type": "logs", "config": config})["response"]["cursor"]
+        sock.setblocking(False)
+        sent = 0
+        for index in range(requests):
+            frame = wire.frame({"id": 10 + index, "request": {"type": "logs_read", "cursor": cursor, "wait": 0}})
+            try:
+                sock.send(frame)
+                sent += 1
+            except BlockingIOError:
+                break  # the daemon stopped reading us: that is the bound working
+        time.sleep(5)
+        during = wire.rss_kib(kepler.daemon.pid)
+        sock.close()
+        time.sleep(3)
+        return {"pipelined_requests": sent, "log_megabytes": megabytes, "rss_kib_before": before,
+                "rss_kib_while_unread": during, "rss_kib_after": wire.rss_kib(kepler.daemon.pid)}
+    finally:
+        finish(kepler)
+
+
 # -- kill -9 loops --------------------------------------------------------------------
 
 
@@ -285,24 +324,30 @@ def attack_followers(count, lines):
                 command: ["bash", "-c", "sleep 2; for i in $(seq 1 {lines}); do echo line-$i; done; sleep 1000"]
         """)
         kepler.ctl("start", "-d")
-        followers = [subprocess.Popen([KEPLERCTL, "logs", "-f"], cwd=kepler.workdir, env=kepler.env(),
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-                     for _ in range(count)]
-        log = os.path.join(kepler.inspect_path(), "logs", "talker.stdout.log")
-        wait_for(lambda: os.path.exists(log) and sum(1 for _ in open(log)) >= lines, timeout=300, interval=0.5,
-                 message="every line stored")
-        time.sleep(3)
-        checked, short = 0, []
+        outputs = [os.path.join(kepler.root, f"follower-{index}.out") for index in range(count)]
+        followers = []
+        for output in outputs:
+            with open(output, "w") as file:
+                followers.append(subprocess.Popen([KEPLERCTL, "logs", "-f"], cwd=kepler.workdir, env=kepler.env(),
+                                                  stdout=file, stderr=subprocess.DEVNULL))
+
+        def seen(path):
+            with open(path) as file:
+                return sum(1 for line in file if "line-" in line)
+
+        try:
+            wait_for(lambda: all(seen(output) >= lines for output in outputs), timeout=300, interval=1.0,
+                     message="every follower to show every line")
+        except AssertionError:
+            pass  # counted below
         for follower in followers:
-            follower.send_signal(signal.SIGINT)  # as Ctrl+C: what was read is printed
-            out, _ = follower.communicate(timeout=60)
-            got = sum(1 for line in out.splitlines() if "line-" in line)
-            checked += got
-            if got != lines:
-                short.append(got)
+            follower.send_signal(signal.SIGINT)
+            follower.wait(timeout=60)
+        counts = [seen(output) for output in outputs]
+        short = [got for got in counts if got != lines]
         if short:
             raise Fault(f"{len(short)} followers missed lines: {short[:5]} of {lines}")
-        return {"followers": count, "lines_checked": checked}
+        return {"followers": count, "lines_checked": sum(counts)}
     finally:
         finish(kepler)
 
@@ -341,7 +386,7 @@ def attack_disk():
         finish(kepler)
 
 
-ATTACKS = ("frames", "configs", "memory", "kills", "services", "followers", "disk")
+ATTACKS = ("frames", "configs", "memory", "pipeline", "kills", "services", "followers", "disk")
 
 
 def main():
@@ -352,6 +397,7 @@ def main():
     parser.add_argument("--services", type=int, default=1_000)
     parser.add_argument("--followers", type=int, default=50)
     parser.add_argument("--lines", type=int, default=6_000, help="lines each follower must see")
+    parser.add_argument("--log-megabytes", type=int, default=300, help="size of the log read by the pipeline")
     parser.add_argument("--only", default=",".join(ATTACKS), help="comma-separated attacks to run")
     parser.add_argument("--seed", type=int, default=24)
     args = parser.parse_args()
@@ -359,7 +405,8 @@ def main():
         sys.exit("bench/soak.py starts keplerd and must run as root")
     rng = random.Random(args.seed)
     runs = {"frames": lambda: attack_frames(args.frames, rng), "configs": lambda: attack_configs(args.configs, rng),
-            "memory": lambda: attack_memory(100), "kills": lambda: attack_kills(args.kills, 50, rng),
+            "memory": lambda: attack_memory(100), "pipeline": lambda: attack_pipeline(400, args.log_megabytes),
+            "kills": lambda: attack_kills(args.kills, 50, rng),
             "services": lambda: attack_services(args.services),
             "followers": lambda: attack_followers(args.followers, args.lines), "disk": attack_disk}
     summary, faults = {}, []
