@@ -25,6 +25,10 @@ class CommandError(Exception):
     """The command failed; the message is the one line shown to the user (exit code 1)."""
 
 
+class ConnectionLost(CommandError):
+    """The daemon hung up without an answer (it stopped, or it re-executed itself)."""
+
+
 def permission_denied(socket_path):
     """Say who was refused and which group lets one in, in the daemon's own words."""
     try:
@@ -88,12 +92,11 @@ class Client:
             raise
         self._sock = sock
         try:
-            hello = self.call({"type": "hello", "version": PROTOCOL_VERSION})
+            self.call({"type": "hello", "version": PROTOCOL_VERSION})
         except TimeoutError:
             self.close()
             raise CommandError(self._no_answer()) from None
         sock.settimeout(None)
-        self.daemon_version = hello.get("daemon_version")
         return self
 
     def _no_answer(self):
@@ -170,7 +173,7 @@ class Client:
         except ConnectionResetError:
             message = None
         if message is None:
-            raise CommandError("keplerd closed the connection")
+            raise ConnectionLost("keplerd closed the connection")
         return message
 
 

@@ -22,11 +22,13 @@ from gevent.event import AsyncResult
 from gevent.monkey import get_original
 from gevent.os import nb_read
 
+from keplerd.model import defaults
+from keplerd.osproc.groups import signal_group
 from keplerd.osproc import users
 
 log = logging.getLogger("keplerd.process")
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_PATH = defaults.DEFAULT_PATH
 CHILD_UMASK = 0o022
 KILL_POLL_INTERVAL = 0.01
 
@@ -282,6 +284,26 @@ class Child:
         self.create_time = start_time(pid)
         LIVE_PIDS.add(pid)
 
+    @classmethod
+    def adopt(cls, pid, create_time):
+        """Watch a child an earlier image of this daemon spawned (``daemon reexec``: same pid, same children).
+
+        Returns None if *pid* is no longer that process. A child that ended while the
+        new image started is a zombie whose SIGCHLD went to the old image: reap it here.
+        """
+        if create_time is None or start_time(pid) != create_time:
+            return None
+        gevent.get_hub().loop.install_sigchld()  # from now on an exit reaches the child watcher
+        child = cls(pid)
+        if child.returncode is None and _is_zombie(pid):
+            reaped, status = _waitpid(pid, os.WNOHANG)
+            if reaped == pid:
+                LIVE_PIDS.discard(pid)
+                child._watcher.stop()
+                child.returncode = os.waitstatus_to_exitcode(status)
+                child._exit.set(child.returncode)
+        return child
+
     def _on_exit(self, watcher):
         watcher.stop()
         LIVE_PIDS.discard(self.pid)
@@ -342,15 +364,6 @@ def _proctree():
     return proctree
 
 
-def signal_group(pgid, signum):
-    """Send *signum* to a process group; a group that is already gone is fine."""
-    try:
-        os.killpg(pgid, signum)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -363,14 +376,26 @@ def _boot_time():
     raise OSError("no btime in /proc/stat")
 
 
-def stopped(pid):
-    """True when *pid* is stopped by a signal or traced (state T or t in ``/proc/<pid>/stat``)."""
+def _state(pid):
+    """Return the state letter of *pid* in ``/proc/<pid>/stat`` (R, S, T, Z...), or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()
     except OSError:
-        return False
-    return data[data.rfind(b")") + 2:][:1] in (b"T", b"t")
+        return None
+    return data[data.rfind(b")") + 2:][:1].decode()
+
+
+def stopped(pid):
+    """True when *pid* is stopped by a signal or traced (state T or t)."""
+    return _state(pid) in ("T", "t")
+
+
+def _is_zombie(pid):
+    return _state(pid) == "Z"
+
+
+_waitpid = get_original("os", "waitpid")
 
 
 def start_time(pid):

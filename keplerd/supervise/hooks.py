@@ -10,8 +10,8 @@ import signal
 
 import gevent
 
-from keplerd.logs.format import now_stamp
-from keplerd.osproc import process, strays
+from keplerd.logs.format import kepler_note
+from keplerd.osproc import process
 
 log = logging.getLogger("keplerd.hooks")
 
@@ -26,8 +26,13 @@ def run_hook(project, owner, name, hook):
     Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
     group, killed whole when its ``timeout`` expires.
     """
-    writer = project.logs.writer(f"{owner}.{name}")
-    child, pumps = _spawn(project, writer, hook, strays.service_mark(project.id, owner))
+    with project.system.passing_child():
+        mark = project.system.service_mark(project.id, owner)
+        _run(project, project.logs.writer(f"{owner}.{name}"), name, hook, mark)
+
+
+def _run(project, writer, name, hook, mark):
+    child, pumps = _spawn(project, writer, hook, mark)
     if child is None:
         raise _failure(writer, name, pumps)
     try:
@@ -49,12 +54,13 @@ def run_hook(project, owner, name, hook):
 def _spawn(project, writer, hook, mark):
     """Return ``(child, pumps)``, or ``(None, reason)`` when the hook cannot start."""
     try:
-        return project.system.spawn_logged(writer, hook, env=strays.marked_env(hook["env"], project.state_dir, mark))
+        env = project.system.marked_env(hook["env"], project.state_dir, mark)
+        return project.system.spawn_logged(writer, hook, env=env)
     except process.SpawnError as error:
         return None, str(error)
 
 
 def _failure(writer, name, reason):
-    writer.write("stderr", now_stamp() + f"kepler: hook {name} failed: {reason}\n".encode())
+    writer.write("stderr", kepler_note(f"hook {name} failed: {reason}"))
     log.warning("hook %s failed: %s", writer.name, reason)
     return HookFailed(f"{name} hook {reason}")

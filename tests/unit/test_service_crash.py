@@ -32,6 +32,9 @@ class SweepOnlySystem:
     def __init__(self):
         self.sweeps = []
 
+    def service_mark(self, config_id, owner):
+        return f"{config_id}/{owner}"
+
     def collect_strays(self, mark):
         self.sweeps.append(mark)
         return []
