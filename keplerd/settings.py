@@ -14,12 +14,13 @@ import dataclasses
 import os
 
 from keplerd import __version__, paths
+from keplerd.model import defaults
 from keplerd.config.errors import ConfigError
 
 DEFAULT_PATH = paths.DEFAULT_DAEMON_CONFIG
 DEFAULT_AUTOSTART_DIR = "/etc/kepler/conf.d"
-LOG_LEVELS = ("debug", "info", "warning", "error")
-CONTAINMENTS = ("auto", "process-group")
+LOG_LEVELS = defaults.LOG_LEVELS
+CONTAINMENTS = defaults.CONTAINMENTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,14 +31,22 @@ class Settings:
     socket_group: str = "kepler"
     autostart_dir: str | None = DEFAULT_AUTOSTART_DIR  # None: none is read (a private daemon's, see resolve)
     log_level: str = "info"
-    lua_memory_limit: int = 64 << 20  # bytes
-    lua_time_limit: float = 2.0  # seconds of CPU per config
-    default_stop_grace_period: float = 10.0  # seconds
+    lua_memory_limit: int = defaults.LUA_MEMORY_LIMIT  # bytes
+    lua_time_limit: float = defaults.LUA_TIME_LIMIT  # seconds of CPU per config
+    default_stop_grace_period: float = defaults.STOP_GRACE_PERIOD  # seconds
     containment: str = "auto"  # cgroups when writable, else process groups; or process-group always
     metrics_listen: str = None  # host:port or a Unix socket path; None: no metrics
     metrics_allow_remote: bool = False
     # Whom each non-root user may run services as, besides itself (SPEC §21): {user: [user or group, ...]}.
     allow_run_as: dict = dataclasses.field(default_factory=dict)
+    client_hello_timeout: float = 5.0  # seconds (control/server.py SessionLimits)
+    client_idle_timeout: float = 600.0
+    client_sessions_per_user: int = 64
+
+    def session_limits(self):
+        """Return the limits of client sessions, as keyword arguments of ``SessionLimits``."""
+        return {"hello_timeout": self.client_hello_timeout, "idle_timeout": self.client_idle_timeout,
+                "per_user": self.client_sessions_per_user}
 
     def bake_options(self):
         """Return the settings that shape a bake, as keyword arguments of ``bake()``."""
@@ -134,5 +143,8 @@ def build_parser():
                         help="run in the background; return once the socket answers (exit 1 if it cannot start)")
     parser.add_argument("--log-file", metavar="PATH", type=os.path.abspath,
                         help="log to PATH instead of stderr (default with --daemonize: STATE_DIR/keplerd.log)")
+    parser.add_argument("--resume", metavar="FILE", type=os.path.abspath,
+                        help="carry on with the runtime an earlier image handed over (keplerctl daemon reexec "
+                             "passes it; not for use by hand)")
     parser.add_argument("--version", action="version", version=f"keplerd {__version__}")
     return parser

@@ -4,6 +4,7 @@ import os
 import sys
 import time
 
+from keplerd.logs.format import owner_of, parse_lines
 from keplerd.units import format_age, signal_name
 
 _COLOURS = ("36", "33", "32", "35", "34", "91", "96", "93", "92", "95", "94")
@@ -16,7 +17,8 @@ def status_text(row, now=None):
     age = format_age(now - (row.get("since") or now))
     if status in ("running", "healthy", "unhealthy"):
         up = f"Up {format_age(now - (row.get('started_at') or row.get('since') or now))}"
-        return up if status == "running" else f"{up} ({status})"
+        notes = ([] if status == "running" else [status]) + (["paused"] if row.get("paused") else [])
+        return f"{up} ({', '.join(notes)})" if notes else up
     if status == "exited":
         return f"Exited ({row.get('exit_code')}) {age} ago{_gave_up(row)}"
     if status == "killed":
@@ -55,6 +57,7 @@ def ps_json_row(row):
         "memory_bytes": row.get("memory_bytes", 0), "processes": row.get("processes", 0),
         **({"backoff_until": row["backoff_until"], "retries": row.get("retries", 0)}
            if row.get("backoff_until") else {}),
+        **({"paused": True} if row.get("paused") else {}),
     }
 
 
@@ -100,11 +103,6 @@ def use_colour(stream=sys.stdout, environ=os.environ):
     if environ.get("NO_COLOR"):
         return False
     return stream.isatty()
-
-
-def owner_of(name):
-    """Return the service a log name belongs to (``web.pre_start`` → ``web``)."""
-    return name.partition(".")[0]
 
 
 class LogPrinter:
@@ -160,18 +158,7 @@ class LogPrinter:
 
 def parse_chunk(data):
     """Return ``[(stamp_ms, text), ...]`` of stored-format lines (``<ms> <text>``, one per line)."""
-    parsed, stamp = [], 0
-    raws = data.split("\n")  # not splitlines(): a line may hold \r or other separators
-    if raws[-1] == "":
-        raws.pop()
-    for raw in raws:
-        head, space, text = raw.partition(" ")
-        if space and head.isdigit():
-            stamp = int(head)
-            parsed.append((stamp, text))
-        else:
-            parsed.append((stamp, raw))
-    return parsed
+    return parse_lines(data)[0]
 
 
 def iso_time(stamp_ms):

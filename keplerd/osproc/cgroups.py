@@ -46,11 +46,12 @@ class LimitUnavailable(Exception):
 
 
 class _Hierarchy:
-    """Where Kepler's cgroups live (``root``) and the daemon's own cgroup (``home``)."""
+    """Where Kepler's cgroups live (``root``), the daemon's own cgroup (``home``), the cgroup2 ``mount``."""
 
-    def __init__(self, root, home):
+    def __init__(self, root, home, mount):
         self.root = root
         self.home = home
+        self.mount = mount
 
 
 _active = None
@@ -111,6 +112,8 @@ def _locate():
 
 def _prepare_hierarchy(mount, own):
     home = os.path.normpath(mount + own)
+    if os.path.basename(home) == DAEMON_LEAF and _delegated(os.path.dirname(home)):
+        home = os.path.dirname(home)  # a re-executed daemon, already in its leaf
     if own != "/" and _delegated(home):
         root = home
         home = os.path.join(root, DAEMON_LEAF)
@@ -123,7 +126,7 @@ def _prepare_hierarchy(mount, own):
         _write(os.path.join(home, "cgroup.procs"), str(os.getpid()))
     if not os.path.exists(os.path.join(root, "cgroup.kill")):
         raise LookupError(f"{root} has no cgroup.kill (Linux 5.14 or later is needed)")
-    hierarchy = _Hierarchy(root, home)
+    hierarchy = _Hierarchy(root, home, mount)
     _round_trip(hierarchy)
     return hierarchy
 
@@ -235,6 +238,26 @@ def joined(path):
         yield
     finally:
         _write(os.path.join(_active.home, "cgroup.procs"), pid)
+
+
+def cgroup_of(pid):
+    """Return the cgroup directory of *pid* when it is one of ours (a service instance's), else None.
+
+    For a service process a re-executed daemon takes over (``daemon reexec``).
+    """
+    if _active is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/cgroup") as own:
+            lines = own.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith("0::"):
+            path = os.path.normpath(_active.mount + line[3:])
+            if os.path.dirname(os.path.dirname(path)) == _active.root:
+                return path
+    return None
 
 
 # -- ending a service ----------------------------------------------------------------

@@ -11,12 +11,13 @@ import gevent
 from keplerd.osproc import cgroups, process
 
 
-def spawn_logged(writer, spec, instance=None):
+def spawn_logged(writer, spec, instance=None, env=None):
     """Spawn *spec* with its output going to *writer*; return ``(child, pumps)``.
 
     *instance* is ``(config id, service)`` for a service's own process, which gets
-    its cgroup (when cgroups are in use) with the limits of *spec* applied.
-    Pumps are waitable like greenlets (``gevent.joinall``). Raises ``process.SpawnError``.
+    its cgroup (when cgroups are in use) with the limits of *spec* applied. *env*
+    replaces ``spec["env"]`` (the service's, with the stray mark). Pumps are
+    waitable like greenlets (``gevent.joinall``). Raises ``process.SpawnError``.
     """
     cgroup = None
     if instance is not None:
@@ -25,14 +26,14 @@ def spawn_logged(writer, spec, instance=None):
         except cgroups.LimitUnavailable as error:
             raise process.SpawnError(str(error)) from None
     try:
-        return _spawn_with_pipes(writer, spec, cgroup)
+        return _spawn_with_pipes(writer, spec, cgroup, env)
     except process.SpawnError:
         if cgroup is not None:
             cgroups.kill_and_remove(cgroup, gevent.sleep)  # the failed child is reaped: it is empty
         raise
 
 
-def _spawn_with_pipes(writer, spec, cgroup):
+def _spawn_with_pipes(writer, spec, cgroup, env):
     try:
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
     except OSError as error:
@@ -44,9 +45,9 @@ def _spawn_with_pipes(writer, spec, cgroup):
             os.close(fd)
         raise process.SpawnError(f"cannot create pipes for the output: {error.strerror}") from None
     try:
-        child = process.spawn(spec["command"], spec["env"], spec["working_dir"], user=spec.get("user"),
-                              group=spec.get("group"), limits=spec.get("limits"), stdout=out_write,
-                              stderr=err_write, cgroup=cgroup)
+        child = process.spawn(spec["command"], spec["env"] if env is None else env, spec["working_dir"],
+                              user=spec.get("user"), group=spec.get("group"), limits=spec.get("limits"),
+                              stdout=out_write, stderr=err_write, cgroup=cgroup)
     except BaseException:
         for fd in (out_read, err_read):
             os.close(fd)

@@ -10,7 +10,7 @@ import signal
 
 import gevent
 
-from keplerd.logs.format import now_stamp
+from keplerd.logs.format import kepler_note
 from keplerd.osproc import process
 
 log = logging.getLogger("keplerd.hooks")
@@ -26,17 +26,18 @@ def run_hook(project, owner, name, hook):
     Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
     group, killed whole when its ``timeout`` expires. Its result is an event.
     """
-    try:
-        _run(project, owner, name, hook)
-    except HookFailed as failure:
-        project.record(owner, "hook", hook=name, ok=False, reason=str(failure))
-        raise
+    with project.system.passing_child():
+        mark = project.system.service_mark(project.id, owner)
+        try:
+            _run(project, project.logs.writer(f"{owner}.{name}"), name, hook, mark)
+        except HookFailed as failure:
+            project.record(owner, "hook", hook=name, ok=False, reason=str(failure))
+            raise
     project.record(owner, "hook", hook=name, ok=True, reason=None)
 
 
-def _run(project, owner, name, hook):
-    writer = project.logs.writer(f"{owner}.{name}")
-    child, pumps = _spawn(project, writer, hook)
+def _run(project, writer, name, hook, mark):
+    child, pumps = _spawn(project, writer, hook, mark)
     if child is None:
         raise _failure(writer, name, pumps)
     try:
@@ -55,15 +56,16 @@ def _run(project, owner, name, hook):
         raise _failure(writer, name, reason)
 
 
-def _spawn(project, writer, hook):
+def _spawn(project, writer, hook, mark):
     """Return ``(child, pumps)``, or ``(None, reason)`` when the hook cannot start."""
     try:
-        return project.system.spawn_logged(writer, hook)
+        env = project.system.marked_env(hook["env"], project.state_dir, mark)
+        return project.system.spawn_logged(writer, hook, env=env)
     except process.SpawnError as error:
         return None, str(error)
 
 
 def _failure(writer, name, reason):
-    writer.write("stderr", now_stamp() + f"kepler: hook {name} failed: {reason}\n".encode())
+    writer.write("stderr", kepler_note(f"hook {name} failed: {reason}"))
     log.warning("hook %s failed: %s", writer.name, reason)
     return HookFailed(f"{name} hook {reason}")

@@ -11,7 +11,7 @@ from gevent.pool import Group
 
 from keplerd import persist
 from keplerd.logs.store import LogStore
-from keplerd.model import states
+from keplerd.model import actions, states
 from keplerd.model.errors import UnknownName
 from keplerd.osproc import cgroups
 from keplerd.paths import ConfigPaths
@@ -22,6 +22,7 @@ from keplerd.supervise.system import System
 log = logging.getLogger("keplerd.project")
 
 STATE_FORMAT = 1
+STATE_RETRY_SECONDS = 1.0
 PERSIST_INTERVAL = 0.15  # at least this many seconds between two writes of state.json
 
 
@@ -50,6 +51,8 @@ class Project:
         self._greenlets = Group()
         self._changed = Event()
         self._persist_pending = False
+        self._state_unwritten = False  # the last write failed: a retry is due
+        self._retry = None             # the timer of that retry
         self._persist_timer = None
         self._last_write = -PERSIST_INTERVAL
         self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
@@ -102,7 +105,11 @@ class Project:
         }
 
     def write_state(self):
-        persist.write_json(self.paths.state, self.state())
+        """Write ``state.json`` now (the one place it is written); raise OSError.
+
+        A full disk releases the state dir's reserve first (``persist.Reserve``).
+        """
+        persist.write_state_json(self.state_dir, self.paths.state, self.state())
 
     def persist(self):
         """Write ``state.json`` soon, at most once per PERSIST_INTERVAL: changes meanwhile share a write.
@@ -123,6 +130,26 @@ class Project:
 
     def _write_pending_state(self):
         self._persist_pending = False
+        if not os.path.isdir(self.paths.root):
+            return
+        try:
+            self.write_state()
+        except OSError as error:
+            if not self._state_unwritten:
+                log.error("%s: cannot write state.json: %s (retrying every %gs)", self.name, error,
+                          STATE_RETRY_SECONDS)
+            self._state_unwritten = True
+            if self._retry is None:
+                self._retry = gevent.get_hub().loop.timer(STATE_RETRY_SECONDS)
+                self._retry.start(self._retry_state_write)
+            return
+        if self._state_unwritten:
+            self._state_unwritten = False
+            log.info("%s: state.json written again", self.name)
+
+    def _retry_state_write(self):
+        self._retry = None
+        self.persist()
         self._persist_timer = None
         self._last_write = time.monotonic()
         if os.path.isdir(self.paths.root):
@@ -193,16 +220,24 @@ class Project:
     def global_hooks(self):
         return self.snapshot["kepler"]["hooks"]
 
-    def dependency_restarting(self, service):
-        """*service* is being restarted by its policy: restart its ``restart: true`` dependents."""
-        lifecycle.bounce_dependents(self, service)
+    def request_restart(self, names, reason):
+        """Restart *names* for *reason* (``actions.RESTART_REASONS``) in a greenlet of this config.
+
+        The one door of every restart: a user's, a watch's, and those propagated to
+        ``restart: true`` dependents (a policy restart happens inside the service's
+        supervisor, which then asks here for its dependents). Returns the greenlet;
+        its value is ``(started names, None)`` or ``(None, why it failed)``.
+        """
+        return self.spawn(lifecycle.restart_requested, self, list(names), reason)
 
     # -- views -----------------------------------------------------------------------
 
     def ps_rows(self, stats=False):
-        """Return a row per service for ``ps``; with *stats*, what each costs (SPEC §19)."""
+        """The rows of ``ps``: each service's runtime, whether its process is stopped (SIGSTOP), and,
+        with *stats*, what it costs (SPEC §19)."""
         rows = [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
-                 **service.runtime()} for service in self.services.values()]
+                 **service.runtime(), "paused": bool(service.pid) and self.system.paused(service.pid)}
+                for service in self.services.values()]
         if stats:
             for row, service in zip(rows, self.services.values()):
                 row.update(accounting.stats_of(self, service))
@@ -220,6 +255,26 @@ class Project:
                          for service in self.select(names)},
         }
 
+    # -- hand-over to the next image of the daemon (SPEC §20) ---------------------------
+
+    def at_rest(self):
+        """Tell whether every supervisor only waits (see ``Service.at_rest``)."""
+        return all(service.at_rest() for service in self.services.values())
+
+    def hand_over(self):
+        """Return this config's runtime for the next image, having written ``state.json`` for a fallback."""
+        self.logs.flush()
+        self.write_state()
+        return {"on_init_done": self.on_init_done,
+                "services": {name: service.hand_over() for name, service in self.services.items()}}
+
+    def take_over(self, record):
+        """Carry on with the runtime the previous image handed over."""
+        self.on_init_done = record["on_init_done"]
+        for name, service_record in record["services"].items():
+            if name in self.services:
+                self.services[name].take_over(service_record)
+
     def shutdown(self):
         """Stop every service without changing what the user asked for, then close logs.
 
@@ -227,7 +282,7 @@ class Project:
         is written: a stop that fails kills what is left, and the failure is raised.
         """
         try:
-            lifecycle.stop(self, by_user=False)
+            lifecycle.stop(self, why=actions.SHUTDOWN)
         except BaseException:
             for service in self.services.values():
                 service.kill_process()
@@ -242,6 +297,8 @@ class Project:
         if self._persist_timer is not None:  # a write still due happens now, not after the close
             self._persist_timer.stop()
             self._write_pending_state()
+        if self._retry is not None:
+            self._retry.stop()
         self.close_logs()
 
     def close_logs(self):

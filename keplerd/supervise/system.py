@@ -10,10 +10,12 @@ What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
 ``kill()``.
 """
 
+import contextlib
+
 import gevent
 from gevent.lock import Semaphore
 
-from keplerd.osproc import cgroups, launch, process
+from keplerd.osproc import cgroups, groups, launch, process, strays
 
 
 # A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
@@ -28,17 +30,48 @@ class System:
 
     def __init__(self):
         self._fork_gate = Semaphore()
+        self.passing_children = 0   # hook runs and probes now: nobody hands those over (SPEC §20)
 
-    def spawn_logged(self, writer, spec, instance=None):
+    @contextlib.contextmanager
+    def passing_child(self):
+        """Count a hook run or probe while it runs: ``daemon reexec`` waits until there is none."""
+        self.passing_children += 1
+        try:
+            yield
+        finally:
+            self.passing_children -= 1
+
+    def adopt_child(self, pid, create_time):
+        """Watch a service process an earlier image of this daemon spawned: a child, or None if gone."""
+        return process.Child.adopt(pid, create_time)
+
+    def spawn_logged(self, writer, spec, env=None, instance=None):
         """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError.
 
+        *env* replaces the spec's environment (it adds the stray mark, ``osproc/strays.py``);
         *instance* (``(config id, service)``) gives a service's process its cgroup.
         """
         with self._fork_gate:
             try:
-                return launch.spawn_logged(writer, spec, instance)
+                return launch.spawn_logged(writer, spec, instance, env=env)
             finally:
                 gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
+
+    def paused(self, pid):
+        """True when *pid* is stopped (SIGSTOP, a debugger): ``ps`` says ``(paused)``."""
+        return process.stopped(pid)
+
+    def service_mark(self, config_id, owner):
+        """The mark of a service's (or ``global``'s) processes: ``<config id>/<owner>``."""
+        return strays.service_mark(config_id, owner)
+
+    def marked_env(self, env, state_dir, mark):
+        """*env* with the stray mark of *mark* under *state_dir* (what ``collect_strays`` looks for)."""
+        return strays.marked_env(env, state_dir, mark)
+
+    def collect_strays(self, mark):
+        """Kill what a service left outside its process tree (it carries *mark*); return their pids."""
+        return strays.collect(mark)
 
     def end_leftovers(self, child):
         """The main process of *child* exited: kill what is left of its group and cgroup."""
@@ -61,7 +94,14 @@ class System:
         """Run a health probe as the service *spec* would run: a ``health.ProbeResult``."""
         from keplerd.supervise import health
 
-        return health.probe(test, spec, timeout)
+        with self.passing_child():
+            return health.probe(test, spec, timeout)
+
+    def open_inotify(self, **options):
+        """Return a new inotify instance (``inotify_simple.INotify``) for a service's file watch."""
+        from inotify_simple import INotify  # loaded by the first service that watches
+
+        return INotify(**options)
 
     def sleep(self, seconds):
         """Wait *seconds* cooperatively (the restart back-off; faked, it costs a test nothing)."""
@@ -69,7 +109,7 @@ class System:
 
     def signal_group(self, pgid, signum):
         """Signal a process group; False when it is already gone."""
-        return process.signal_group(pgid, signum)
+        return groups.signal_group(pgid, signum)
 
     def kill_leftover(self, pid, create_time):
         """Kill what an earlier daemon recorded, if that process still exists; True if it did."""

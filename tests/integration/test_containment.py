@@ -183,3 +183,23 @@ def test_without_cgroups_the_daemon_says_process_group_and_limits_fail(kepler_st
     assert "containment: process-group" in kepler.read_daemon_log()
     row = kepler.wait_status("capped", "failed")
     assert "limits.pids_max needs the cgroup pids controller" in row["reason"]
+
+
+def test_after_a_daemon_reexec_the_stop_still_kills_the_whole_cgroup(kepler):
+    marker = "kt-cgroup-reexec"
+    kepler.config(f"""
+        services:
+          web:
+            command: {_escaping(marker)}
+            stop_grace_period: 200ms
+    """)
+    kepler.ctl("start", "-d", "--wait")
+    cgroup = _cgroup_of(kepler)
+    wait_for(lambda: pids_with_marker(f"{marker}-escaped"), message="the escaped child")
+    before = kepler.ps()["web"]["pid"]
+    kepler.ctl("daemon", "reexec")
+    assert kepler.ps()["web"]["pid"] == before, "carried over, not restarted"
+    assert kepler.inspect("web")["services"]["web"]["cgroup"] == cgroup
+    kepler.ctl("stop", "web")
+    assert pids_with_marker(marker) == []
+    assert not os.path.exists(cgroup)
