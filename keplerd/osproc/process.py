@@ -337,10 +337,7 @@ class Child:
             return self._stop_cgroup(signum, grace)
         tree = _proctree()
         survivors = self.descendants()
-        signal_group(self.pgid, signum)
-        if signum not in _STOPPING_SIGNALS:
-            # A stopped (SIGSTOP) process would only see the signal once continued: continue it.
-            signal_group(self.pgid, signal.SIGCONT)
+        self._send_stop_signal(signum)
         deadline = time.monotonic() + grace
         self.wait(timeout=grace)
         while tree.any_alive(self.pgid, survivors) and time.monotonic() < deadline:
@@ -354,8 +351,14 @@ class Child:
             gevent.sleep(KILL_POLL_INTERVAL)
         return returncode
 
-    def _stop_cgroup(self, signum, grace):
+    def _send_stop_signal(self, signum):
         signal_group(self.pgid, signum)
+        if signum not in _STOPPING_SIGNALS:
+            # A stopped (SIGSTOP) process would only see the signal once continued: continue it.
+            signal_group(self.pgid, signal.SIGCONT)
+
+    def _stop_cgroup(self, signum, grace):
+        self._send_stop_signal(signum)
         deadline = time.monotonic() + grace
         self.wait(timeout=grace)
         while cgroups.populated(self.cgroup) and time.monotonic() < deadline:
