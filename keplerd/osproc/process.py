@@ -31,6 +31,7 @@ log = logging.getLogger("keplerd.process")
 DEFAULT_PATH = defaults.DEFAULT_PATH
 CHILD_UMASK = 0o022
 KILL_POLL_INTERVAL = 0.01
+KILLED_GONE_SECONDS = 2.0   # how long a stop waits for SIGKILLed processes to be gone
 
 # gevent's patched os.close defers closing pipes until the loop runs; the write ends
 # we hand to a child must be closed at once or the reader never sees EOF.
@@ -334,8 +335,14 @@ class Child:
         self.wait(timeout=grace)
         while tree.any_alive(self.pgid, survivors) and time.monotonic() < deadline:
             gevent.sleep(KILL_POLL_INTERVAL)
-        tree.kill_all(self.pgid, survivors + self.descendants())
-        return self.wait()
+        killed = survivors + self.descendants()
+        tree.kill_all(self.pgid, killed)
+        returncode = self.wait()
+        # SIGKILL is delivered, not instant: the stop is over once nothing of the service runs.
+        deadline = time.monotonic() + KILLED_GONE_SECONDS
+        while tree.any_alive(self.pgid, killed) and time.monotonic() < deadline:
+            gevent.sleep(KILL_POLL_INTERVAL)
+        return returncode
 
     def kill(self):
         """SIGKILL the process group and every descendant at once."""
