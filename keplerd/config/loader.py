@@ -93,7 +93,9 @@ def _located(display_name, mark, problem):
 def _decoded(data, display_name):
     """Return *data* as text; invalid UTF-8 is one located error (YAML's own says only a byte offset)."""
     try:
-        return data.decode("utf-8-sig")
+        # "utf-8", not "utf-8-sig": a bake worker running as a member cannot import a codec
+        # not loaded yet; YAML skips a byte order mark itself.
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         offset = error.start
         line = data.count(b"\n", 0, offset) + 1
