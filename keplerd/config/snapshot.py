@@ -19,7 +19,7 @@ LOG_DEFAULTS = {
     "max_size": None,
     "buffer_size": 0,
     "store": {"stdout": True, "stderr": True},
-    "retention": {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"},
+    "retention": {"on_start": "retain", "on_stop": "retain", "on_restart": "retain", "on_exit": "retain"},
 }
 NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None}
 RESTART_DEFAULTS = {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None}

@@ -13,8 +13,8 @@ class LogSettings:
 
     >>> LogSettings({"store": {"stdout": True, "stderr": False}}).stores("stderr")
     False
-    >>> LogSettings({}).clears_on("on_stop")
-    True
+    >>> LogSettings({}).clears_on("on_stop")   # logs survive a stop (stop --clean, prune remove them)
+    False
     """
 
     def __init__(self, baked=None):
@@ -23,7 +23,7 @@ class LogSettings:
         self.buffer_size = baked.get("buffer_size") or 0
         self.store = {stream: True for stream in STREAMS}
         self.store.update(baked.get("store") or {})
-        self.retention = {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"}
+        self.retention = {"on_start": "retain", "on_stop": "retain", "on_restart": "retain", "on_exit": "retain"}
         self.retention.update(baked.get("retention") or {})
 
     def stores(self, stream):
