@@ -96,7 +96,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         close_now(errpipe_read)
     if failure:
         child.wait()
-        raise SpawnError(_describe_exec_failure(failure, argv[0]))
+        raise SpawnError(_describe_exec_failure(failure, executable, cwd, identity))
     return child
 
 
@@ -129,7 +129,7 @@ def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
         close_now(errpipe_read)
     if failure:
         get_original("os", "waitpid")(pid, 0)
-        raise OSError(errno.ENOEXEC, _describe_exec_failure(failure, argv[0]))
+        raise OSError(errno.ENOEXEC, _describe_exec_failure(failure, argv[0], cwd))
     return pid
 
 
@@ -165,7 +165,7 @@ def _child_setup(identity, limits, cwd, errpipe):
     if identity is not None:
         steps.append((f"cannot switch to uid {identity.uid} and gid {identity.gid}",
                       functools.partial(_become, identity.uid, identity.gid, list(identity.groups))))
-        steps.append(("cannot enter working directory", functools.partial(os.chdir, cwd)))
+        steps.append((f"cannot enter working directory {cwd} as {identity.who}", functools.partial(os.chdir, cwd)))
 
     def setup():
         for failure, step in steps:
@@ -193,18 +193,20 @@ def _read_all(fd):
     return b"".join(chunks)
 
 
-def _describe_exec_failure(data, program):
+def _describe_exec_failure(data, program, cwd, identity=None):
+    """Say why the child did not exec, naming the program or directory and whom it ran as."""
     kind, _, rest = data.decode(errors="replace").partition(":")
     code, _, where = rest.partition(":")
     if kind == _SETUP_FAILURE:
         return where
+    as_who = f" as {identity.who}" if identity is not None else ""
     if kind == "OSError":
         number = int(code, 16)
         if where == "noexec:chdir":
-            return f"cannot enter working directory: {os.strerror(number)}"
+            return f"cannot enter working directory {cwd}{as_who}: {os.strerror(number)}"
         if number == errno.ENOENT:
             return f"program not found: {program}"
-        return f"cannot execute {program}: {os.strerror(number)}"
+        return f"cannot execute {program}{as_who}: {os.strerror(number)}"
     if kind == "SubprocessError":
         return "cannot prepare the child before exec"
     return f"cannot execute {program}: {data.decode(errors='replace')}"

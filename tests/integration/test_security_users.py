@@ -193,4 +193,17 @@ def test_a_user_who_cannot_enter_the_working_dir_fails_the_service(kepler, peopl
     kepler.ctl("start", "-d")
     kepler.wait_status("web", "failed")
     assert kepler.inspect("web")["services"]["web"]["state"]["reason"] == \
-        "cannot enter working directory: Permission denied"
+        f"cannot enter working directory {private} as user {people['bob']}: Permission denied"
+
+
+def test_a_hook_whose_program_the_user_cannot_execute_names_program_and_user(kepler, people):
+    private = os.path.join(kepler.workdir, "venv")
+    os.makedirs(private, mode=0o700)
+    program = kepler.write("python", "#!/bin/sh\nexit 0\n", directory=private)
+    os.chmod(program, 0o755)
+    config(kepler, {"web": {"command": ["sleep", "1000"], "user": people["bob"],
+                            "hooks": {"pre_start": {"command": [program]}}}})
+    kepler.ctl("start", "-d")
+    kepler.wait_status("web", "failed")
+    assert kepler.inspect("web")["services"]["web"]["state"]["reason"] == \
+        f"pre_start hook cannot execute {program} as user {people['bob']}: Permission denied"
