@@ -26,7 +26,7 @@ STATEDIR   := /var/lib/kepler
 GROUP      ?= kepler
 CREATE_GROUP ?= $(if $(DESTDIR),no,yes)
 # Tools the tests need beyond Python: Debian package names by command.
-TEST_TOOLS ?= groff:groff-base zsh:zsh
+TEST_TOOLS ?= groff:groff-base zsh:zsh systemd-analyze:systemd
 
 .PHONY: run stop test test-tools lint bench bench-logs clean install uninstall
 
@@ -57,7 +57,8 @@ test: $(BIN)/.installed test-tools
 bench-logs: $(BIN)/.installed
 	$(BIN)/python bench/logs.py
 
-# groff lints the man pages; zsh runs the zsh completion script.
+# groff lints the man pages; zsh runs the zsh completion script; systemd-analyze (and systemd
+# itself, in test mode) checks and reads back the units of `keplerctl export`.
 test-tools:
 	@missing=""; for tool in $(TEST_TOOLS); do \
 		command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; \

@@ -32,6 +32,8 @@ class Settings:
     lua_memory_limit: int = 64 << 20  # bytes
     lua_time_limit: float = 2.0  # seconds of CPU per config
     default_stop_grace_period: float = 10.0  # seconds
+    # Whom each non-root user may run services as, besides itself (SPEC §21): {user: [user or group, ...]}.
+    allow_run_as: dict = dataclasses.field(default_factory=dict)
 
     def bake_options(self):
         """Return the settings that shape a bake, as keyword arguments of ``bake()``."""

@@ -143,6 +143,26 @@ def _config(add, subparsers, parents):
     check.set_defaults(run=_runner("check", "check"))
 
 
+def _export(add, subparsers, parents):
+    export = add("export", "write the baked config as systemd units or a Nomad job", "export", "export")
+    export.add_argument("--format", required=True, choices=("systemd", "nomad"), help="what to write: systemd or nomad")
+    export.add_argument("--output", default="kepler-export", metavar="DIR",
+                        help="directory to write the files to (default: ./kepler-export)")
+    export.add_argument("--strict", action="store_true",
+                        help="fail (exit 1, nothing written) when a setting has no equivalent")
+    export.add_argument("--prefix", metavar="NAME", help="name of the units or job (default: the config's directory)")
+    export.add_argument("--systemd-version", type=_version, metavar="N",
+                        help="write only what systemd N understands (default: the local systemd, else 252)")
+    export.add_argument("--driver", choices=("exec", "raw_exec"), default="exec",
+                        help="Nomad task driver (default: exec)")
+
+
+def _version(text):
+    if not text.isdigit() or int(text) == 0:
+        raise _argument_error(f"invalid version {text!r}: expected a positive integer")
+    return int(text)
+
+
 def _completion(add, subparsers, parents):
     completion = add("completion", "print a shell completion script: source <(keplerctl completion bash)",
                      "completion", "completion")
@@ -154,5 +174,5 @@ def _completion(add, subparsers, parents):
 COMMANDS = {
     "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate,
     "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
-    "completion": _completion,
+    "export": _export, "completion": _completion,
 }

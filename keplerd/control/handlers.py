@@ -3,6 +3,10 @@
 A handler takes the ``Call`` (who asked, how to send events) and the request
 body, and returns the response fields; raising ``RequestError`` answers with
 that message. Nothing a client sends may crash the daemon.
+
+Who may do what is decided in one place, before and around every handler:
+``dispatch`` refuses root-only requests, and handlers reach configs only through
+``call.registry``, the caller's view of the registry (``keplerd.control.access``).
 """
 
 import logging
@@ -11,6 +15,7 @@ import time
 import gevent
 
 from keplerd import __version__, paths
+from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
 from keplerd.logs.cursors import FollowerDropped, open_reading
 from keplerd.model import states
 from keplerd.supervise import lifecycle
@@ -26,19 +31,21 @@ class RequestError(Exception):
 
 
 class Call:
-    """One request in flight: the daemon, the session and the request id."""
+    """One request in flight: the daemon, the session, the request id and who sent it.
+
+    ``registry`` is the registry as the caller may use it: every config a handler
+    reaches through it has passed the access check (SPEC §21).
+    """
 
     def __init__(self, daemon, session, request_id):
         self.daemon = daemon
         self.session = session
         self.request_id = request_id
+        self.caller = Caller(session.peer, getattr(daemon.settings, "allow_run_as", None))
+        self.registry = CallerRegistry(daemon.registry, self.caller)
 
     def emit(self, event):
         self.session.emit(self.request_id, event)
-
-    @property
-    def registry(self):
-        return self.daemon.registry
 
 
 def dispatch(daemon, session, request_id, request):
@@ -47,8 +54,10 @@ def dispatch(daemon, session, request_id, request):
     if handler is None:
         return {"ok": False, "error": f"unknown request type: {request['type']!r}"}
     try:
-        return {"ok": True, **(handler(Call(daemon, session, request_id), request) or {})}
-    except RequestError as error:
+        call = Call(daemon, session, request_id)
+        call.caller.authorize(request["type"])
+        return {"ok": True, **(handler(call, request) or {})}
+    except (RequestError, PermissionDenied) as error:
         return {"ok": False, "error": str(error)}
     except NotLoaded as error:
         return {"ok": False, "error": str(error)}
@@ -312,6 +321,11 @@ def handle_inspect(call, request):
     return {"inspect": project.inspect(_names(request))}
 
 
+def handle_export(call, request):
+    """Return the config's snapshot for ``keplerctl export``, baking it first if needed (starts nothing)."""
+    return {"snapshot": _baked_project(call, request).snapshot}
+
+
 def handle_logs(call, request):
     """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
@@ -334,7 +348,7 @@ def handle_logs_read(call, request):
         reading = call.daemon.cursors.get(cursor_id)
     except KeyError as error:
         raise RequestError(error.args[0]) from None
-    project = call.registry.projects.get(reading.config_id)
+    project = call.registry.by_id(reading.config_id)
     if project is None:
         call.daemon.cursors.close(cursor_id)
         return {"lines": [], "done": True, "reason": "the config was unloaded"}
@@ -392,7 +406,7 @@ def _count(request, key):
 def handle_daemon_status(call, request):
     daemon = call.daemon
     configs = []
-    for project in daemon.registry.projects.values():
+    for project in call.registry.projects.values():
         running = sum(service.status in states.UP for service in project.services.values())
         configs.append({"config": project.source_path, "id": project.id,
                         "running": running, "total": len(project.services)})
@@ -413,6 +427,7 @@ HANDLERS = {
     "stop": handle_stop,
     "recreate": handle_recreate,
     "inspect": handle_inspect,
+    "export": handle_export,
     "logs": handle_logs,
     "prune": handle_prune,
     "logs_read": handle_logs_read,
