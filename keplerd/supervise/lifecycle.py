@@ -142,12 +142,22 @@ def bounce_dependents(project, dependency):
 
 
 def restart_on_change(project, name, change):
-    """Restart *name* because the watched path *change* changed; a failure is only logged."""
-    if not project.services[name].supervised:
+    """Restart *name* because the watched path *change* changed; a failure is only logged.
+
+    A service down by its own doing (exited, killed, gave up, failed) is started
+    again: fix the file, the service comes back (SPEC §10). Only a stop disarms the watch.
+    """
+    service = project.services[name]
+    if not service.watch_armed:
         return  # stopped meanwhile: a stopped service is not restarted by file changes
-    log.info("%s: restarting %s: watch: %s changed", project.name, name, change)
     try:
-        restart(project, [name], reason="watch")
+        if service.supervised:
+            log.info("%s: restarting %s: watch: %s changed", project.name, name, change)
+            restart(project, [name], reason="watch")
+        else:
+            log.info("%s: restarting %s: watch: %s changed (it was %s)", project.name, name, change, service.status)
+            service.note_restart("watch")
+            start(project, [name])
     except (ActionFailed, HookFailed) as failure:
         log.warning("%s: restart of %s after %s changed: %s", project.name, name, change, failure)
 

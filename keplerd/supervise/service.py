@@ -141,6 +141,8 @@ class Service:
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
+        if self._watcher is None:
+            self._arm_watch()  # before spawn, so no change is missed; only a stop disarms it
         self._supervisor = self.project.spawn(self._supervise, wait_on, tuple(after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
@@ -156,8 +158,11 @@ class Service:
         if restarting:
             self._guard_hook("pre_restart", abort=True)
         if not self.supervised:
+            self.disarm_watch()
             if by_user:
                 self.desired = DOWN
+                if self.status in (states.EXITED, states.KILLED) and not restarting:
+                    self._set_state(states.STOPPED)  # the user's word now: the watch no longer revives it
             self.project.persist()
             return
         if self._stop_requested:
@@ -177,6 +182,7 @@ class Service:
         if by_user:
             self.desired = DOWN
         self._stop_requested = True
+        self.disarm_watch()
         if running:
             self._set_state(states.STOPPING)
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
@@ -272,12 +278,8 @@ class Service:
         return True
 
     def _run_once(self, after_start):
-        """Spawn and wait once, watching the service's files meanwhile (SPEC §10)."""
-        self._arm_watch()
-        try:
-            return self._spawn_and_wait(after_start)
-        finally:
-            self._disarm_watch()
+        """Spawn and wait once (the watch, armed by ``start``, runs throughout)."""
+        return self._spawn_and_wait(after_start)
 
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
@@ -310,22 +312,30 @@ class Service:
     # -- file watching ---------------------------------------------------------------
 
     def _arm_watch(self):
-        """Watch ``restart.watch`` while a process runs: armed before spawn, so no change is missed."""
+        """Watch ``restart.watch`` from the start until a stop (SPEC §10).
+
+        It stays armed while the service is down by its own doing (back-off,
+        exited, killed, gave up): a change then brings it back.
+        """
         patterns = self.spec["restart"]["watch"]
         if not patterns:
             return
         # Loaded by the first service that watches: inotify (ctypes) costs the others nothing.
         from keplerd.model.globs import GlobSet
-        from keplerd.supervise.watch import Watcher, daemon_log_files
+        from keplerd.supervise.watch import Watcher, daemon_files
 
         if self.watch_error:
             self._note(watch_error=None)
         self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
                                 self._watch_failed, spawn=self.project.spawn,
-                                exclude=[self.project.state_dir, *daemon_log_files()])
+                                exclude=daemon_files(self.project.state_dir))
         self._watcher.arm()
 
-    def _disarm_watch(self):
+    @property
+    def watch_armed(self):
+        return self._watcher is not None
+
+    def disarm_watch(self):
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.disarm()
