@@ -36,6 +36,9 @@ _SETUP_FAILURE = "KeplerSetup"
 _RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
 
 
+IO_FIRST_SECONDS = 0.05
+
+
 class SpawnError(Exception):
     """The child could not be started; the message is the reason shown to users."""
 
@@ -65,6 +68,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
     """
     if not os.path.isdir(cwd):
         raise SpawnError(f"working directory not found: {cwd}")
+    serve_ready_io()
     identity = _resolve_identity(user, group)
     if identity:
         env = identity.add_login_env(env)
@@ -98,6 +102,18 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         child.wait()
         raise SpawnError(_describe_exec_failure(failure, executable, cwd, identity))
     return child
+
+
+def serve_ready_io(longest=IO_FIRST_SECONDS):
+    """Let the loop serve what is ready (log pipes above all) before a spawn blocks it (SPEC §11).
+
+    A fork holds the loop for a while; lines waiting in pipes meanwhile would be
+    stamped late, and two services' lines merged out of write order. Waits until
+    the loop is idle, but never more than *longest*: a stream that never pauses
+    must not hold spawns back.
+    """
+    with gevent.Timeout(longest, False):
+        gevent.idle()
 
 
 def _resolve_identity(user, group):
