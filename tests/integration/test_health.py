@@ -80,9 +80,10 @@ def test_a_disabled_check_never_probes(kepler, disabled):
 def test_probe_runs_with_the_service_environment_and_working_dir(kepler):
     os.makedirs(os.path.join(kepler.workdir, "site"))
     config(kepler, {"web": {"command": ["sleep", "1000"], "working_dir": "site", "environment": ["MODE=probe-env"],
-                            "healthcheck": {"test": ["sh", "-c", "echo $MODE > seen; pwd >> seen"],
+                            "healthcheck": {"test": ["sh", "-c", "(echo $MODE; pwd) > seen.new; mv seen.new seen"],
                                             "interval": "50ms"}}})
     kepler.ctl("start", "-d")
     kepler.wait_status("web", "healthy")
+    # Written whole and renamed: the next probe (every 50 ms) never shows a half-written file.
     seen = open(os.path.join(kepler.workdir, "site", "seen")).read().split()
     assert seen == ["probe-env", os.path.join(kepler.workdir, "site")]
