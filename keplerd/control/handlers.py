@@ -357,9 +357,11 @@ def _select_logs(project, names):
         owner, dot, hook = name.partition(".")
         hooks = project.global_hooks if owner == "global" else \
             project.services[owner].spec["hooks"] if owner in project.services else None
-        if hooks is None or not dot or (hook not in hooks and name not in stored):
-            raise RequestError(f"no such service or hook log: {name} (services: {', '.join(project.services)}; "
-                               f"a hook's log is <service>.<hook> or global.<hook>)")
+        if not dot:
+            raise RequestError(f"no such service: {name}")
+        if hooks is None or (hook not in hooks and name not in stored):
+            raise RequestError(f"no such service or hook log: {name} (a hook's log is <service>.<hook> "
+                               f"or global.<hook>, for a hook the config has)")
 
 
 def _stamp(request, key):
