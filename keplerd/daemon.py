@@ -3,7 +3,7 @@
 Patches gevent first: everything after this import runs in greenlets.
 """
 
-from gevent import events, monkey
+from gevent import config, events, monkey
 
 # patch_all announces itself to plugins found through package entry points, which
 # loads importlib.metadata and reads every installed package's metadata: 2 MiB of
@@ -12,6 +12,10 @@ from gevent import events, monkey
 events.notify_and_call_entry_points = events.notify
 # The defaults, but for ssl: the daemon speaks no TLS, and patching it would load
 # OpenSSL for nothing (about 4 MiB of resident memory).
+# No threads in the daemon: Python runs between fork and exec (user, limits), which a
+# thread holding a lock would deadlock. gevent's default resolver is a thread pool;
+# c-ares resolves in the loop without one (process._refuse_if_threaded checks).
+config.resolver = "ares"
 monkey.patch_all(ssl=False)
 
 import ctypes  # noqa: E402
@@ -35,21 +39,18 @@ from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
-from keplerd.logs.cursors import CursorTable  # noqa: E402
+from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
-from keplerd.supervise.service import UP  # noqa: E402
+from keplerd.model import actions  # noqa: E402
+from keplerd.supervise.service import DESIRED_UP  # noqa: E402
 
 log = logging.getLogger("keplerd")
 
 PR_SET_CHILD_SUBREAPER = 36
 RELOAD, STOP = "reload", "stop"
-
-
-class StartupError(Exception):
-    """The daemon cannot start; the message says why."""
 
 
 class Daemon:
@@ -74,7 +75,7 @@ class Daemon:
         self._server = None
         self._lock_fd = None
         self._mailbox = Queue()
-        self._greenlets = Group()  # the daemon's own: the watchdog
+        self._greenlets = Group()  # the daemon's own: the watchdog, the configs' shutdowns
         self._stopped = Event()
         self._shutting_down = False
 
@@ -101,6 +102,7 @@ class Daemon:
         self._serve()
         self.shutdown()
         self._server.stop(timeout=2.0)
+        self.cursors.close_all()
         self._greenlets.kill()
         bakery.stop_zygote()
         self._cleanup_files()
@@ -123,7 +125,11 @@ class Daemon:
         self._notifier.stopping()
         log.info("stopping all services")
         projects = list(self.registry.projects.values())
-        gevent.joinall([gevent.spawn(project.shutdown) for project in projects])
+        stoppers = [self._greenlets.spawn(project.shutdown) for project in projects]
+        gevent.joinall(stoppers)
+        for project, stopper in zip(projects, stoppers):
+            if stopper.exception is not None:
+                log.error("%s: shutdown failed: %r", project.name, stopper.exception, exc_info=stopper.exc_info)
         self._stopped.set()
         self._mailbox.put(STOP)
 
@@ -132,6 +138,9 @@ class Daemon:
         if self._shutting_down:
             return
         self._notifier.reloading()
+        self.registry.system.forget_identities()
+        if self._server is not None:
+            self._server.reread_group()
         if self._reread is not None:
             try:
                 self._apply(self._reread())
@@ -224,12 +233,12 @@ class Daemon:
         """Load every baked config and bring back the services that were up."""
         for project in self.registry.load_all():
             self.registry.kill_leftovers(project)
-            wanted = [name for name, service in project.services.items() if service.desired == UP]
+            wanted = [name for name, service in project.services.items() if service.desired == DESIRED_UP]
             if wanted:
                 log.info("%s: restarting %s", project.name, ", ".join(wanted))
                 # In dependency order, awaiting only dependencies that come back too:
                 # the others were not up when the daemon went away.
-                lifecycle.start(project, wanted, no_deps=True, wait_on=set(wanted))
+                lifecycle.start(project, wanted, actions.Start(no_deps=True, wait_on=frozenset(wanted)))
 
     def _cleanup_files(self):
         for path in (paths.socket_path(self.state_dir), paths.pid_path(self.state_dir)):
@@ -286,7 +295,7 @@ def main(argv=None):
     daemon = Daemon(settings, reread, Notifier.from_environment(os.environ), on_ready=on_ready)
     try:
         daemon.run()
-    except (AlreadyRunning, StartupError) as error:
+    except AlreadyRunning as error:
         _fail(readiness, str(error))
     except OSError as error:
         _fail(readiness, f"cannot start: {error}")

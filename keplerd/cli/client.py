@@ -79,8 +79,7 @@ class Client:
                 raise DaemonUnreachable(f"keplerd is not running ({self.socket_path} is not a socket)") from None
             raise
         self._sock = sock
-        hello = self.call({"type": "hello", "version": PROTOCOL_VERSION})
-        self.daemon_version = hello.get("daemon_version")
+        self.call({"type": "hello", "version": PROTOCOL_VERSION})
         return self
 
     def close(self):

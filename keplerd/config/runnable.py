@@ -15,11 +15,12 @@ exist yet (it is reported at start).
 [(['user'], "no such user 'kt-nobody-here'")]
 """
 
+import grp
 import os
-
-from ..osproc import users
+import pwd
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+MAX_ID = 2**32 - 2  # as osproc.users: (uid_t)-1 means "unchanged" to the set*id calls
 CREATING_HOOKS = ("on_init", "pre_start")
 
 
@@ -45,26 +46,35 @@ def problems_of(block, check_program=True):
     """Yield ``(key path, why)`` for what a baked service or hook needs that this machine lacks."""
     user, group = block.get("user"), block.get("group")
     if user is not None:
-        why = _identity_problem(user, None)
+        account, _, gid_text = str(user).partition(":")
+        why = _id_problem("user", account, pwd.getpwnam) or (gid_text and _id_problem("group", gid_text, grp.getgrnam))
         if why:
             yield ["user"], why
-            user = None  # its group cannot be judged either; do not report it twice
-    if group is not None and _identity_problem(user, group):
-        yield ["group"], _identity_problem(user, group)
+    if group is not None:
+        why = _id_problem("group", str(group), grp.getgrnam)
+        if why:
+            yield ["group"], why
     if check_program and os.path.isdir(block["working_dir"]):
         why = program_problem(block["command"][0], block["env"], block["working_dir"])
         if why:
             yield ["command"], why
 
 
-def _identity_problem(user, group):
+def _id_problem(kind, text, lookup):
+    """Say why the user or group *text* (a name or a number) cannot be resolved here, or None.
+
+    The same rules as ``osproc.users`` (which the bake worker and ``config check``
+    do not import): a name must exist; a number need not have an entry.
+    """
     try:
-        users.resolve(user, group)
-    except users.UnknownIdentity as error:
-        kind, colon, name = str(error).partition(": ")
-        if kind in ("unknown user", "unknown group") and colon:
-            return f"no such {kind.split()[1]} '{name}'"
-        return str(error)
+        lookup(text)
+        return None
+    except (KeyError, ValueError):  # ValueError: a NUL byte, which no name holds
+        pass
+    if not (text.isascii() and text.isdigit()):
+        return f"no such {kind} '{text}'"
+    if int(text) > MAX_ID:
+        return f"invalid {kind} id: {text}"
     return None
 
 

@@ -77,17 +77,23 @@ class Caller:
 class CallerRegistry:
     """The daemon's registry as one caller may use it: other users' configs are refused or hidden.
 
-    Handlers reach configs only through this. What it does not define is the
-    registry's own (read-only helpers); anything that returns a config by path or
-    id, lists configs, bakes or unloads is defined here.
+    Handlers reach configs only through this: every method that finds, lists,
+    bakes or unloads configs is defined here with its check. Any other registry
+    attribute is refused, so that a new registry method cannot skip the check by
+    accident: add it here, checked.
     """
+
+    PLAIN = ("state_dir", "bake_options")  # the registry's settings, which say nothing of any config
 
     def __init__(self, registry, caller):
         self._registry = registry
         self.caller = caller
 
     def __getattr__(self, name):
-        return getattr(self._registry, name)
+        if name in self.PLAIN:
+            return getattr(self._registry, name)
+        raise AttributeError(f"{name}: not reachable through the caller's registry; "
+                             f"add it to keplerd/control/access.py with its access check")
 
     @property
     def projects(self):

@@ -16,8 +16,9 @@ import gevent
 
 from keplerd import __version__, paths
 from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
-from keplerd.logs.cursors import FollowerDropped, open_reading
-from keplerd.model import states
+from keplerd.logs.cursor_table import FollowerDropped, open_reading
+from keplerd.model import actions, states
+from keplerd.model.errors import UnknownName
 from keplerd.supervise import lifecycle
 from keplerd.supervise.events import Dropped, Subscriber
 from keplerd.supervise.registry import NotLoaded
@@ -61,8 +62,8 @@ def dispatch(daemon, session, request_id, request):
         return {"ok": False, "error": str(error)}
     except NotLoaded as error:
         return {"ok": False, "error": str(error)}
-    except KeyError as error:
-        return {"ok": False, "error": error.args[0] if error.args else "missing field"}
+    except UnknownName as error:
+        return {"ok": False, "error": str(error)}
     except Exception as error:
         log.exception("request %s failed", request["type"])
         return {"ok": False, "error": f"internal error: {error}"}
@@ -112,10 +113,7 @@ def _baked_project(call, request):
 
 
 def _select(project, names):
-    try:
-        return project.select(names)
-    except KeyError as error:
-        raise RequestError(error.args[0]) from None
+    return project.select(names)  # UnknownName: answered as the client's mistake
 
 
 def _signal(request):
@@ -154,7 +152,7 @@ def handle_start(call, request):
     running = {name for name, service in project.services.items() if service.supervised}
 
     def start():
-        ordered = lifecycle.start(project, names, no_deps=no_deps)
+        ordered = lifecycle.start(project, names, actions.Start(no_deps=no_deps))
         # Attached to named services, follow them and the dependencies this start started:
         # a dependency that was already running is not ours to wait for (or to stop on Ctrl+C).
         return ordered if not names else [name for name in ordered if name in names or name not in running]
@@ -169,17 +167,21 @@ def handle_restart(call, request):
     _select(project, names)
     timeout = _timeout(request)
     if not request.get("attach") and not request.get("wait"):
-        return {"services": _act(lambda: lifecycle.restart(project, names))}
+        # In a greenlet of the config: a client that goes away never aborts the restart half-way.
+        started, error = project.request_restart(names, "user").get()
+        if error is not None:
+            raise RequestError(error)
+        return {"services": started}
     targets = set(lifecycle.restart_closure(project, [service.name for service in project.select(names)]))
     subscriber = Subscriber()
     project.attach(subscriber, logs=False)
     progress = bool(request.get("attach"))
     try:
         # In a greenlet of the config: a client that goes away (Ctrl+C) detaches, never aborts the restart.
-        restarting = project.spawn(_quietly, lambda: _act(lambda: lifecycle.restart(project, names)))
+        restarting = project.request_restart(names, "user")
         started = _forward_until_done(call, subscriber, restarting, targets if progress else ())
         # The same wait as ``start --wait``; in the request's greenlet, so a client that leaves ends it.
-        waiting = gevent.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
+        waiting = project.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
         try:
             _forward_until_done(call, subscriber, waiting, targets if progress else ())
         finally:
@@ -386,10 +388,7 @@ def _pattern(request):
 def handle_logs_read(call, request):
     """Return the next batch of a cursor; following, wait up to ``wait`` seconds for new lines."""
     cursor_id = _text(request, "cursor")
-    try:
-        reading = call.daemon.cursors.get(cursor_id)
-    except KeyError as error:
-        raise RequestError(error.args[0]) from None
+    reading = call.daemon.cursors.get(cursor_id)
     project = call.registry.by_id(reading.config_id)
     if project is None:
         call.daemon.cursors.close(cursor_id)

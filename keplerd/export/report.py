@@ -5,6 +5,8 @@ import math
 import posixpath
 import re
 
+from keplerd.model import defaults
+
 FORMATS = ("systemd", "nomad")
 DEFAULT_SYSTEMD_VERSION = 252
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -53,7 +55,7 @@ def _dotted(path):
     return path if isinstance(path, str) else ".".join(str(part) for part in path)
 
 
-KEPLER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # SPEC §2, without PATH
+KEPLER_PATH = defaults.DEFAULT_PATH  # SPEC §2, without PATH
 
 
 def resolved_argv(argv, env, working_dir, options):
@@ -68,6 +70,11 @@ def resolved_argv(argv, env, working_dir, options):
         return [posixpath.normpath(posixpath.join(working_dir, program)), *argv[1:]]
     found = options.resolve(program, env.get("PATH", KEPLER_PATH)) if options.resolve else None
     return [found, *argv[1:]] if found else list(argv)
+
+
+def one_line(text):
+    """Return *text* on one line (a display name in a unit comment or description)."""
+    return " ".join(str(text).splitlines())
 
 
 def safe_prefix(name):
@@ -98,5 +105,5 @@ def edges_to(snapshot, name):
             if name in service.get("depends_on", {})}
 
 
-LOG_DEFAULTS = {"max_size": None, "buffer_size": 0}
+QUICK_RUN = 10.0  # a run shorter than this is a quick failure (SPEC §10)
 DEFERRED = ("service_unhealthy", "service_failed", "service_stopped")

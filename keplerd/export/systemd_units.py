@@ -1,6 +1,7 @@
 """Lines of a systemd service unit that come from one part of a service: hooks, stop, limits."""
 
 from ..units import signal_name
+from ..model import defaults
 from . import common
 from .report import resolved_argv
 from .systemd_syntax import exec_line, timespan
@@ -24,17 +25,20 @@ def hook_lines(result, path, service, half, options):
     hooks = service.get("hooks") or {}
     table = PRE_HOOKS if half == "pre" else POST_HOOKS
     lines = []
-    for name in sorted(hooks, key=lambda name: (list(table).index(name) if name in table else len(table), name)):
-        hook_path = path + ["hooks", name]
-        if half == "post" and name in UNMAPPED_HOOKS:
-            result.warn(hook_path, f"no systemd equivalent ({UNMAPPED_HOOKS[name]}), dropped")
-        elif name not in PRE_HOOKS and name not in POST_HOOKS and name not in UNMAPPED_HOOKS and half == "post":
-            result.warn(hook_path, "not known to this exporter, dropped")
-        if name in table:
-            directive, prefix = table[name]
-            argv = hook_argv(result, hook_path, hooks[name], service, options)
+    for name, (directive, prefix) in table.items():
+        if name in hooks:
+            argv = hook_argv(result, path + ["hooks", name], hooks[name], service, options)
             lines.append(f"{directive}=" + exec_line(argv, prefix))
     return lines
+
+
+def report_unmapped_hooks(result, path, service):
+    """Warn about each hook of the service that no Exec*= line runs."""
+    for name in sorted(service.get("hooks") or {}):
+        if name in UNMAPPED_HOOKS:
+            result.warn(path + ["hooks", name], f"no systemd equivalent ({UNMAPPED_HOOKS[name]}), dropped")
+        elif name not in PRE_HOOKS and name not in POST_HOOKS:
+            result.warn(path + ["hooks", name], "not known to this exporter, dropped")
 
 
 def hook_argv(result, path, hook, service, options):
@@ -49,6 +53,8 @@ def hook_argv(result, path, hook, service, options):
             result.map(path + [key])
     if hook.get("timeout") is not None:
         result.warn(path + ["timeout"], "no systemd equivalent for one command's timeout, dropped")
+    else:
+        result.map(path + ["timeout"])
     base = service.get("env") or {}
     env = hook.get("env") or {}
     argv = resolved_argv(hook["command"], env, hook.get("working_dir") or service["working_dir"], options)
@@ -64,7 +70,7 @@ def stop_lines(result, path, service):
     return [
         f"KillSignal={signal_name(service.get('stop_signal', 15))}",
         "KillMode=mixed",
-        f"TimeoutStopSec={timespan(service.get('stop_grace_period', 10.0))}",
+        f"TimeoutStopSec={timespan(service.get('stop_grace_period', defaults.STOP_GRACE_PERIOD))}",
     ]
 
 

@@ -10,7 +10,7 @@ import signal
 
 import gevent
 
-from keplerd.logs.format import now_stamp
+from keplerd.logs.format import kepler_note
 from keplerd.osproc import process
 
 log = logging.getLogger("keplerd.hooks")
@@ -55,6 +55,6 @@ def _spawn(project, writer, hook):
 
 
 def _failure(writer, name, reason):
-    writer.write("stderr", now_stamp() + f"kepler: hook {name} failed: {reason}\n".encode())
+    writer.write("stderr", kepler_note(f"hook {name} failed: {reason}"))
     log.warning("hook %s failed: %s", writer.name, reason)
     return HookFailed(f"{name} hook {reason}")

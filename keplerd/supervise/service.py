@@ -12,8 +12,8 @@ import time
 import gevent
 from gevent.event import Event
 
-from keplerd.logs.format import now_stamp
-from keplerd.model import deps, states
+from keplerd.logs.format import kepler_note
+from keplerd.model import actions, deps, states
 from keplerd.model.backoff import Backoff, wants_restart
 from keplerd.osproc import process
 from keplerd.supervise import lifecycle
@@ -22,13 +22,12 @@ from keplerd.supervise.hooks import HookFailed, run_hook
 
 log = logging.getLogger("keplerd.service")
 
-UP = "up"
-DOWN = "down"
+# The desired state (what the user asked for), not a status: states.UP is the set of up statuses.
+DESIRED_UP = "up"
+DESIRED_DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
               "restart_reason", "retries")
-# Restarts the daemon makes on its own count in ``restarts``; asked-for and propagated ones do not.
-COUNTED_RESTARTS = ("policy", "watch")
 
 
 class Service:
@@ -44,7 +43,7 @@ class Service:
         self.project = project
         self.system = project.system   # the OS seam: spawns, signals, probes (supervise/system.py)
         self.status = states.STOPPED
-        self.desired = DOWN
+        self.desired = DESIRED_DOWN
         self.pid = self.create_time = self.exit_code = self.signal = None
         self.since = time.time()
         self.started_at = None
@@ -67,6 +66,7 @@ class Service:
         self._child = None
         self._supervisor = None
         self._stop_requested = False
+        self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
         self._idle = Event()
         self._idle.set()
 
@@ -116,8 +116,12 @@ class Service:
         self.project.service_changed(self)
 
     def note_restart(self, reason):
-        """Record why the service restarts (``inspect`` shows it); see ``COUNTED_RESTARTS``."""
-        self._note(restart_reason=reason, restarts=self.restarts + (reason in COUNTED_RESTARTS))
+        """Record why the service restarts (``inspect`` shows it) and count it if it counts."""
+        self._note(**self._restart_record(reason))
+
+    def _restart_record(self, reason):
+        """Return the changes a restart for *reason* makes: ``restart_reason`` and ``restarts``."""
+        return {"restart_reason": reason, "restarts": self.restarts + actions.counted(reason)}
 
     @property
     def supervised(self):
@@ -125,43 +129,44 @@ class Service:
 
     # -- commands --------------------------------------------------------------------
 
-    def start(self, wait_on=None, after_start=(), restarting=False):
+    def start(self, how=actions.PLAIN):
         """Make the service run; returns once its supervisor is on its way.
 
-        *wait_on* limits the dependencies whose conditions are awaited (None: all);
-        *after_start* names hooks to run after ``post_start`` (``post_restart``);
-        *restarting*: the start half of a restart (log retention ``on_restart``, not ``on_start``).
+        *how* (an ``actions.Start``) says which dependencies are awaited, which hooks
+        follow ``post_start``, and whether this is the start half of a restart (log
+        retention ``on_restart``, not ``on_start``).
         """
         self._idle.wait()
-        self.desired = UP
+        self.desired = DESIRED_UP
         if self.supervised:
             self.project.persist()
             return
-        self.project.logs.apply_retention(self.name, "on_restart" if restarting else "on_start")
+        self.project.logs.apply_retention(self.name, "on_restart" if how.restarting else "on_start")
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
         if self._watcher is None:
             self._arm_watch()  # before spawn, so no change is missed; only a stop disarms it
-        self._supervisor = self.project.spawn(self._supervise, wait_on, tuple(after_start))
+        self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
-    def stop(self, signum=None, by_user=True, hooks=True, restarting=False):
+    def stop(self, signum=None, why=actions.BY_USER):
         """Stop the service and everything it spawned; returns when it is stopped.
 
-        *by_user* is False when the daemon itself shuts down: the desired state then
-        stays as it is, so the next daemon brings the service back. A failing
-        ``pre_stop`` hook aborts a user's stop (``HookFailed``); when *restarting*,
-        ``pre_restart`` runs first and guards the same way, and log retention is left
-        to the start half.
+        *why* (``actions.BY_USER``, ``SHUTDOWN``, ``RESTART``): a daemon shutdown
+        leaves the desired state as it is, so the next daemon brings the service
+        back. A failing ``pre_stop`` hook aborts a user's stop (``HookFailed``); a
+        restart runs ``pre_restart`` first, which guards the same way, and leaves
+        log retention to its start half.
         """
-        if restarting:
-            self._guard_hook("pre_restart", abort=True)
+        by_user = why != actions.SHUTDOWN
+        if why == actions.RESTART:
+            self._guard_hook("pre_restart")
         if not self.supervised:
             self.disarm_watch()
             if by_user:
-                self.desired = DOWN
-                if self.status in (states.EXITED, states.KILLED) and not restarting:
+                self.desired = DESIRED_DOWN
+                if self.status in (states.EXITED, states.KILLED) and why == actions.BY_USER:
                     self._set_state(states.STOPPED)  # the user's word now: the watch no longer revives it
             self.project.persist()
             return
@@ -170,30 +175,42 @@ class Service:
             return
         self._idle.clear()
         try:
-            self._stop_supervised(signum, by_user, hooks, restarting)
+            self._stop_supervised(signum, why)
         finally:
             self._idle.set()
 
-    def _stop_supervised(self, signum, by_user, hooks, restarting):
+    def _stop_supervised(self, signum, why):
+        by_user = why != actions.SHUTDOWN
         child = self._child
         running = child is not None and child.returncode is None
-        if running and hooks:
-            self._guard_hook("pre_stop", abort=by_user)
+        if running:
+            # A shutdown runs pre_stop too, but nothing may abort it.
+            (self._guard_hook if by_user else self._logged_hook)("pre_stop")
         if by_user:
-            self.desired = DOWN
+            self.desired = DESIRED_DOWN
         self._stop_requested = True
         self.disarm_watch()
-        if running:
+        if self.status in states.UP:  # running, or its process just ended and post_exit runs
             self._set_state(states.STOPPING)
+        if running:
+            if self._in_post_start:
+                # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
+                self._supervisor.kill()
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
             self._supervisor.join()
         else:
             self._supervisor.kill()
         self._child = None
-        self.project.logs.apply_retention(self.name, "on_stop" if by_user and not restarting else None)
+        self.project.logs.apply_retention(self.name, "on_stop" if why == actions.BY_USER else None)
         self._set_state(states.STOPPED, pid=None, waiting_on=None, backoff_until=None)
-        if running and hooks:
+        if running:
             self._logged_hook("post_stop")
+
+    def kill_process(self):
+        """SIGKILL the current run's process group, if any: the last resort of a failed shutdown."""
+        child = self._child
+        if child is not None and child.returncode is None:
+            child.kill()
 
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
@@ -227,10 +244,12 @@ class Service:
                 return
             self.project.logs.apply_retention(self.name, "on_restart")
             # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
-            self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="policy", reached_up=False,
+            self._set_state(states.STARTING, **self._restart_record("policy"), reached_up=False,
                             reason=f"restarting after exit {_describe(returncode)}", pid=None,
                             retries=backoff.quick_failures, backoff_until=time.time() + delay if delay else None)
-            self.project.dependency_restarting(self)
+            dependents = lifecycle.dependents_to_restart(self.project, self.name)
+            if dependents:
+                self.project.request_restart(dependents, "dependency")
             if delay:
                 self.system.sleep(delay)
                 self._note(backoff_until=None)
@@ -269,9 +288,9 @@ class Service:
         """Run ``on_init`` (once per bake) and ``pre_start``; fail the service if one fails."""
         try:
             if not self.on_init_done:
-                self._guard_hook("on_init", abort=True)
+                self._guard_hook("on_init")
                 self._note(on_init_done=True)
-            self._guard_hook("pre_start", abort=True)
+            self._guard_hook("pre_start")
         except HookFailed as failure:
             self._fail(str(failure))
             return False
@@ -293,14 +312,19 @@ class Service:
         self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
                         reason=None, was_healthy=False, health_failures=0, last_probe=None)
         monitor = self._monitor_health()
-        for hook in ("post_start", *after_start):
-            self._logged_hook(hook)
-        # Only now has the start sequence run its course: dependents may go ahead.
-        self._note(reached_up=True)
-        returncode = child.wait()
+        try:
+            self._in_post_start = True
+            for hook in ("post_start", *after_start):
+                self._logged_hook(hook)
+            self._in_post_start = False
+            # Only now has the start sequence run its course: dependents may go ahead.
+            self._note(reached_up=True)
+            returncode = child.wait()
+        finally:
+            self._in_post_start = False
+            if monitor is not None:
+                monitor.kill()
         ran_for = time.monotonic() - started
-        if monitor is not None:
-            monitor.kill()
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             self.system.signal_group(child.pgid, signal.SIGKILL)
@@ -328,7 +352,8 @@ class Service:
             self._note(watch_error=None)
         self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
                                 self._watch_failed, spawn=self.project.spawn,
-                                exclude=daemon_files(self.project.state_dir))
+                                exclude=daemon_files(self.project.state_dir),
+                                open_inotify=self.system.open_inotify)
         self._watcher.arm()
 
     @property
@@ -350,13 +375,14 @@ class Service:
         from keplerd.supervise.watch import describe_path  # loaded: _arm_watch made the watcher
 
         change = describe_path(path, self.spec["working_dir"])
-        self.log.write("stderr", now_stamp() + f"kepler: {self.name} restarting: watch: {change} changed\n".encode())
-        self._watch_restart = self.project.spawn(lifecycle.restart_on_change, self.project, self.name, change)
+        self.log.write("stderr", kepler_note(f"{self.name} restarting: watch: {change} changed"))
+        log.info("%s: restarting %s: watch: %s changed", self.project.name, self.name, change)
+        self._watch_restart = self.project.request_restart([self.name], "watch")
 
     def _watch_failed(self, message):
         """Report a watch that cannot (fully) work; the service keeps running."""
         log.error("%s/%s: %s", self.project.name, self.name, message)
-        self.log.write("stderr", now_stamp() + f"kepler: {self.name}: {message}\n".encode())
+        self.log.write("stderr", kepler_note(f"{self.name}: {message}"))
         self._note(watch_error=message)
 
     def _monitor_health(self):
@@ -386,26 +412,24 @@ class Service:
         self._set_state(status, pid=None, exit_code=exit_code, signal=signum, gave_up=gave_up, reason=reason)
 
     def _fail(self, reason):
-        self.log.write("stderr", now_stamp() + f"kepler: {self.name} failed: {reason}\n".encode())
+        self.log.write("stderr", kepler_note(f"{self.name} failed: {reason}"))
         self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None)
         return False
 
     # -- hooks -----------------------------------------------------------------------
 
-    def _guard_hook(self, name, abort):
-        """Run a ``pre_*``/``on_init`` hook; its failure raises when *abort*, else is logged."""
+    def _guard_hook(self, name):
+        """Run a ``pre_*``/``on_init`` hook that guards what follows: its failure raises ``HookFailed``."""
         hook = self.spec["hooks"].get(name)
-        if hook is None:
-            return
-        try:
+        if hook is not None:
             run_hook(self.project, self.name, name, hook)
-        except HookFailed:
-            if abort:
-                raise
 
     def _logged_hook(self, name):
-        """Run a ``post_*`` hook; a failure is only logged."""
-        self._guard_hook(name, abort=False)
+        """Run a hook whose failure changes nothing (``post_*``): run_hook has logged it."""
+        try:
+            self._guard_hook(name)
+        except HookFailed:
+            pass
 
 
 def _split_returncode(returncode):

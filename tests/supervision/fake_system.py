@@ -89,6 +89,7 @@ class FakeSystem:
         self.probe_results = {}  # service name -> (passed, exit_code) still to give: a list, or held (Queue)
         self.leftovers = set()   # (pid, create_time) an earlier daemon left running
         self.spawned = Event()
+        self.inotify = None      # an INotify class to use instead of the real one
 
     # -- the test's side -------------------------------------------------------------
 
@@ -171,6 +172,12 @@ class FakeSystem:
         self.journal.append(("probe", name, passed))
         return ProbeResult(passed, exit_code, "" if passed else "probe failed")
 
+    def open_inotify(self, **options):
+        """A real inotify by default (watches on temp dirs are harmless); tests may set ``inotify``."""
+        from inotify_simple import INotify
+
+        return (self.inotify or INotify)(**options)
+
     def sleep(self, seconds):
         """Record a back-off delay and let the loop turn once instead of waiting it."""
         self.journal.append(("sleep", None, seconds))
@@ -191,6 +198,9 @@ class FakeSystem:
             self.journal.append(("kill-leftover", pid, create_time))
             return True
         return False
+
+    def forget_identities(self):
+        self.journal.append(("forget-identities", None, None))
 
     def start_time(self, pid):
         return next((child.create_time for child in self.children if child.pid == pid and child.running), None)
