@@ -19,7 +19,7 @@ import grp
 import os
 import pwd
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+from ..model.defaults import DEFAULT_PATH
 MAX_ID = 2**32 - 2  # as osproc.users: (uid_t)-1 means "unchanged" to the set*id calls
 CREATING_HOOKS = ("on_init", "pre_start")
 
