@@ -15,6 +15,7 @@ import time
 import gevent
 
 from keplerd import __version__, paths
+from keplerd.control import requests
 from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
 from keplerd.logs.cursor_table import FollowerDropped, open_reading
 from keplerd.model import actions, states
@@ -51,6 +52,10 @@ class Call:
 
 def dispatch(daemon, session, request_id, request):
     """Run the handler of *request* and return its response (never raises)."""
+    try:
+        requests.check(request)
+    except requests.BadRequest as error:
+        return {"ok": False, "error": str(error)}
     handler = HANDLERS.get(request["type"])
     if handler is None:
         return {"ok": False, "error": f"unknown request type: {request['type']!r}"}
@@ -452,12 +457,19 @@ def handle_daemon_status(call, request):
         configs.append({"config": project.source_path, "id": project.id,
                         "running": running, "total": len(project.services)})
     return {"pid": daemon.pid, "version": __version__, "uptime": time.time() - daemon.started_at,
+            "generation": daemon.generation,
             "socket": paths.socket_path(daemon.state_dir), "state_dir": daemon.state_dir, "configs": configs}
 
 
 def handle_daemon_stop(call, request):
     call.daemon.shutdown()
     return {}
+
+
+def handle_daemon_reexec(call, request):
+    """Hand over to a fresh image (SPEC §20); answered only when that could not happen (exec cuts the rest)."""
+    reason = call.daemon.request_reexec()
+    raise RequestError(f"cannot re-execute: {reason}")
 
 
 HANDLERS = {
@@ -475,4 +487,5 @@ HANDLERS = {
     "logs_close": handle_logs_close,
     "daemon_status": handle_daemon_status,
     "daemon_stop": handle_daemon_stop,
+    "daemon_reexec": handle_daemon_reexec,
 }

@@ -33,8 +33,13 @@ class LineFormatter:
     (b'1 a\\n', b'2 bc\\n', b'')
     """
 
-    def __init__(self):
-        self._partial = b""
+    def __init__(self, partial=b""):
+        self._partial = partial
+
+    @property
+    def pending(self):
+        """The text after the last newline seen, waiting for the rest of its line."""
+        return self._partial
 
     def feed(self, chunk, stamp):
         """Return the complete lines of *chunk* (plus what was pending), each prefixed with *stamp*."""

@@ -26,8 +26,13 @@ def run_hook(project, owner, name, hook):
     Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
     group, killed whole when its ``timeout`` expires.
     """
-    writer = project.logs.writer(f"{owner}.{name}")
-    child, pumps = _spawn(project, writer, hook)
+    with project.system.passing_child():
+        mark = project.system.service_mark(project.id, owner)
+        _run(project, project.logs.writer(f"{owner}.{name}"), name, hook, mark)
+
+
+def _run(project, writer, name, hook, mark):
+    child, pumps = _spawn(project, writer, hook, mark)
     if child is None:
         raise _failure(writer, name, pumps)
     try:
@@ -46,10 +51,11 @@ def run_hook(project, owner, name, hook):
         raise _failure(writer, name, reason)
 
 
-def _spawn(project, writer, hook):
+def _spawn(project, writer, hook, mark):
     """Return ``(child, pumps)``, or ``(None, reason)`` when the hook cannot start."""
     try:
-        return project.system.spawn_logged(writer, hook)
+        env = project.system.marked_env(hook["env"], project.state_dir, mark)
+        return project.system.spawn_logged(writer, hook, env=env)
     except process.SpawnError as error:
         return None, str(error)
 

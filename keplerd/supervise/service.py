@@ -5,6 +5,7 @@ alone waits on the process and decides what happens next. ``stop`` asks for the
 end and waits for the supervisor to see it.
 """
 
+import base64
 import logging
 import signal
 import time
@@ -19,6 +20,7 @@ from keplerd.osproc import process
 from keplerd.supervise import lifecycle
 from keplerd.supervise.health import HealthMonitor
 from keplerd.supervise.hooks import HookFailed, run_hook
+from keplerd.supervise.service_watch import ServiceWatch
 
 log = logging.getLogger("keplerd.service")
 
@@ -28,6 +30,14 @@ DESIRED_DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
               "restart_reason", "retries")
+# What a supervised service's runtime carries over a ``daemon reexec`` (SPEC §20).
+_ADOPTED = ("status", "desired", "pid", "create_time", "exit_code", "signal", "since", "started_at", "restarts",
+            "restart_reason", "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on",
+            "reached_up", "was_healthy", "health_failures", "last_probe")
+
+
+class HelperCrashed(Exception):
+    """A greenlet the supervisor relies on died of a bug; the message says which and why."""
 
 
 class Service:
@@ -60,10 +70,14 @@ class Service:
         self.health_failures = 0
         self.last_probe = None
         self.log = project.logs.writer(name, spec.get("logs"))
+        self.mark = project.system.service_mark(project.id, name)
         self.watch_error = None
-        self._watcher = None
-        self._watch_restart = None
+        self._watch = ServiceWatch(self)
         self._child = None
+        self._pumps = ()             # the running child's output pumps
+        self._started = None         # when the running child started (monotonic)
+        self._backoff = None         # the supervisor's crash-loop back-off
+        self._wait_on = None         # the dependencies the supervisor awaits (None: all)
         self._supervisor = None
         self._stop_requested = False
         self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
@@ -82,7 +96,7 @@ class Service:
             "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
             "restart_reason": self.restart_reason, "watch_error": self.watch_error,
-            "watched_dirs": self._watcher.watched if self._watcher is not None else None,
+            "watched_dirs": self._watch.watched,
         }
 
     def _health(self):
@@ -115,6 +129,19 @@ class Service:
             setattr(self, key, value)
         self.project.service_changed(self)
 
+    @property
+    def watch_armed(self):
+        return self._watch.armed
+
+    def disarm_watch(self):
+        """Stop watching the service's files (a stop, or the config's unloading)."""
+        self._watch.disarm()
+
+    def set_watch_error(self, message):
+        """Record why the file watch cannot fully work (None: it works again); ``inspect`` shows it."""
+        if message != self.watch_error:
+            self._note(watch_error=message)
+
     def note_restart(self, reason):
         """Record why the service restarts (``inspect`` shows it) and count it if it counts."""
         self._note(**self._restart_record(reason))
@@ -145,8 +172,8 @@ class Service:
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
-        if self._watcher is None:
-            self._arm_watch()  # before spawn, so no change is missed; only a stop disarms it
+        if not self._watch.armed:
+            self._watch.arm()  # before spawn, so no change is missed; only a stop disarms it
         self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
@@ -163,7 +190,7 @@ class Service:
         if why == actions.RESTART:
             self._guard_hook("pre_restart")
         if not self.supervised:
-            self.disarm_watch()
+            self._watch.disarm()
             if by_user:
                 self.desired = DESIRED_DOWN
                 if self.status in (states.EXITED, states.KILLED) and why == actions.BY_USER:
@@ -189,7 +216,7 @@ class Service:
         if by_user:
             self.desired = DESIRED_DOWN
         self._stop_requested = True
-        self.disarm_watch()
+        self._watch.disarm()
         if self.status in states.UP:  # running, or its process just ended and post_exit runs
             self._set_state(states.STOPPING)
         if running:
@@ -197,6 +224,7 @@ class Service:
                 # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
                 self._supervisor.kill()
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
+            self._end_strays()
             self._supervisor.join()
         else:
             self._supervisor.kill()
@@ -212,32 +240,57 @@ class Service:
         if child is not None and child.returncode is None:
             child.kill()
 
+    def _end_strays(self):
+        """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop)."""
+        self.system.collect_strays(self.mark)
+
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
         log.error("%s/%s: supervisor crashed", self.project.name, self.name, exc_info=supervisor.exc_info)
         child, self._child = self._child, None
         if child is not None and child.returncode is None:
             child.kill()
+        self._end_strays()
         if self._stop_requested:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
             self.status = states.STARTING  # a crash may leave any state: fail from a known one
-            self._fail(f"internal error: {supervisor.exception!r}")
+            error = supervisor.exception
+            self._fail(f"internal error: {error if isinstance(error, HelperCrashed) else repr(error)}")
+
+    def spawn_helper(self, what):
+        """Return a spawn for the greenlets the supervisor relies on (health monitor, file watch).
+
+        Each belongs to the project; a bug that ends one fails the service with a
+        reason (through the supervisor, which then crashes on purpose) instead of
+        leaving it running unwatched.
+        """
+        def spawn(function, *args):
+            helper = self.project.spawn(function, *args)
+            helper.link_exception(lambda dead: self._helper_crashed(what, dead))
+            return helper
+        return spawn
+
+    def _helper_crashed(self, what, helper):
+        log.error("%s/%s: %s crashed", self.project.name, self.name, what, exc_info=helper.exc_info)
+        if self.supervised:
+            self._supervisor.kill(HelperCrashed(f"{what} crashed: {helper.exception!r}"), block=False)
 
     # -- supervision -----------------------------------------------------------------
 
     def _supervise(self, wait_on, after_start):
+        self._wait_on = wait_on
         if not self._await_dependencies(wait_on) or not self._start_hooks():
             return
-        backoff = Backoff.from_spec(self.spec["restart"])
-        while True:
-            outcome = self._run_once(after_start)
-            after_start = ()
-            if outcome is None or self._stop_requested:
-                return
+        self._backoff = Backoff.from_spec(self.spec["restart"])
+        self._keep_running(self._run_once(after_start))
+
+    def _keep_running(self, outcome):
+        """After a run ended with *outcome* (None: it failed to start), restart it as long as the policy says."""
+        while outcome is not None and not self._stop_requested:
             returncode, ran_for = outcome
             self._logged_hook("post_exit")
-            delay = backoff.next_delay(ran_for)
+            delay = self._backoff.next_delay(ran_for)
             self.project.logs.apply_retention(self.name, "on_exit")
             if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
                 self._finish(returncode, gave_up=delay is None)
@@ -246,15 +299,21 @@ class Service:
             # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
             self._set_state(states.STARTING, **self._restart_record("policy"), reached_up=False,
                             reason=f"restarting after exit {_describe(returncode)}", pid=None,
-                            retries=backoff.quick_failures, backoff_until=time.time() + delay if delay else None)
+                            retries=self._backoff.quick_failures,
+                            backoff_until=time.time() + delay if delay else None)
             dependents = lifecycle.dependents_to_restart(self.project, self.name)
             if dependents:
                 self.project.request_restart(dependents, "dependency")
-            if delay:
-                self.system.sleep(delay)
-                self._note(backoff_until=None)
-            if not self._start_hooks():
+            if not self._back_off(delay):
                 return
+            outcome = self._run_once(())
+
+    def _back_off(self, delay):
+        """Wait out the back-off, then run the start hooks again; False if one failed the service."""
+        if delay:
+            self.system.sleep(delay)
+            self._note(backoff_until=None)
+        return self._start_hooks()
 
     def _await_dependencies(self, wait_on):
         """Wait until every awaited dependency condition holds; fail the service if one cannot."""
@@ -303,18 +362,22 @@ class Service:
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = self.system.spawn_logged(self.log, self.spec)
+            child, pumps = self.system.spawn_logged(
+                self.log, self.spec, env=self.system.marked_env(self.spec["env"], self.project.state_dir, self.mark))
         except process.SpawnError as error:
             self._fail(str(error))
             return None
-        self._child = child
-        started = time.monotonic()
         self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
                         reason=None, was_healthy=False, health_failures=0, last_probe=None)
+        return self._wait_run(child, pumps, time.monotonic(), ("post_start", *after_start))
+
+    def _wait_run(self, child, pumps, started, hooks):
+        """Run *hooks*, then wait for the run of *child* to end; return ``(returncode, seconds run)``."""
+        self._child, self._pumps, self._started = child, pumps, started
         monitor = self._monitor_health()
         try:
             self._in_post_start = True
-            for hook in ("post_start", *after_start):
+            for hook in hooks:
                 self._logged_hook(hook)
             self._in_post_start = False
             # Only now has the start sequence run its course: dependents may go ahead.
@@ -328,68 +391,17 @@ class Service:
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             self.system.signal_group(child.pgid, signal.SIGKILL)
+            self._end_strays()
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
-        self._child = None
+        self._child, self._pumps = None, ()
         return returncode, ran_for
-
-    # -- file watching ---------------------------------------------------------------
-
-    def _arm_watch(self):
-        """Watch ``restart.watch`` from the start until a stop (SPEC §10).
-
-        It stays armed while the service is down by its own doing (back-off,
-        exited, killed, gave up): a change then brings it back.
-        """
-        patterns = self.spec["restart"]["watch"]
-        if not patterns:
-            return
-        # Loaded by the first service that watches: inotify (ctypes) costs the others nothing.
-        from keplerd.model.globs import GlobSet
-        from keplerd.supervise.watch import Watcher, daemon_files
-
-        if self.watch_error:
-            self._note(watch_error=None)
-        self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
-                                self._watch_failed, spawn=self.project.spawn,
-                                exclude=daemon_files(self.project.state_dir),
-                                open_inotify=self.system.open_inotify)
-        self._watcher.arm()
-
-    @property
-    def watch_armed(self):
-        return self._watcher is not None
-
-    def disarm_watch(self):
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.disarm()
-
-    def _watched_change(self, path):
-        """A burst of changes ended: restart through the normal path, in a greenlet of the project.
-
-        Not in the watcher's own greenlet: the restart stops the service, which disarms the watcher.
-        """
-        if self._watch_restart is not None and not self._watch_restart.dead:
-            return  # a restart is on its way: the new process will see this change too
-        from keplerd.supervise.watch import describe_path  # loaded: _arm_watch made the watcher
-
-        change = describe_path(path, self.spec["working_dir"])
-        self.log.write("stderr", kepler_note(f"{self.name} restarting: watch: {change} changed"))
-        log.info("%s: restarting %s: watch: %s changed", self.project.name, self.name, change)
-        self._watch_restart = self.project.request_restart([self.name], "watch")
-
-    def _watch_failed(self, message):
-        """Report a watch that cannot (fully) work; the service keeps running."""
-        log.error("%s/%s: %s", self.project.name, self.name, message)
-        self.log.write("stderr", kepler_note(f"{self.name}: {message}"))
-        self._note(watch_error=message)
 
     def _monitor_health(self):
         check = self.spec.get("healthcheck")
         if not check:
             return None
-        return self.project.spawn(HealthMonitor(self, check).run)
+        return self.spawn_helper("health monitor")(HealthMonitor(self, check).run)
 
     def health_verdict(self, result, failures, unhealthy):
         """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""
@@ -416,6 +428,70 @@ class Service:
         self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None)
         return False
 
+    # -- hand-over to the next image of the daemon (SPEC §20) ---------------------------
+
+    def at_rest(self):
+        """Tell whether the supervisor only waits: on a running process, a back-off or a dependency.
+
+        Only then can the next image of the daemon carry on from a record of the service.
+        """
+        if not self.supervised:
+            return True
+        if not self._idle.is_set() or self._stop_requested:
+            return False
+        if self._child is not None:
+            return self._child.returncode is None and self.reached_up
+        return self.backoff_until is not None or self.waiting_on is not None
+
+    def hand_over(self):
+        """Return the record the next image adopts (at rest, and without yielding until the exec)."""
+        runtime = {**self.runtime(), "reached_up": self.reached_up, "was_healthy": self.was_healthy}
+        record = {"runtime": runtime, "supervised": self.supervised, "wait_on": None,
+                  "quick_failures": self._backoff.quick_failures if self._backoff else 0}
+        if self._wait_on is not None:
+            record["wait_on"] = sorted(self._wait_on)
+        if self.supervised and self._child is not None:
+            record["ran_for"] = time.monotonic() - self._started
+            record["pumps"] = [_encoded(pump.hand_over()) for pump in self._pumps if not pump.dead]
+        return record
+
+    def take_over(self, record):
+        """Carry on supervising where the previous image of the daemon handed the service over."""
+        runtime = record["runtime"]
+        for key in _ADOPTED:
+            setattr(self, key, runtime.get(key))
+        down_by_itself = self.desired == DESIRED_UP and self.status in (states.EXITED, states.KILLED, states.FAILED)
+        if record["supervised"] or down_by_itself:
+            self._watch.arm()  # armed from start to stop, across the hand-over too (SPEC §10)
+        if not record["supervised"]:
+            return
+        self._backoff = Backoff.from_spec(self.spec["restart"])
+        self._backoff.quick_failures = record["quick_failures"]
+        wait_on = None if record["wait_on"] is None else set(record["wait_on"])
+        if "ran_for" in record:
+            pumps = [self.log.start_pump(pump["stream"], pump["fd"], base64.b64decode(pump["partial"]))
+                     for pump in record["pumps"]]
+            child = self.system.adopt_child(self.pid, self.create_time)
+            supervise = self._carry_on_running, child, pumps, record["ran_for"]
+        elif self.backoff_until is not None:
+            supervise = self._carry_on_backing_off, max(0.0, self.backoff_until - time.time())
+        else:
+            supervise = self._supervise, wait_on, ()
+        self._supervisor = self.project.spawn(*supervise)
+        self._supervisor.link_exception(self._supervisor_crashed)
+
+    def _carry_on_running(self, child, pumps, ran_for):
+        if child is None:  # not ours any more: the pid was reaped or reused
+            for pump in pumps:
+                pump.stop()
+            self._keep_running((-signal.SIGKILL, ran_for))
+            return
+        self._keep_running(self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=()))
+
+    def _carry_on_backing_off(self, delay):
+        if self._back_off(delay):
+            self._keep_running(self._run_once(()))
+
     # -- hooks -----------------------------------------------------------------------
 
     def _guard_hook(self, name):
@@ -430,6 +506,10 @@ class Service:
             self._guard_hook(name)
         except HookFailed:
             pass
+
+
+def _encoded(pump):
+    return {**pump, "partial": base64.b64encode(pump["partial"]).decode("ascii")}
 
 
 def _split_returncode(returncode):

@@ -10,10 +10,12 @@ What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
 ``kill()``.
 """
 
+import contextlib
+
 import gevent
 from gevent.lock import Semaphore
 
-from keplerd.osproc import groups, launch, process
+from keplerd.osproc import groups, launch, process, strays
 
 
 # A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
@@ -28,20 +30,54 @@ class System:
 
     def __init__(self):
         self._fork_gate = Semaphore()
+        self.passing_children = 0   # hook runs and probes now: nobody hands those over (SPEC §20)
 
-    def spawn_logged(self, writer, spec):
-        """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError."""
+    @contextlib.contextmanager
+    def passing_child(self):
+        """Count a hook run or probe while it runs: ``daemon reexec`` waits until there is none."""
+        self.passing_children += 1
+        try:
+            yield
+        finally:
+            self.passing_children -= 1
+
+    def adopt_child(self, pid, create_time):
+        """Watch a service process an earlier image of this daemon spawned: a child, or None if gone."""
+        return process.Child.adopt(pid, create_time)
+
+    def spawn_logged(self, writer, spec, env=None):
+        """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError.
+
+        *env* replaces the spec's environment (it adds the stray mark, ``osproc/strays.py``).
+        """
         with self._fork_gate:
             try:
-                return launch.spawn_logged(writer, spec)
+                return launch.spawn_logged(writer, spec, env=env)
             finally:
                 gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
+
+    def paused(self, pid):
+        """True when *pid* is stopped (SIGSTOP, a debugger): ``ps`` says ``(paused)``."""
+        return process.stopped(pid)
+
+    def service_mark(self, config_id, owner):
+        """The mark of a service's (or ``global``'s) processes: ``<config id>/<owner>``."""
+        return strays.service_mark(config_id, owner)
+
+    def marked_env(self, env, state_dir, mark):
+        """*env* with the stray mark of *mark* under *state_dir* (what ``collect_strays`` looks for)."""
+        return strays.marked_env(env, state_dir, mark)
+
+    def collect_strays(self, mark):
+        """Kill what a service left outside its process tree (it carries *mark*); return their pids."""
+        return strays.collect(mark)
 
     def probe(self, test, spec, timeout):
         """Run a health probe as the service *spec* would run: a ``health.ProbeResult``."""
         from keplerd.supervise import health
 
-        return health.probe(test, spec, timeout)
+        with self.passing_child():
+            return health.probe(test, spec, timeout)
 
     def open_inotify(self, **options):
         """Return a new inotify instance (``inotify_simple.INotify``) for a service's file watch."""

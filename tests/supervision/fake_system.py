@@ -8,6 +8,7 @@ a service runs until it is stopped or the test ends it (``child.exit(code)``);
 script a hook with ``exit_code=None`` to have it run until it is killed.
 """
 
+import contextlib
 import itertools
 import signal
 
@@ -16,6 +17,7 @@ from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
 
 from keplerd.logs.format import now_stamp
+from keplerd.osproc import strays
 from keplerd.osproc.process import SpawnError
 from keplerd.supervise.health import ProbeResult
 
@@ -84,12 +86,19 @@ class FakeSystem:
 
     def __init__(self):
         self.journal = []       # ("spawn" | "exit" | "stop" | "signal" | "probe", name, detail)
+        self.environments = {}  # log name -> the environment of its last spawn (with the stray mark)
+        self.stray_sweeps = []  # the marks strays were collected for, in order
         self.children = []      # every FakeChild, in spawn order
         self.behaviours = {}
         self.probe_results = {}  # service name -> (passed, exit_code) still to give: a list, or held (Queue)
         self.leftovers = set()   # (pid, create_time) an earlier daemon left running
         self.spawned = Event()
         self.inotify = None      # an INotify class to use instead of the real one
+
+    @contextlib.contextmanager
+    def passing_child(self):
+        """A hook run or probe is under way (the real System counts them for ``daemon reexec``)."""
+        yield
 
     # -- the test's side -------------------------------------------------------------
 
@@ -145,8 +154,9 @@ class FakeSystem:
 
     # -- the seam --------------------------------------------------------------------
 
-    def spawn_logged(self, writer, spec):
+    def spawn_logged(self, writer, spec, env=None):
         name = writer.name
+        self.environments[name] = env
         behaviour = self.behaviours.get(name) or Behaviour(exit_code=0 if "." in name else None)
         if behaviour.spawn_error:
             self.journal.append(("spawn-failed", name, behaviour.spawn_error))
@@ -191,6 +201,20 @@ class FakeSystem:
                     child.kill()
                 return True
         return False
+
+    def paused(self, pid):
+        return False
+
+    def service_mark(self, config_id, owner):
+        return strays.service_mark(config_id, owner)
+
+    def marked_env(self, env, state_dir, mark):
+        return strays.marked_env(env, state_dir, mark)
+
+    def collect_strays(self, mark):
+        """Nothing escapes a fake tree: record the sweep (services sweep at every end)."""
+        self.stray_sweeps.append(mark)
+        return []
 
     def kill_leftover(self, pid, create_time):
         if (pid, create_time) in self.leftovers:
