@@ -25,7 +25,8 @@ def show(context):
                                f"or keplerctl logs --file {name}")
     output = JsonLines(sys.stdout) if args.json else LogPrinter(sys.stdout, timestamps=args.timestamps)
     request = context.config_request("logs", services=args.services, head=args.head, tail=args.tail,
-                                     no_hook=args.no_hook, follow=args.follow)
+                                     no_hook=args.no_hook, follow=args.follow, since=args.since,
+                                     until=args.until, grep=args.grep)
     with context.client() as client:
         try:
             response = client.call(request)

@@ -100,7 +100,7 @@ ServiceHooksSchema = _hooks_schema(SERVICE_HOOKS, "service")
 
 class RetentionSchema(StrictSchema):
     on_start = fields.Choice(RETENTION, metadata=_doc("Logs on start; default retain."))
-    on_stop = fields.Choice(RETENTION, metadata=_doc("Logs on a user stop; default clear."))
+    on_stop = fields.Choice(RETENTION, metadata=_doc("Logs on a user stop; default retain."))
     on_restart = fields.Choice(RETENTION, metadata=_doc("Logs on restart; default retain."))
     on_exit = fields.Choice(RETENTION, metadata=_doc("Logs when it exits by itself; default retain."))
 

@@ -337,15 +337,57 @@ def handle_logs(call, request):
     """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
     names = _names(request)
-    _select(project, names)
+    _select_logs(project, names)
     head, tail = _count(request, "head"), _count(request, "tail")
     follow = bool(request.get("follow"))
     if head is not None and (tail is not None or follow):
         raise RequestError("--head cannot be combined with --tail or --follow")
-    reading = open_reading(project, names, bool(request.get("no_hook")), head, tail, follow, call.session)
+    since, until = _stamp(request, "since"), _stamp(request, "until")
+    if until is not None and follow:
+        raise RequestError("--until cannot be combined with --follow")
+    reading = open_reading(project, names, bool(request.get("no_hook")), head, tail, follow, call.session,
+                           since=since, until=until, grep=_pattern(request))
     cursor_id = call.daemon.cursors.open(reading)
     return {"cursor": cursor_id, "names": reading.stored.names, "services": list(project.services),
             **_next_batch(call, cursor_id, reading, wait=0.0)}
+
+
+def _select_logs(project, names):
+    """Check that each name is a service, or a hook's log: ``web.pre_start``, ``global.on_init``."""
+    from keplerd.logs.reader import log_names
+
+    unknown = [name for name in names if name not in project.services]
+    if not unknown:
+        return
+    stored = set(log_names(project.paths.logs))
+    for name in unknown:
+        owner, dot, hook = name.partition(".")
+        hooks = project.global_hooks if owner == "global" else \
+            project.services[owner].spec["hooks"] if owner in project.services else None
+        if not dot:
+            raise RequestError(f"no such service: {name}")
+        if hooks is None or (hook not in hooks and name not in stored):
+            raise RequestError(f"no such service or hook log: {name} (a hook's log is <service>.<hook> "
+                               f"or global.<hook>, for a hook the config has)")
+
+
+def _stamp(request, key):
+    value = request.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise RequestError(f"field {key!r} must be a time in epoch milliseconds")
+    return value
+
+
+def _pattern(request):
+    import re
+
+    text = _text(request, "grep")
+    if text is None:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise RequestError(f"--grep: invalid regular expression {text!r}: {error}") from None
 
 
 def handle_logs_read(call, request):

@@ -129,6 +129,14 @@ class Service:
             setattr(self, key, value)
         self.project.service_changed(self)
 
+    @property
+    def watch_armed(self):
+        return self._watch.armed
+
+    def disarm_watch(self):
+        """Stop watching the service's files (a stop, or the config's unloading)."""
+        self._watch.disarm()
+
     def set_watch_error(self, message):
         """Record why the file watch cannot fully work (None: it works again); ``inspect`` shows it."""
         if message != self.watch_error:
@@ -164,6 +172,8 @@ class Service:
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
+        if not self._watch.armed:
+            self._watch.arm()  # before spawn, so no change is missed; only a stop disarms it
         self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
@@ -180,8 +190,11 @@ class Service:
         if why == actions.RESTART:
             self._guard_hook("pre_restart")
         if not self.supervised:
+            self._watch.disarm()
             if by_user:
                 self.desired = DESIRED_DOWN
+                if self.status in (states.EXITED, states.KILLED) and why == actions.BY_USER:
+                    self._set_state(states.STOPPED)  # the user's word now: the watch no longer revives it
             self.project.persist()
             return
         if self._stop_requested:
@@ -203,6 +216,7 @@ class Service:
         if by_user:
             self.desired = DESIRED_DOWN
         self._stop_requested = True
+        self._watch.disarm()
         if self.status in states.UP:  # running, or its process just ended and post_exit runs
             self._set_state(states.STOPPING)
         if running:
@@ -342,12 +356,8 @@ class Service:
         return True
 
     def _run_once(self, after_start):
-        """Spawn and wait once, watching the service's files meanwhile (SPEC §10)."""
-        self._watch.arm()
-        try:
-            return self._spawn_and_wait(after_start)
-        finally:
-            self._watch.disarm()
+        """Spawn and wait once (the watch, armed by ``start``, runs throughout)."""
+        return self._spawn_and_wait(after_start)
 
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
@@ -450,6 +460,9 @@ class Service:
         runtime = record["runtime"]
         for key in _ADOPTED:
             setattr(self, key, runtime.get(key))
+        down_by_itself = self.desired == DESIRED_UP and self.status in (states.EXITED, states.KILLED, states.FAILED)
+        if record["supervised"] or down_by_itself:
+            self._watch.arm()  # armed from start to stop, across the hand-over too (SPEC §10)
         if not record["supervised"]:
             return
         self._backoff = Backoff.from_spec(self.spec["restart"])
@@ -473,12 +486,7 @@ class Service:
                 pump.stop()
             self._keep_running((-signal.SIGKILL, ran_for))
             return
-        self._watch.arm()
-        try:
-            outcome = self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=())
-        finally:
-            self._watch.disarm()
-        self._keep_running(outcome)
+        self._keep_running(self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=()))
 
     def _carry_on_backing_off(self, delay):
         if self._back_off(delay):

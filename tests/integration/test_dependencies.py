@@ -96,7 +96,8 @@ def test_wait_returns_while_deferred_services_still_wait(kepler):
 
 
 def test_wait_reports_failed_startup_services(kepler):
-    config(kepler, {"ok": {"command": ["sleep", "1000"]}, "broken": {"command": ["no-such-program-kt"]},
+    config(kepler, {"ok": {"command": ["sleep", "1000"]}, "broken": {"command": ["no-such-program-kt"],
+                                                                   "hooks": {"pre_start": {"run": "true"}}},
                     "job": _one_shot(4), "needs_job": _waiter("job", "service_completed_successfully")})
     result = kepler.ctl("start", "-d", "--wait", check=False)
     assert result.returncode == 1

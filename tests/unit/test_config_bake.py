@@ -15,7 +15,7 @@ DEFAULT_LOGS = {
     "max_size": None,
     "buffer_size": 0,
     "store": {"stdout": True, "stderr": True},
-    "retention": {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"},
+    "retention": {"on_start": "retain", "on_stop": "retain", "on_restart": "retain", "on_exit": "retain"},
 }
 
 REALISTIC = """\
