@@ -11,6 +11,9 @@ differ from a plain ``yaml.safe_load``:
 """
 
 import dataclasses
+# Imported now, in the warm zygote that still runs as root: a member's bake drops to the
+# member before it decodes the file, and the standard library may not be readable then.
+import encodings.utf_8_sig  # noqa: F401
 
 import yaml
 
