@@ -70,6 +70,7 @@ class Service:
         self.health_failures = 0
         self.last_probe = None
         self.log = project.logs.writer(name, spec.get("logs"))
+        self.mark = project.system.service_mark(project.id, name)
         self.watch_error = None
         self._watch = ServiceWatch(self)
         self._child = None
@@ -209,6 +210,7 @@ class Service:
                 # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
                 self._supervisor.kill()
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
+            self._end_strays()
             self._supervisor.join()
         else:
             self._supervisor.kill()
@@ -224,12 +226,17 @@ class Service:
         if child is not None and child.returncode is None:
             child.kill()
 
+    def _end_strays(self):
+        """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop)."""
+        self.system.collect_strays(self.mark)
+
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
         log.error("%s/%s: supervisor crashed", self.project.name, self.name, exc_info=supervisor.exc_info)
         child, self._child = self._child, None
         if child is not None and child.returncode is None:
             child.kill()
+        self._end_strays()
         if self._stop_requested:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
@@ -345,7 +352,8 @@ class Service:
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = self.system.spawn_logged(self.log, self.spec)
+            child, pumps = self.system.spawn_logged(
+                self.log, self.spec, env=self.system.marked_env(self.spec["env"], self.project.state_dir, self.mark))
         except process.SpawnError as error:
             self._fail(str(error))
             return None
@@ -373,6 +381,7 @@ class Service:
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             self.system.signal_group(child.pgid, signal.SIGKILL)
+            self._end_strays()
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
         self._child, self._pumps = None, ()
