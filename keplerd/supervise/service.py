@@ -11,6 +11,7 @@ import time
 
 import gevent
 from gevent.event import Event
+from gevent.pool import Group
 
 from keplerd.logs.format import now_stamp
 from keplerd.model import deps, states
@@ -28,7 +29,11 @@ PUMP_DRAIN_SECONDS = 1.0
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
               "restart_reason")
 # Restarts the daemon makes on its own count in ``restarts``; asked-for and propagated ones do not.
-COUNTED_RESTARTS = ("policy", "watch")
+COUNTED_RESTARTS = ("policy", "watch", "unhealthy")
+
+
+class HelperFailed(Exception):
+    """A greenlet the service depends on (its health monitor) died: the service fails with this reason."""
 
 
 class Service:
@@ -57,6 +62,7 @@ class Service:
         self.was_healthy = False     # ... and that process passed a probe
         self.health_failures = 0
         self.last_probe = None
+        self.exits = 0               # runs that ended, ever: `--wait` sees an exit even if a restart follows
         self.log = project.logs.writer(name, spec.get("logs"))
         self.watch_error = None
         self._watcher = None
@@ -64,6 +70,9 @@ class Service:
         self._child = None
         self._supervisor = None
         self._stop_requested = False
+        self._backoff = None
+        self._unhealthy = Event()    # set by a health verdict when restart.on_unhealthy ends the run
+        self._helpers = Group()      # the greenlets of one run (health monitor, probe output readers)
         self._idle = Event()
         self._idle.set()
 
@@ -195,34 +204,50 @@ class Service:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
             self.status = states.STARTING  # a crash may leave any state: fail from a known one
-            self._fail(f"internal error: {supervisor.exception!r}")
+            error = supervisor.exception
+            self._fail(str(error) if isinstance(error, HelperFailed) else f"internal error: {error!r}")
 
     # -- supervision -----------------------------------------------------------------
 
     def _supervise(self, wait_on, after_start):
         if not self._await_dependencies(wait_on) or not self._start_hooks():
             return
-        backoff = Backoff.from_spec(self.spec["restart"])
+        self._backoff = Backoff.from_spec(self.spec["restart"])
         while True:
             outcome = self._run_once(after_start)
             after_start = ()
-            if outcome is None or self._stop_requested:
+            if outcome is None or self._stop_requested or not self._restart_after(*outcome):
                 return
-            returncode, ran_for = outcome
+            if not self._start_hooks():
+                return
+
+    def _restart_after(self, returncode, ran_for):
+        """A run ended: restart it through the policy (after the back-off) and return True, or settle.
+
+        A run ended for being unhealthy (``restart.on_unhealthy``) did not end on its
+        own: no ``post_exit``, no ``on_exit`` retention, but the same count, back-off and
+        ``max_retries`` as a crash (SPEC §10).
+        """
+        unhealthy = self._unhealthy.is_set()
+        if not unhealthy:
             self._logged_hook("post_exit")
-            delay = backoff.next_delay(ran_for)
+        delay = self._backoff.next_delay(ran_for)
+        if not unhealthy:
             self.project.logs.apply_retention(self.name, "on_exit")
             if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
                 self._finish(returncode, gave_up=delay is None)
-                return
-            self.project.logs.apply_retention(self.name, "on_restart")
-            self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="policy", reached_up=False,
-                            reason=f"restarting after exit {_describe(returncode)}")
-            self.project.dependency_restarting(self)
-            if delay:
-                gevent.sleep(delay)
-            if not self._start_hooks():
-                return
+                return False
+        elif delay is None:
+            self._fail(f"unhealthy, gave up after {self._backoff.quick_failures} restarts", gave_up=True)
+            return False
+        self.project.logs.apply_retention(self.name, "on_restart")
+        reason = "restarting: unhealthy" if unhealthy else f"restarting after exit {_describe(returncode)}"
+        self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="unhealthy" if unhealthy else
+                        "policy", reached_up=False, reason=reason)
+        self.project.dependency_restarting(self)
+        if delay:
+            gevent.sleep(delay)
+        return True
 
     def _await_dependencies(self, wait_on):
         """Wait until every awaited dependency condition holds; fail the service if one cannot."""
@@ -281,24 +306,35 @@ class Service:
             return None
         self._child = child
         started = time.monotonic()
+        self._unhealthy.clear()
         self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
                         reason=None, was_healthy=False, health_failures=0, last_probe=None)
-        monitor = self._monitor_health()
-        for hook in ("post_start", *after_start):
-            self._logged_hook(hook)
-        # Only now has the start sequence run its course: dependents may go ahead.
-        self._note(reached_up=True)
-        returncode = child.wait()
+        try:
+            self._monitor_health(started)
+            for hook in ("post_start", *after_start):
+                self._logged_hook(hook)
+            # Only now has the start sequence run its course: dependents may go ahead.
+            self._note(reached_up=True)
+            returncode = self._wait_run(child)
+        finally:
+            self._helpers.kill()
         ran_for = time.monotonic() - started
-        if monitor is not None:
-            monitor.kill()
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             process.signal_group(child.pgid, signal.SIGKILL)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
-        self.exit_code, self.signal = _split_returncode(returncode)
+        exit_code, signum = _split_returncode(returncode)
         self._child = None
+        self._note(exit_code=exit_code, signal=signum, exits=self.exits + 1)
         return returncode, ran_for
+
+    def _wait_run(self, child):
+        """Wait for the process to end; end it first when a health verdict asks for a restart."""
+        gevent.wait([child, self._unhealthy], count=1)
+        if child.returncode is None and not self._stop_requested:
+            self.log.write("stderr", now_stamp() + f"kepler: {self.name} is unhealthy: restarting it\n".encode())
+            child.stop(self.spec["stop_signal"], self.spec["stop_grace_period"])
+        return child.wait()
 
     # -- file watching ---------------------------------------------------------------
 
@@ -342,23 +378,35 @@ class Service:
         self.log.write("stderr", now_stamp() + f"kepler: {self.name}: {message}\n".encode())
         self._note(watch_error=message)
 
-    def _monitor_health(self):
+    def _monitor_health(self, began):
+        """Probe this run in a greenlet of the service; if the monitor dies, the service fails."""
         check = self.spec.get("healthcheck")
         if not check:
-            return None
-        return self.project.spawn(HealthMonitor(self, check).run)
+            return
+        monitor = self._helpers.spawn(HealthMonitor(self, check, self._helpers.spawn, began).run)
+        monitor.link_exception(self._monitor_crashed)
+
+    def _monitor_crashed(self, monitor):
+        log.error("%s/%s: health monitor crashed", self.project.name, self.name, exc_info=monitor.exc_info)
+        if self.supervised and not self._stop_requested:
+            # The supervisor owns the child: ending it with this error fails the service and kills the child.
+            self._supervisor.kill(HelperFailed(f"health monitor failed: {monitor.exception!r}"), block=False)
 
     def health_verdict(self, result, failures, unhealthy):
         """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""
-        if self.status not in states.UP:
-            return
+        if self.status not in states.UP or self._unhealthy.is_set():
+            return  # stopped meanwhile, or being restarted for being unhealthy
         probe = {"at": result.at, "passed": result.passed, "exit_code": result.exit_code, "output": result.output}
         if result.passed and self.status != states.HEALTHY:
+            if self._backoff is not None:
+                self._backoff.reset()  # a run that became healthy is no crash loop (SPEC §10)
             self._set_state(states.HEALTHY, was_healthy=True, health_failures=0, last_probe=probe)
             self._logged_hook("post_healthcheck_success")
         elif unhealthy and self.status != states.UNHEALTHY:
             self._set_state(states.UNHEALTHY, health_failures=failures, last_probe=probe)
             self._logged_hook("post_healthcheck_fail")
+            if self.spec["restart"].get("on_unhealthy"):
+                self._unhealthy.set()
         else:
             self._note(health_failures=failures, last_probe=probe)
 
@@ -368,9 +416,9 @@ class Service:
         reason = "gave up after repeated quick exits" if gave_up else None
         self._set_state(status, pid=None, exit_code=exit_code, signal=signum, gave_up=gave_up, reason=reason)
 
-    def _fail(self, reason):
+    def _fail(self, reason, gave_up=False):
         self.log.write("stderr", now_stamp() + f"kepler: {self.name} failed: {reason}\n".encode())
-        self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None)
+        self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None, gave_up=gave_up)
         return False
 
     # -- hooks -----------------------------------------------------------------------
