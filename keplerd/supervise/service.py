@@ -5,6 +5,7 @@ alone waits on the process and decides what happens next. ``stop`` asks for the
 end and waits for the supervisor to see it.
 """
 
+import functools
 import logging
 import signal
 import time
@@ -17,7 +18,7 @@ from keplerd.logs.format import now_stamp
 from keplerd.model import deps, states
 from keplerd.model.backoff import Backoff, wants_restart
 from keplerd.osproc import launch, process
-from keplerd.supervise import lifecycle
+from keplerd.supervise import lifecycle, readiness
 from keplerd.supervise.health import HealthMonitor
 from keplerd.supervise.hooks import HookFailed, run_hook
 
@@ -63,6 +64,7 @@ class Service:
         self.health_failures = 0
         self.last_probe = None
         self.exits = 0               # runs that ended, ever: `--wait` sees an exit even if a restart follows
+        self.status_text = None      # the last STATUS= of a notify service
         self.log = project.logs.writer(name, spec.get("logs"))
         self.watch_error = None
         self._watcher = None
@@ -72,6 +74,9 @@ class Service:
         self._stop_requested = False
         self._backoff = None
         self._unhealthy = Event()    # set by a health verdict when restart.on_unhealthy ends the run
+        self._ready = Event()        # READY=1 of this run (notify services)
+        self._overdue = None         # the --wait timeout that a notify service missed, when it did
+        self._overdue_changed = Event()
         self._helpers = Group()      # the greenlets of one run (health monitor, probe output readers)
         self._idle = Event()
         self._idle.set()
@@ -86,7 +91,7 @@ class Service:
             "started_at": self.started_at, "restarts": self.restarts, "reason": self.reason,
             "gave_up": self.gave_up, "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
-            "restart_reason": self.restart_reason, "watch_error": self.watch_error,
+            "restart_reason": self.restart_reason, "watch_error": self.watch_error, "status_text": self.status_text,
             "watched_dirs": self._watcher.watched if self._watcher is not None else None,
         }
 
@@ -299,25 +304,30 @@ class Service:
 
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
+        notify = None
         try:
-            child, pumps = launch.spawn_logged(self.log, self.spec)
-        except process.SpawnError as error:
+            if self.spec.get("notify"):
+                notify = readiness.NotifySocket(
+                    readiness.socket_path(self.project.state_dir, self.project.id, self.name),
+                    self.spec.get("user"), self.spec.get("group"))
+            child, pumps = launch.spawn_logged(self.log, self._spawn_spec(notify))
+        except (process.SpawnError, readiness.NotifyError) as error:
+            if notify is not None:
+                notify.close()
             self._fail(str(error))
             return None
         self._child = child
         started = time.monotonic()
         self._unhealthy.clear()
-        self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
-                        reason=None, was_healthy=False, health_failures=0, last_probe=None)
         try:
-            self._monitor_health(started)
-            for hook in ("post_start", *after_start):
-                self._logged_hook(hook)
-            # Only now has the start sequence run its course: dependents may go ahead.
-            self._note(reached_up=True)
+            not_ready = self._start_run(child, started, notify, after_start)
+            if not_ready:
+                child.stop(self.spec["stop_signal"], self.spec["stop_grace_period"])
             returncode = self._wait_run(child)
         finally:
             self._helpers.kill()
+            if notify is not None:
+                notify.close()
         ran_for = time.monotonic() - started
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
@@ -326,7 +336,68 @@ class Service:
         exit_code, signum = _split_returncode(returncode)
         self._child = None
         self._note(exit_code=exit_code, signal=signum, exits=self.exits + 1)
+        if not_ready and not self._stop_requested:
+            self._fail(not_ready)
+            return None
         return returncode, ran_for
+
+    def _spawn_spec(self, notify):
+        if notify is None:
+            return self.spec
+        return {**self.spec, "env": {**self.spec["env"], "NOTIFY_SOCKET": notify.path}}
+
+    def _start_run(self, child, began, notify, after_start):
+        """Bring a fresh process up: ready (notify), running, probed, ``post_start``.
+
+        Returns why a notify service failed to become ready (``no READY=1 within 5s``),
+        else None (also when the process ended first).
+        """
+        identity = {"pid": child.pid, "create_time": child.create_time, "started_at": time.time()}
+        if notify is not None:
+            self._ready.clear()
+            self._overdue = None
+            self._note(status_text=None, **identity)
+            listener = self._helpers.spawn(notify.listen, self._notified)
+            listener.link_exception(functools.partial(self._helper_crashed, "notify listener"))
+            not_ready = self._await_ready(child, began)
+            if not_ready or not self._ready.is_set():
+                return not_ready
+            log.info("%s/%s: READY=1", self.project.name, self.name)
+        self._set_state(states.RUNNING, reason=None, was_healthy=False, health_failures=0, last_probe=None,
+                        **identity)
+        self._monitor_health(began)
+        for hook in ("post_start", *after_start):
+            self._logged_hook(hook)
+        # Only now has the start sequence run its course: dependents may go ahead.
+        self._note(reached_up=True)
+        return None
+
+    def _await_ready(self, child, began):
+        """Wait for READY=1, the end of the process, or a deadline; return the reason of a missed deadline."""
+        check = self.spec.get("healthcheck") or {}
+        limit = check.get("start_period") or None
+        while not self._ready.is_set() and child.returncode is None:
+            if self._overdue is not None:
+                return f"no READY=1 within {self._overdue:g}s"
+            left = None if limit is None else began + limit - time.monotonic()
+            if left is not None and left <= 0:
+                return f"no READY=1 within {limit:g}s"
+            self._overdue_changed.clear()
+            gevent.wait([child, self._ready, self._overdue_changed], count=1, timeout=left)
+        return None
+
+    def _notified(self, message):
+        """Take one notification of the service: READY=1, STATUS=text."""
+        if "STATUS" in message:
+            self._note(status_text=readiness.status_text(message["STATUS"]))
+        if message.get("READY") == "1":
+            self._ready.set()
+
+    def not_ready_within(self, seconds):
+        """``--wait`` gave up after *seconds*: a notify service still not ready fails (SPEC §18)."""
+        if self.spec.get("notify") and self._child is not None and not self._ready.is_set():
+            self._overdue = seconds
+            self._overdue_changed.set()
 
     def _wait_run(self, child):
         """Wait for the process to end; end it first when a health verdict asks for a restart."""
@@ -384,13 +455,14 @@ class Service:
         if not check:
             return
         monitor = self._helpers.spawn(HealthMonitor(self, check, self._helpers.spawn, began).run)
-        monitor.link_exception(self._monitor_crashed)
+        monitor.link_exception(functools.partial(self._helper_crashed, "health monitor"))
 
-    def _monitor_crashed(self, monitor):
-        log.error("%s/%s: health monitor crashed", self.project.name, self.name, exc_info=monitor.exc_info)
+    def _helper_crashed(self, what, helper):
+        """A helper of the run (*what*: health monitor, notify listener) died of a bug: the service fails."""
+        log.error("%s/%s: %s crashed", self.project.name, self.name, what, exc_info=helper.exc_info)
         if self.supervised and not self._stop_requested:
             # The supervisor owns the child: ending it with this error fails the service and kills the child.
-            self._supervisor.kill(HelperFailed(f"health monitor failed: {monitor.exception!r}"), block=False)
+            self._supervisor.kill(HelperFailed(f"{what} failed: {helper.exception!r}"), block=False)
 
     def health_verdict(self, result, failures, unhealthy):
         """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""
