@@ -4,9 +4,10 @@ Run as root from the repository, with the project's venv:
 
     .venv/bin/python bench/probes.py [--services 100] [--seconds 60] [--keep]
 
-SERVICES services (``sleep``), each with a health probe every second, run twice:
+SERVICES services (``sleep``), each with a health probe every second, run three times:
 once with ``http: http://127.0.0.1:PORT/`` (one small HTTP server, not counted,
-answers them all) and once with ``test: ["true"]`` (one fork and exec per probe).
+answers them all), once with ``tcp: 127.0.0.1:PORT`` and once with
+``test: ["true"]`` (one fork and exec per probe).
 Reported: the daemon's CPU seconds (user + system, from /proc) over SECONDS of
 steady probing, once every service is healthy, and that as a share of one core.
 The probed server's and the probes' own CPU are not the daemon's and not counted.
@@ -105,6 +106,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--services", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each measurement")
+    parser.add_argument("--kinds", default="http,tcp,exec", help="probe kinds to measure, in this order")
     parser.add_argument("--keep", action="store_true", help="leave bench/.scratch/probes/ in place")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -116,10 +118,10 @@ def main():
     daemon = None
     try:
         daemon = Daemon()
-        results = {
-            "http": measure(daemon, "http", {"http": f"http://127.0.0.1:{port}/"}, args.services, args.seconds),
-            "exec": measure(daemon, "exec", {"test": ["true"]}, args.services, args.seconds),
-        }
+        checks = {"http": {"http": f"http://127.0.0.1:{port}/"}, "tcp": {"tcp": f"127.0.0.1:{port}"},
+                  "exec": {"test": ["true"]}}
+        results = {kind: measure(daemon, kind, checks[kind], args.services, args.seconds)
+                   for kind in args.kinds.split(",")}
     finally:
         if daemon is not None:
             daemon.stop()

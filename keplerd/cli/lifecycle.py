@@ -27,6 +27,8 @@ def restart(context):
 def _mode(args):
     if args.timeout is not None and not args.wait:
         raise CommandError("--timeout only applies with --wait")
+    if args.quiet and not args.wait:
+        raise CommandError("-q/--quiet only applies with --wait")
     detached = args.detach or args.wait
     return {"attach": not detached, "wait": args.wait, "timeout": args.timeout}
 
@@ -34,9 +36,15 @@ def _mode(args):
 def _run(context, request):
     with context.client() as client:
         if not request["attach"]:
-            client.call(request)
+            client.call(request, None if context.args.quiet else _print_ready_line)
             return 0
         return _attached(context, client, request)
+
+
+def _print_ready_line(event):
+    """Print one service's line of ``--wait``: ``web  healthy``, ``report  deferred: waits on ...``."""
+    if event.get("kind") == "ready":
+        print(event["line"], flush=True)
 
 
 def _attached(context, client, request):

@@ -13,7 +13,7 @@ import gevent
 from keplerd import __version__, paths
 from keplerd.logs.cursors import FollowerDropped, open_reading
 from keplerd.model import states
-from keplerd.supervise import lifecycle
+from keplerd.supervise import lifecycle, readywait
 from keplerd.supervise.events import Dropped, Subscriber
 from keplerd.supervise.registry import NotLoaded
 from keplerd.units import parse_signal
@@ -163,7 +163,7 @@ def _run_in_mode(call, project, request, action):
     if not request.get("attach"):
         names = _act(action)
         if request.get("wait"):
-            _wait_startup(project, names, timeout)
+            _wait_ready(call, project, names, timeout)
         return {"services": names}
     subscriber = Subscriber()
     project.attach(subscriber)
@@ -202,21 +202,20 @@ def _timeout(request):
     return value
 
 
-def _wait_startup(project, names, timeout):
-    """Block until the startup cluster of *names* is up; fail naming what failed or is late."""
-    failed, pending = lifecycle.wait_startup(project, names, timeout)
-    if failed:
-        raise RequestError("failed to start: " + ", ".join(_failure_text(project.services[name]) for name in failed))
-    if pending:
-        raise RequestError(f"timed out after {timeout:g}s waiting for: {', '.join(pending)} (they keep starting)")
+def _wait_ready(call, project, names, timeout):
+    """Block until the startup cluster of *names* reached its targets; fail naming what failed or is late.
 
+    Each service's line (``web  healthy``) goes to the client as a ``ready`` event.
+    """
+    width = max((len(name) for name in names), default=0)
 
-def _failure_text(service):
-    if service.reason:
-        return f"{service.name} ({service.reason})"
-    if service.signal:
-        return f"{service.name} (killed by signal {service.signal})"
-    return f"{service.name} (exited with code {service.exit_code})"
+    def tell(name, text):
+        call.emit({"kind": "ready", "service": name, "line": f"{name:<{width}}  {text}"})
+
+    try:
+        readywait.wait_ready(project, names, timeout, on_line=tell)
+    except readywait.WaitFailed as failure:
+        raise RequestError(str(failure)) from None
 
 
 def handle_stop(call, request):

@@ -63,7 +63,8 @@ class Service:
         self.was_healthy = False     # ... and that process passed a probe
         self.health_failures = 0
         self.last_probe = None
-        self.exits = 0               # runs that ended, ever: `--wait` sees an exit even if a restart follows
+        self.bad_exits = 0           # runs that ended non-zero or by a signal not from a stop: `--wait` fails on
+                                     # one even if a restart follows
         self.status_text = None      # the last STATUS= of a notify service
         self.log = project.logs.writer(name, spec.get("logs"))
         self.watch_error = None
@@ -335,7 +336,8 @@ class Service:
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         exit_code, signum = _split_returncode(returncode)
         self._child = None
-        self._note(exit_code=exit_code, signal=signum, exits=self.exits + 1)
+        bad = returncode != 0 and not self._stop_requested
+        self._note(exit_code=exit_code, signal=signum, bad_exits=self.bad_exits + bad)
         if not_ready and not self._stop_requested:
             self._fail(not_ready)
             return None
