@@ -3,7 +3,7 @@
 Patches gevent first: everything after this import runs in greenlets.
 """
 
-from gevent import events, monkey
+from gevent import config, events, monkey
 
 # patch_all announces itself to plugins found through package entry points, which
 # loads importlib.metadata and reads every installed package's metadata: 2 MiB of
@@ -12,6 +12,10 @@ from gevent import events, monkey
 events.notify_and_call_entry_points = events.notify
 # The defaults, but for ssl: the daemon speaks no TLS, and patching it would load
 # OpenSSL for nothing (about 4 MiB of resident memory).
+# No threads in the daemon: Python runs between fork and exec (user, limits), which a
+# thread holding a lock would deadlock. gevent's default resolver is a thread pool;
+# c-ares resolves in the loop without one (process._refuse_if_threaded checks).
+config.resolver = "ares"
 monkey.patch_all(ssl=False)
 
 import ctypes  # noqa: E402
@@ -74,7 +78,7 @@ class Daemon:
         self._server = None
         self._lock_fd = None
         self._mailbox = Queue()
-        self._greenlets = Group()  # the daemon's own: the watchdog
+        self._greenlets = Group()  # the daemon's own: the watchdog, the configs' shutdowns
         self._stopped = Event()
         self._shutting_down = False
 
@@ -87,10 +91,14 @@ class Daemon:
         listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
         self._write_pid()
         _become_subreaper()
+        bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
             listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request))
         self._restore_configs()
+        if self.settings.autostart_dir is None:
+            log.info("private state dir %s: no autostart dir is read (--autostart-dir or autostart_dir "
+                     "names one)", self.state_dir)
         self.autostart.scan()
         self._server.start()
         self._announce_ready()
@@ -98,6 +106,7 @@ class Daemon:
         self.shutdown()
         self._server.stop(timeout=2.0)
         self._greenlets.kill()
+        bakery.stop_zygote()
         self._cleanup_files()
         log.info("keplerd stopped")
 
@@ -118,7 +127,11 @@ class Daemon:
         self._notifier.stopping()
         log.info("stopping all services")
         projects = list(self.registry.projects.values())
-        gevent.joinall([gevent.spawn(project.shutdown) for project in projects])
+        stoppers = [self._greenlets.spawn(project.shutdown) for project in projects]
+        gevent.joinall(stoppers)
+        for project, stopper in zip(projects, stoppers):
+            if stopper.exception is not None:
+                log.error("%s: shutdown failed: %r", project.name, stopper.exception, exc_info=stopper.exc_info)
         self._stopped.set()
         self._mailbox.put(STOP)
 
@@ -127,6 +140,9 @@ class Daemon:
         if self._shutting_down:
             return
         self._notifier.reloading()
+        self.registry.system.forget_identities()
+        if self._server is not None:
+            self._server.reread_group()
         if self._reread is not None:
             try:
                 self._apply(self._reread())
@@ -272,8 +288,13 @@ def main(argv=None):
             background.reopen_log(log_path)  # a reload follows a log rotation
         return daemon_settings.resolve(args, validate=bakery.validate_settings)
 
-    daemon = Daemon(settings, reread, Notifier.from_environment(os.environ),
-                    on_ready=[readiness.ready] if readiness else [])
+    on_ready = []
+    if readiness:
+        # Warnings of the start-up (no kepler group, a stale socket) reach whoever started us, not only the log.
+        forward = _WarningsTo(readiness)
+        logging.getLogger().addHandler(forward)
+        on_ready = [lambda: logging.getLogger().removeHandler(forward), readiness.ready]
+    daemon = Daemon(settings, reread, Notifier.from_environment(os.environ), on_ready=on_ready)
     try:
         daemon.run()
     except (AlreadyRunning, StartupError) as error:
@@ -283,6 +304,18 @@ def main(argv=None):
     finally:
         if readiness:  # does nothing once the daemon has said it is ready
             readiness.failed(f"keplerd stopped during start-up (see {log_path})")
+
+
+class _WarningsTo(logging.Handler):
+    """Pass warnings and errors logged during start-up on to ``keplerd --daemonize``'s caller."""
+
+    def __init__(self, readiness):
+        super().__init__(logging.WARNING)
+        self._readiness = readiness
+
+    def emit(self, record):
+        if record.levelno == logging.WARNING:  # errors end the start-up: failed() says those
+            self._readiness.warn(record.getMessage())
 
 
 def _log_path(args, settings):

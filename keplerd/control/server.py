@@ -6,6 +6,7 @@ stops reading is dropped instead of blocking anything else.
 """
 
 import errno
+import functools
 import grp
 import logging
 import os
@@ -28,6 +29,8 @@ SEND_QUEUE_FRAMES = 256
 SEND_TIMEOUT = 30.0
 LINGER_SECONDS = 1.0
 _PEERCRED = struct.Struct("3i")
+# The rlimits a config may set (SPEC §12), by ``limits.<name>``, as /proc/<pid>/limits names them.
+_LIMIT_ROWS = {"memory": "Max address space", "cpu_time": "Max cpu time", "max_fds": "Max open files"}
 
 
 class AlreadyRunning(Exception):
@@ -100,8 +103,9 @@ class Peer:
         """Return the peer of a connected Unix socket, as it was when it connected."""
         return cls(*_PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)))
 
-    @property
+    @functools.cached_property
     def user(self):
+        """The peer's user name (looked up once per connection: every request's Caller asks)."""
         try:
             return pwd.getpwuid(self.uid).pw_name
         except KeyError:
@@ -119,6 +123,30 @@ class Peer:
         if status.get("Uid", [None, None])[1] == self.uid:
             gids.update(status.get("Groups", ()))
         return gids
+
+    def hard_limits(self):
+        """Return the peer's hard rlimits by ``limits`` name (None: unlimited).
+
+        Read from ``/proc/<pid>/limits`` (``prlimit`` would need CAP_SYS_RESOURCE,
+        which a container may withhold from root), and only while the pid still
+        runs with the uid that connected: otherwise (the client left, its pid went
+        to someone else) every limit reads 0, so that nothing is granted on a
+        stranger's limits.
+        """
+        unknown = dict.fromkeys(_LIMIT_ROWS, 0)
+        try:
+            with open(f"/proc/{self.pid}/limits") as file:
+                rows = file.read().splitlines()
+        except OSError:
+            return unknown
+        if _proc_ids(self.pid).get("Uid", [None, None])[1] != self.uid:
+            return unknown
+        limits = {}
+        for name, title in _LIMIT_ROWS.items():
+            row = next((line[len(title):].split() for line in rows if line.startswith(title)), None)
+            hard = row[1] if row and len(row) > 1 else "0"
+            limits[name] = None if hard == "unlimited" else int(hard)
+        return limits
 
     def allowed(self, group_gid):
         return self.uid == 0 or (group_gid is not None and group_gid in self.groups())
@@ -143,18 +171,23 @@ class ControlServer:
 
     def __init__(self, listener, group_name, dispatch):
         self._group_name = group_name
+        self._group_gid = group_id(group_name)  # looked up once (and on SIGHUP), not per connection
         self._dispatch = dispatch
         self._server = StreamServer(listener, self._handle, spawn=Pool(MAX_SESSIONS))
 
     def start(self):
         self._server.start()
 
+    def reread_group(self):
+        """Look the socket group up again (a reload: its gid or existence may have changed)."""
+        self._group_gid = group_id(self._group_name)
+
     def stop(self, timeout=1.0):
         self._server.stop(timeout=timeout)
 
     def _handle(self, sock, _address):
         peer = Peer.of(sock)
-        if not peer.allowed(group_id(self._group_name)):
+        if not peer.allowed(self._group_gid):
             message = f"permission denied: user {peer.user} is not in group {self._group_name}"
             log.warning("refused connection from pid %s: %s", peer.pid, message)
             _send_quietly(sock, {"id": None, "response": {"ok": False, "error": message}})
@@ -199,15 +232,21 @@ class Session:
         self.closed = False
 
     def serve(self):
-        writer = gevent.spawn(self._write_loop)
+        writer = self._requests.spawn(self._write_loop)
+        writer.link_exception(self._writer_failed)
         try:
             if self._hello():
                 self._read_loop()
         finally:
             self._requests.kill()
             self.close()
-            writer.kill()
             self.sock.close()
+
+    def _writer_failed(self, writer):
+        """A bug in the writer: the session cannot answer any more, so it ends (and says why)."""
+        log.error("session %s: writer failed", self.peer, exc_info=writer.exc_info)
+        self.close()
+        self.sock.close()
 
     def _hello(self):
         try:

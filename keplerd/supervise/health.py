@@ -149,7 +149,7 @@ class HealthMonitor:
         if first > 0:
             gevent.sleep(first)
         while True:
-            result = probe(self.check, self.service.spec, self.spawn)
+            result = self.service.system.probe(self.check, self.service.spec, self.spawn)
             self.failures = 0 if result.passed else self.failures + 1
             self.service.health_verdict(result, self.failures, self.failures >= self.check["retries"])
             gevent.sleep(self.check["interval"])

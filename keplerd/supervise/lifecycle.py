@@ -73,7 +73,11 @@ def stop(project, names=(), signum=None, by_user=True, restarting=False):
 
 
 def _stop_in_reverse_order(project, targets, signum, by_user, restarting):
-    """Stop each target once every target depending on it is stopped; return failures."""
+    """Stop each target once every target depending on it is stopped; return failures.
+
+    The stoppers belong to the project. A bug in one stopper does not keep the
+    others from stopping their services: it is raised once all have finished.
+    """
     edges = project.edges()
     stoppers, failures = {}, []
 
@@ -87,8 +91,11 @@ def _stop_in_reverse_order(project, targets, signum, by_user, restarting):
     for name in targets:
         stoppers[name] = gevent.Greenlet(stop_after_dependents, name)
     for greenlet in stoppers.values():
-        greenlet.start()
-    gevent.joinall(list(stoppers.values()), raise_error=True)
+        project.adopt(greenlet)
+    gevent.joinall(list(stoppers.values()))
+    crashed = [greenlet for greenlet in stoppers.values() if greenlet.exception is not None]
+    if crashed:
+        raise crashed[0].exception
     return failures
 
 
@@ -98,7 +105,7 @@ def clean(project):
 
 
 def restart(project, names=(), reason="user"):
-    """Restart *names* (all when empty) and their ``restart: true`` dependents.
+    """Restart *names* (all when empty) and their running ``restart: true`` dependents.
 
     Each service runs ``pre_restart`` → stop → start → ``post_restart``; a whole
     config is wrapped in the global ``pre_restart``/``post_restart``. *reason*
@@ -107,7 +114,9 @@ def restart(project, names=(), reason="user"):
     """
     whole = not names
     selected = [service.name for service in project.select(names)]
-    targets = restart_closure(project, selected)
+    # A dependent restarts with its dependency only if it runs: a stopped one stays stopped.
+    targets = selected + [name for name in restart_closure(project, selected)
+                          if name not in selected and project.services[name].supervised]
     if whole:
         _guard(project, "pre_restart")
     stop(project, [] if whole else targets, restarting=True)

@@ -2,6 +2,8 @@
 
 import logging
 import os
+import pwd
+import time
 
 import gevent
 from gevent.event import Event
@@ -10,13 +12,16 @@ from gevent.pool import Group
 from keplerd import persist
 from keplerd.logs.store import LogStore
 from keplerd.model import states
+from keplerd.model.errors import UnknownName
 from keplerd.paths import ConfigPaths
 from keplerd.supervise import lifecycle
 from keplerd.supervise.service import Service
+from keplerd.supervise.system import System
 
 log = logging.getLogger("keplerd.project")
 
 STATE_FORMAT = 1
+PERSIST_INTERVAL = 0.15  # at least this many seconds between two writes of state.json
 
 
 class Project:
@@ -26,13 +31,17 @@ class Project:
     it, and ``state.json``.
     """
 
-    def __init__(self, state_dir, config_id, snapshot, saved_state=None):
+    def __init__(self, state_dir, config_id, snapshot, saved_state=None, system=None):
         self.id = config_id
         self.state_dir = state_dir
         self.paths = ConfigPaths(state_dir, config_id)
         self.snapshot = snapshot
+        self.system = system or System()   # the OS seam, shared by its services and hooks
         self.source_path = snapshot["source_path"]
         self.name = snapshot.get("display_name") or os.path.basename(self.source_path)
+        # Who baked it (SPEC §21); a snapshot older than owners is root's.
+        self.owner_uid = snapshot.get("owner", 0)
+        self.owner = user_name(self.owner_uid)
         self.log_listeners = set()
         self.logs = LogStore(self.paths.logs, self.log_listeners, snapshot.get("kepler", {}).get("logs"))
         self.subscribers = set()
@@ -40,6 +49,8 @@ class Project:
         self._greenlets = Group()
         self._changed = Event()
         self._persist_pending = False
+        self._persist_timer = None
+        self._last_write = -PERSIST_INTERVAL
         self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
         if saved_state:
             self._restore(saved_state)
@@ -47,8 +58,9 @@ class Project:
     # -- loading and saving ---------------------------------------------------------
 
     @classmethod
-    def create(cls, state_dir, config_id, baked):
-        """Write a freshly baked config into its state dir and return it loaded."""
+    def create(cls, state_dir, config_id, baked, owner=0, system=None):
+        """Write a freshly baked config, owned by uid *owner*, into its state dir and return it loaded."""
+        baked.snapshot["owner"] = owner
         paths = ConfigPaths(state_dir, config_id)
         os.makedirs(paths.logs, mode=0o770, exist_ok=True)
         os.makedirs(paths.env_files, mode=0o770, exist_ok=True)
@@ -57,18 +69,18 @@ class Project:
         for name, data in baked.env_files.items():
             persist.write_bytes(os.path.join(paths.env_files, name), data)
         persist.write_json(paths.snapshot, baked.snapshot)
-        project = cls(state_dir, config_id, baked.snapshot)
+        project = cls(state_dir, config_id, baked.snapshot, system=system)
         project.write_state()
         return project
 
     @classmethod
-    def load(cls, state_dir, config_id):
+    def load(cls, state_dir, config_id, system=None):
         """Load a config from its state dir (``snapshot.json`` and ``state.json``)."""
         paths = ConfigPaths(state_dir, config_id)
         snapshot = persist.read_json(paths.snapshot)
         if snapshot is None:
             raise FileNotFoundError(paths.snapshot)
-        return cls(state_dir, config_id, snapshot, persist.read_json(paths.state))
+        return cls(state_dir, config_id, snapshot, persist.read_json(paths.state), system=system)
 
     def _restore(self, saved):
         self.on_init_done = saved.get("on_init_done", False)
@@ -92,14 +104,26 @@ class Project:
         persist.write_json(self.paths.state, self.state())
 
     def persist(self):
-        """Write ``state.json`` soon: changes made in the same loop turn share one write."""
+        """Write ``state.json`` soon, at most once per PERSIST_INTERVAL: changes meanwhile share a write.
+
+        Each write is an fsync (milliseconds) that stalls every greenlet; a burst of
+        changes (300 services starting) costs a few writes instead of hundreds.
+        ``shutdown`` writes at once; a crash may lose the last PERSIST_INTERVAL.
+        """
         if self._persist_pending:
             return
         self._persist_pending = True
-        gevent.get_hub().loop.run_callback(self._write_pending_state)
+        wait = self._last_write + PERSIST_INTERVAL - time.monotonic()
+        if wait <= 0:
+            gevent.get_hub().loop.run_callback(self._write_pending_state)
+        else:
+            self._persist_timer = gevent.get_hub().loop.timer(wait)
+            self._persist_timer.start(self._write_pending_state)
 
     def _write_pending_state(self):
         self._persist_pending = False
+        self._persist_timer = None
+        self._last_write = time.monotonic()
         if os.path.isdir(self.paths.root):
             try:
                 self.write_state()
@@ -111,6 +135,10 @@ class Project:
     def spawn(self, function, *args):
         """Run *function* in a greenlet owned by this config."""
         return self._greenlets.spawn(function, *args)
+
+    def adopt(self, greenlet):
+        """Start *greenlet* (created first, so that others can refer to it) as one of this config's."""
+        self._greenlets.start(greenlet)
 
     def service_changed(self, service):
         """Record and announce a service's new state."""
@@ -139,12 +167,12 @@ class Project:
     # -- commands --------------------------------------------------------------------
 
     def select(self, names):
-        """Return the services named (all when *names* is empty); raise KeyError on unknown."""
+        """Return the services named (all when *names* is empty); raise ``UnknownName`` on unknown."""
         if not names:
             return list(self.services.values())
         unknown = [name for name in names if name not in self.services]
         if unknown:
-            raise KeyError(f"no such service: {', '.join(unknown)}")
+            raise UnknownName(f"no such service: {', '.join(unknown)}")
         return [self.services[name] for name in names]
 
     def all_terminal(self, names=()):
@@ -165,12 +193,13 @@ class Project:
     # -- views -----------------------------------------------------------------------
 
     def ps_rows(self):
-        return [{"config": self.name, "config_path": self.source_path, "name": service.name,
+        return [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
                  **service.runtime()} for service in self.services.values()]
 
     def inspect(self, names=()):
         return {
             "config": {"id": self.id, "source_path": self.source_path, "state_dir": self.paths.root,
+                       "owner": self.owner, "owner_uid": self.owner_uid,
                        "on_init_done": self.on_init_done, "hooks": self.global_hooks},
             "services": {service.name: {"config": service.spec, "state": service.runtime(),
                                         "effective_wait": service.spec["effective_wait"]}
@@ -178,18 +207,39 @@ class Project:
         }
 
     def shutdown(self):
-        """Stop every service without changing what the user asked for, then close logs."""
-        lifecycle.stop(self, by_user=False)
-        self.close()
-        self.write_state()
+        """Stop every service without changing what the user asked for, then close logs.
+
+        Whatever goes wrong, no process of this config outlives it and ``state.json``
+        is written: a stop that fails kills what is left, and the failure is raised.
+        """
+        try:
+            lifecycle.stop(self, by_user=False)
+        except BaseException:
+            for service in self.services.values():
+                service.kill_process()
+            raise
+        finally:
+            self.close()
+            self.write_state()
 
     def close(self):
         """Let go of everything this config holds in the daemon (its services have ended)."""
         self._greenlets.kill()
+        if self._persist_timer is not None:  # a write still due happens now, not after the close
+            self._persist_timer.stop()
+            self._write_pending_state()
         self.close_logs()
 
     def close_logs(self):
         self.logs.close()
+
+
+def user_name(uid):
+    """Return the name of *uid*, or the number as text when it has no passwd entry."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _log_forwarder(config_name, subscriber):

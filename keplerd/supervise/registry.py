@@ -8,8 +8,8 @@ import shutil
 from gevent.lock import RLock
 
 from keplerd import paths
-from keplerd.osproc import process
 from keplerd.supervise.project import Project
+from keplerd.supervise.system import System
 
 log = logging.getLogger("keplerd.registry")
 
@@ -21,8 +21,9 @@ class NotLoaded(Exception):
 class Registry:
     """Every loaded ``Project`` of one state dir, by config id."""
 
-    def __init__(self, state_dir, bake_options=None):
+    def __init__(self, state_dir, bake_options=None, system=None):
         self.state_dir = state_dir
+        self.system = system or System()   # the OS seam every project uses
         # Daemon settings that shape a bake (keplerd.conf): Lua limits, default stop grace period.
         self.bake_options = dict(bake_options or {})
         self.projects = {}
@@ -35,7 +36,7 @@ class Registry:
         os.makedirs(root, mode=0o770, exist_ok=True)
         for config_id in sorted(os.listdir(root)):
             try:
-                self.projects[config_id] = Project.load(self.state_dir, config_id)
+                self.projects[config_id] = Project.load(self.state_dir, config_id, system=self.system)
             except FileNotFoundError:
                 log.warning("config %s has no snapshot; ignoring it", config_id)
             except (OSError, ValueError, KeyError) as error:
@@ -49,29 +50,37 @@ class Registry:
             raise NotLoaded(f"config not loaded: {config_path} (start it first)")
         return project
 
-    def get_or_bake(self, config_path, sys_env, home, display_name=None):
-        """Return the project of *config_path*, baking the file if it has no snapshot."""
+    def get_or_bake(self, config_path, sys_env, home, display_name=None, caller=None):
+        """Return the project of *config_path*, baking the file if it has no snapshot.
+
+        *caller* describes a non-root caller (``keplerd.config.runas``), who then
+        owns what is baked; None for root. Whether the caller may use a project
+        that already exists is for the control layer to say.
+        """
         config_id = paths.config_id(config_path)
         with self._bake_locks[config_id]:
             project = self.projects.get(config_id)
             if project is None:
                 project = self.projects[config_id] = self._bake(config_id, config_path, sys_env, home,
-                                                                display_name)
+                                                                display_name, caller)
             return project
 
-    def rebake(self, project, sys_env, home, display_name=None):
-        """Replace *project* with a new bake of its file (``recreate``)."""
+    def rebake(self, project, sys_env, home, display_name=None, caller=None):
+        """Replace *project* with a new bake of its file (``recreate``), owned by *caller*."""
         with self._bake_locks[project.id]:
-            baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options)
-            fresh = Project.create(self.state_dir, project.id, baked)
+            baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options,
+                          caller)
+            self.system.forget_identities()  # a new bake: users and groups may have changed
+            fresh = Project.create(self.state_dir, project.id, baked, owner_uid(caller), system=self.system)
             project.logs.close()  # the new snapshot's settings (max_size, store...) take over
             self.projects[project.id] = fresh
             return fresh
 
-    def _bake(self, config_id, config_path, sys_env, home, display_name):
-        baked = _bake(config_path, sys_env, home, display_name, self.bake_options)
-        log.info("baked %s as config %s", config_path, config_id)
-        return Project.create(self.state_dir, config_id, baked)
+    def _bake(self, config_id, config_path, sys_env, home, display_name, caller):
+        baked = _bake(config_path, sys_env, home, display_name, self.bake_options, caller)
+        self.system.forget_identities()  # a new bake: users and groups may have changed
+        log.info("baked %s as config %s for uid %s", config_path, config_id, owner_uid(caller))
+        return Project.create(self.state_dir, config_id, baked, owner_uid(caller), system=self.system)
 
     def unload(self, project, remove_files=False):
         """Forget *project*; with *remove_files*, delete its state dir too."""
@@ -99,11 +108,16 @@ class Registry:
     def kill_leftovers(self, project):
         """Kill process groups a previous daemon left running for *project*'s services."""
         for name, saved in project.saved_services().items():
-            if process.kill_leftover(saved.get("pid"), saved.get("create_time")):
+            if self.system.kill_leftover(saved.get("pid"), saved.get("create_time")):
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
 
 
-def _bake(config_path, sys_env, home, display_name, options):
+def owner_uid(caller):
+    """Return the uid that owns what *caller* bakes: its own, or root's (0) for None."""
+    return 0 if caller is None else caller["uid"]
+
+
+def _bake(config_path, sys_env, home, display_name, options, caller):
     from keplerd import bakery  # first bake: the worker seam
 
-    return bakery.bake(config_path, sys_env, home, display_name, options)
+    return bakery.bake(config_path, sys_env, home, display_name, options, caller)

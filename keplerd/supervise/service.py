@@ -17,7 +17,7 @@ from gevent.pool import Group
 from keplerd.logs.format import now_stamp
 from keplerd.model import deps, states
 from keplerd.model.backoff import Backoff, wants_restart
-from keplerd.osproc import launch, process
+from keplerd.osproc import process
 from keplerd.supervise import lifecycle, readiness
 from keplerd.supervise.health import HealthMonitor
 from keplerd.supervise.hooks import HookFailed, run_hook
@@ -28,7 +28,7 @@ UP = "up"
 DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
-              "restart_reason")
+              "restart_reason", "retries")
 # Restarts the daemon makes on its own count in ``restarts``; asked-for and propagated ones do not.
 COUNTED_RESTARTS = ("policy", "watch", "unhealthy")
 
@@ -48,6 +48,7 @@ class Service:
         self.name = name
         self.spec = spec
         self.project = project
+        self.system = project.system   # the OS seam: spawns, signals, probes (supervise/system.py)
         self.status = states.STOPPED
         self.desired = DOWN
         self.pid = self.create_time = self.exit_code = self.signal = None
@@ -57,6 +58,8 @@ class Service:
         self.restart_reason = None   # why the last restart happened: user, watch, dependency, policy
         self.reason = None
         self.gave_up = False
+        self.retries = 0             # consecutive quick failures restarted by the policy (SPEC §10)
+        self.backoff_until = None    # epoch seconds the back-off ends, while one runs
         self.on_init_done = False
         self.waiting_on = None
         self.reached_up = False      # the current run got through spawn and post_start
@@ -73,6 +76,7 @@ class Service:
         self._child = None
         self._supervisor = None
         self._stop_requested = False
+        self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
         self._backoff = None
         self._unhealthy = Event()    # set by a health verdict when restart.on_unhealthy ends the run
         self._ready = Event()        # READY=1 of this run (notify services)
@@ -90,7 +94,8 @@ class Service:
             "status": self.status, "desired": self.desired, "pid": self.pid, "create_time": self.create_time,
             "exit_code": self.exit_code, "signal": self.signal, "since": self.since,
             "started_at": self.started_at, "restarts": self.restarts, "reason": self.reason,
-            "gave_up": self.gave_up, "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
+            "gave_up": self.gave_up, "retries": self.retries, "backoff_until": self.backoff_until,
+            "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
             "restart_reason": self.restart_reason, "watch_error": self.watch_error, "status_text": self.status_text,
             "watched_dirs": self._watcher.watched if self._watcher is not None else None,
@@ -151,7 +156,7 @@ class Service:
         self.project.logs.apply_retention(self.name, "on_restart" if restarting else "on_start")
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
-                        reached_up=False, waiting_on=None)
+                        reached_up=False, waiting_on=None, retries=0, backoff_until=None)
         self._supervisor = self.project.spawn(self._supervise, wait_on, tuple(after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
@@ -188,17 +193,27 @@ class Service:
         if by_user:
             self.desired = DOWN
         self._stop_requested = True
-        if running:
+        if self.status in states.UP:  # running, or its process just ended and post_exit runs
             self._set_state(states.STOPPING)
+        if running:
+            if self._in_post_start:
+                # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
+                self._supervisor.kill()
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
             self._supervisor.join()
         else:
             self._supervisor.kill()
         self._child = None
         self.project.logs.apply_retention(self.name, "on_stop" if by_user and not restarting else None)
-        self._set_state(states.STOPPED, pid=None, waiting_on=None)
+        self._set_state(states.STOPPED, pid=None, waiting_on=None, backoff_until=None)
         if running and hooks:
             self._logged_hook("post_stop")
+
+    def kill_process(self):
+        """SIGKILL the current run's process group, if any: the last resort of a failed shutdown."""
+        child = self._child
+        if child is not None and child.returncode is None:
+            child.kill()
 
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
@@ -244,15 +259,18 @@ class Service:
                 self._finish(returncode, gave_up=delay is None)
                 return False
         elif delay is None:
-            self._fail(f"unhealthy, gave up after {self._backoff.quick_failures} restarts", gave_up=True)
+            self._fail(f"unhealthy, gave up after {self._backoff.quick_failures} retries", gave_up=True)
             return False
         self.project.logs.apply_retention(self.name, "on_restart")
         reason = "restarting: unhealthy" if unhealthy else f"restarting after exit {_describe(returncode)}"
+        # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
         self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="unhealthy" if unhealthy else
-                        "policy", reached_up=False, reason=reason)
+                        "policy", reached_up=False, reason=reason, pid=None, retries=self._backoff.quick_failures,
+                        backoff_until=time.time() + delay if delay else None)
         self.project.dependency_restarting(self)
         if delay:
-            gevent.sleep(delay)
+            self.system.sleep(delay)
+            self._note(backoff_until=None)
         return True
 
     def _await_dependencies(self, wait_on):
@@ -308,10 +326,10 @@ class Service:
         notify = None
         try:
             if self.spec.get("notify"):
-                notify = readiness.NotifySocket(
+                notify = self.system.notify_socket(
                     readiness.socket_path(self.project.state_dir, self.project.id, self.name),
                     self.spec.get("user"), self.spec.get("group"))
-            child, pumps = launch.spawn_logged(self.log, self._spawn_spec(notify))
+            child, pumps = self.system.spawn_logged(self.log, self._spawn_spec(notify))
         except (process.SpawnError, readiness.NotifyError) as error:
             if notify is not None:
                 notify.close()
@@ -326,13 +344,14 @@ class Service:
                 child.stop(self.spec["stop_signal"], self.spec["stop_grace_period"])
             returncode = self._wait_run(child)
         finally:
+            self._in_post_start = False
             self._helpers.kill()
             if notify is not None:
                 notify.close()
         ran_for = time.monotonic() - started
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
-            process.signal_group(child.pgid, signal.SIGKILL)
+            self.system.signal_group(child.pgid, signal.SIGKILL)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         exit_code, signum = _split_returncode(returncode)
         self._child = None
@@ -368,8 +387,10 @@ class Service:
         self._set_state(states.RUNNING, reason=None, was_healthy=False, health_failures=0, last_probe=None,
                         **identity)
         self._monitor_health(began)
+        self._in_post_start = True
         for hook in ("post_start", *after_start):
             self._logged_hook(hook)
+        self._in_post_start = False
         # Only now has the start sequence run its course: dependents may go ahead.
         self._note(reached_up=True)
         return None
@@ -487,7 +508,7 @@ class Service:
     def _finish(self, returncode, gave_up):
         exit_code, signum = _split_returncode(returncode)
         status = states.KILLED if signum else states.EXITED
-        reason = "gave up after repeated quick exits" if gave_up else None
+        reason = f"gave up after {self.retries} retries" if gave_up else None
         self._set_state(status, pid=None, exit_code=exit_code, signal=signum, gave_up=gave_up, reason=reason)
 
     def _fail(self, reason, gave_up=False):

@@ -89,7 +89,7 @@ def test_an_unhealthy_service_restarts_through_its_policy_until_it_gives_up(kepl
     row = kepler.wait_status("web", "failed")
     state = kepler.inspect("web")["services"]["web"]["state"]
     assert (row["restarts"], state["restart_reason"], state["gave_up"]) == (2, "unhealthy", True)
-    assert state["reason"] == "unhealthy, gave up after 2 restarts"
+    assert state["reason"] == "unhealthy, gave up after 2 retries"
     assert pids_with_marker(UNHEALTHY_MARKER) == []
     assert any("is unhealthy: restarting it" in line for line in kepler.logs("web"))
 

@@ -11,6 +11,7 @@ from gevent.pool import Group
 from keplerd.model import states
 from keplerd.supervise import health
 from keplerd.supervise.service import Service
+from keplerd.supervise.system import System
 from tests.unit.test_service_crash import SPEC, FakeProject
 
 SERVICE = {"env": {"PATH": "/usr/bin:/bin"}, "working_dir": "/"}
@@ -90,6 +91,7 @@ class PidRecordingProject(FakeProject):
 
     def __init__(self):
         super().__init__()
+        self.system = System()  # the real OS: a real process, really killed
         self.pids = []
         self.logs.output.start_pump = self._pump
 

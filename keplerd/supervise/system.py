@@ -1,0 +1,73 @@
+"""The OS seam: everything supervision asks of the operating system, in one object.
+
+``Project`` holds one ``System`` and its services and hooks reach the OS only
+through it (as honcho's ``_process_ctor`` or supervisor's ``options``), so the
+supervision rules can be tested in-process against a fake whose children exit
+when the test says (``tests/unit/fake_system.py``).
+
+What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
+``pgid``, ``create_time``, ``returncode``, ``wait(timeout)``, ``stop(signum, grace)``,
+``kill()``.
+"""
+
+import gevent
+from gevent.lock import Semaphore
+
+from keplerd.osproc import launch, process
+
+
+# A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
+# and greenlets that are ready run back to back: 300 services starting at once
+# would fork for a whole second before the loop looks at a timer or a pipe again.
+# One fork at a time, each followed by a turn of the loop, keeps every stall to one fork.
+FORK_PACE = 0.0002
+
+
+class System:
+    """The real operating system, by way of ``osproc`` (the only code that forks or kills)."""
+
+    def __init__(self):
+        self._fork_gate = Semaphore()
+
+    def spawn_logged(self, writer, spec):
+        """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError."""
+        with self._fork_gate:
+            try:
+                return launch.spawn_logged(writer, spec)
+            finally:
+                gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
+
+    def probe(self, check, spec, spawn):
+        """Run the health *check* of the service *spec* once: a ``health.ProbeResult``.
+
+        *spawn* starts the helper greenlet that reads a command probe's output.
+        """
+        from keplerd.supervise import health
+
+        return health.probe(check, spec, spawn)
+
+    def notify_socket(self, path, user, group):
+        """Bind a service run's ``NOTIFY_SOCKET`` at *path*, owned by its user (``readiness.NotifySocket``)."""
+        from keplerd.supervise import readiness
+
+        return readiness.NotifySocket(path, user, group)
+
+    def sleep(self, seconds):
+        """Wait *seconds* cooperatively (the restart back-off; faked, it costs a test nothing)."""
+        gevent.sleep(seconds)
+
+    def signal_group(self, pgid, signum):
+        """Signal a process group; False when it is already gone."""
+        return process.signal_group(pgid, signum)
+
+    def kill_leftover(self, pid, create_time):
+        """Kill what an earlier daemon recorded, if that process still exists; True if it did."""
+        return process.kill_leftover(pid, create_time)
+
+    def forget_identities(self):
+        """Resolve users and groups afresh at the next spawns (after a bake or a reload)."""
+        process.forget_identities()
+
+    def start_time(self, pid):
+        """Return when *pid* started (epoch seconds), or None if it is gone."""
+        return process.start_time(pid)
