@@ -7,6 +7,11 @@ from tests.integration.test_dependencies import config
 SEVEN_LINES_THEN_EXIT_3 = "for i in 1 2 3 4 5 6 7; do echo line$i; done; exit 3"
 
 
+def error_text(result):
+    """Return keplerctl's error message without the ``keplerctl: `` on each of its lines."""
+    return "\n".join(line.removeprefix("keplerctl: ") for line in result.stderr.splitlines())
+
+
 def healthy_when(path):
     return {"test": ["test", "-f", path], "interval": "50ms"}
 
@@ -33,7 +38,7 @@ def test_a_crash_before_the_target_fails_the_wait_even_if_the_policy_restarts_it
     result = kepler.ctl("start", "-d", "--wait", check=False)
     assert result.returncode == 1
     assert "web exited with code 3 before it was healthy" in result.stderr
-    shown = [line.strip() for line in result.stderr.splitlines()[1:]]
+    shown = [line.strip() for line in error_text(result).splitlines()[1:]]
     assert shown == ["line3", "line4", "line5", "line6", "line7"], result.stderr
 
 
@@ -42,7 +47,7 @@ def test_a_service_killed_before_its_target_fails_the_wait(kepler):
                             "healthcheck": healthy_when("never")}})
     result = kepler.ctl("start", "-d", "--wait", check=False)
     assert result.returncode == 1
-    assert "web killed by SIGKILL before it was healthy; its last 1 log lines:\n  bye" in result.stderr
+    assert "web killed by SIGKILL before it was healthy; its last 1 log lines:\n  bye" in error_text(result)
 
 
 def test_an_unhealthy_service_fails_the_wait(kepler):
@@ -93,4 +98,4 @@ def test_restart_wait_fails_on_a_crash_too(kepler):
     kepler.write("broken", "")
     result = kepler.ctl("restart", "-d", "--wait", check=False)
     assert result.returncode == 1
-    assert "web exited with code 5 before it was healthy" in result.stderr and "  cannot bind" in result.stderr
+    assert "web exited with code 5 before it was healthy" in result.stderr and "  cannot bind" in error_text(result)
