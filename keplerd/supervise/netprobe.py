@@ -5,6 +5,7 @@ host is resolved from ``/etc/hosts`` read here (gevent's default resolver is a
 thread pool, and a thread in the daemon would make every fork unsafe).
 """
 
+import functools
 import os
 
 import gevent
@@ -47,21 +48,30 @@ class ProbeFailed(Exception):
     """The probe did not pass; the message says what happened."""
 
 
+@functools.lru_cache(maxsize=1024)
+def _http_target(url):
+    """Return the endpoint and request bytes of *url* (parsed once per URL, not once per probe)."""
+    endpoint = endpoints.parse_http(url)
+    host_header = endpoint.host if ":" not in endpoint.host else f"[{endpoint.host}]"
+    request = (f"GET {endpoint.path} HTTP/1.0\r\nHost: {host_header}:{endpoint.port}\r\n"
+               f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode()
+    return endpoint, request
+
+
+_tcp_target = functools.lru_cache(maxsize=1024)(endpoints.parse_tcp)
+
+
 def check_tcp(address, timeout):
     """Return a message when a connection to *address* opens within *timeout*; raise ``ProbeFailed``."""
-    endpoint = endpoints.parse_tcp(address)
-    with _connected(endpoint, timeout):
+    endpoint = _tcp_target(address)
+    with _Deadline(timeout, f"no connection to {address} within {timeout:g}s"), _connected(endpoint):
         return f"connected to {address}"
 
 
 def check_http(url, timeout):
     """GET *url*; return the status line of a 2xx/3xx answer within *timeout*, else raise ``ProbeFailed``."""
-    endpoint = endpoints.parse_http(url)
-    host_header = endpoint.host if ":" not in endpoint.host else f"[{endpoint.host}]"
-    request = (f"GET {endpoint.path} HTTP/1.0\r\nHost: {host_header}:{endpoint.port}\r\n"
-               f"User-Agent: {USER_AGENT}\r\nAccept: */*\r\nConnection: close\r\n\r\n").encode()
-    with gevent.Timeout(timeout, ProbeFailed(f"no answer within {timeout:g}s")), \
-            _connected(endpoint, timeout) as sock:
+    endpoint, request = _http_target(url)
+    with _Deadline(timeout, f"{url}: no answer within {timeout:g}s"), _connected(endpoint) as sock:
         try:
             sock.sendall(request)
             line = _status_line(sock)
@@ -75,6 +85,25 @@ def check_http(url, timeout):
     return line
 
 
+class _Deadline:
+    """One timer for the whole probe (the socket itself has none: one timer per operation costs more)."""
+
+    def __init__(self, seconds, message):
+        self.seconds = seconds
+        self.message = message
+        self.timer = None
+
+    def __enter__(self):
+        self.timer = gevent.Timeout.start_new(self.seconds)
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        self.timer.close()
+        if error is self.timer:
+            raise ProbeFailed(self.message) from None
+        return False
+
+
 def _status_line(sock):
     data = b""
     while b"\n" not in data and len(data) < STATUS_LINE_LIMIT:
@@ -86,27 +115,23 @@ def _status_line(sock):
 
 
 class _connected:
-    """A socket connected to *endpoint* within *timeout* (``ProbeFailed`` otherwise), closed on exit."""
+    """A socket connected to *endpoint* (``ProbeFailed`` otherwise), closed on exit."""
 
-    def __init__(self, endpoint, timeout):
+    def __init__(self, endpoint):
         self.endpoint = endpoint
-        self.timeout = timeout
         self.sock = None
 
     def __enter__(self):
         host, port = self.endpoint.host, self.endpoint.port
-        address = endpoints.resolve(host, HOSTS.table())
+        address = endpoints.ip_literal(host) or endpoints.resolve(host, HOSTS.table())
         if address is None:
             raise ProbeFailed(endpoints.unresolvable(host, {}))
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        self.sock.settimeout(self.timeout)
         try:
             self.sock.connect((address, port))
         except BaseException as error:
             self.sock.close()  # also when the probe is cut short: no fd outlives it
-            if isinstance(error, TimeoutError):
-                raise ProbeFailed(f"no connection to {host}:{port} within {self.timeout:g}s") from None
             if isinstance(error, OSError):
                 raise ProbeFailed(f"cannot connect to {host}:{port}: {error.strerror or error}") from None
             raise

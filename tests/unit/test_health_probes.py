@@ -128,3 +128,26 @@ def test_http_probe_judges_the_status_line(helpers, answer, passed, output):
     server.join()
     listener.close()
     assert (result.passed, result.exit_code, result.output) == (passed, None, output.format(port=port))
+
+
+def test_http_probe_without_an_answer_fails_at_its_timeout(helpers):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    accepted = []
+    server = helpers.spawn(lambda: accepted.append(listener.accept()))  # accepts, never answers
+    result = health.probe({"http": f"http://127.0.0.1:{port}/", "timeout": 0.2}, SERVICE, helpers.spawn)
+    server.kill()
+    listener.close()
+    for connection, _ in accepted:
+        connection.close()
+    assert (result.passed, result.output) == (False, f"http://127.0.0.1:{port}/: no answer within 0.2s")
+
+
+def test_tcp_probe_of_a_closed_port_fails(helpers):
+    with socket.socket() as probe_port:
+        probe_port.bind(("127.0.0.1", 0))
+        port = probe_port.getsockname()[1]
+    result = health.probe({"tcp": f"localhost:{port}", "timeout": 5.0}, SERVICE, helpers.spawn)
+    assert (result.passed, result.output) == (False, f"cannot connect to localhost:{port}: Connection refused")
