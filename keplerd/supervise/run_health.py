@@ -128,5 +128,9 @@ class HealthAndReadiness:
             self._logged_hook("post_healthcheck_fail")
             if self.spec["restart"].get("on_unhealthy"):
                 self._unhealthy.set()
+        elif failures == self.health_failures:
+            # Nothing changed: no state.json write, no event (a probe a second per service adds up);
+            # inspect reads the probe live.
+            self.last_probe = probe
         else:
             self._note(health_failures=failures, last_probe=probe)
