@@ -9,8 +9,10 @@ once with ``http: http://127.0.0.1:PORT/`` (one small HTTP server, not counted,
 answers them all), once with ``tcp: 127.0.0.1:PORT`` and once with
 ``test: ["true"]`` (one fork and exec per probe).
 Reported: the daemon's CPU seconds (user + system, from /proc) over SECONDS of
-steady probing, once every service is healthy, and that as a share of one core.
-The probed server's and the probes' own CPU are not the daemon's and not counted.
+steady probing, once every service is healthy, and that as a share of one core;
+then the CPU of the probe processes the daemon forked and reaped (its children's
+times), which an exec probe costs the machine on top. The probed server's CPU is
+not counted.
 
 Everything lives in bench/.scratch/probes/ and is removed at the end unless --keep.
 """
@@ -40,9 +42,11 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Quiet).serve_fo
 
 
 def cpu_seconds(pid):
+    """Return ``(user, system, reaped children)`` CPU seconds of *pid* (children: the probes it waited for)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
 class Daemon:
@@ -97,9 +101,9 @@ def measure(daemon, name, check, services, seconds):
     time.sleep(2)  # let the probes spread out into their steady rhythm
     before, began = cpu_seconds(daemon.process.pid), time.monotonic()
     time.sleep(seconds)
-    used, elapsed = cpu_seconds(daemon.process.pid) - before, time.monotonic() - began
+    after, elapsed = cpu_seconds(daemon.process.pid), time.monotonic() - began
     daemon.ctl("-f", config, "stop", "--clean")
-    return used, elapsed
+    return [b - a for a, b in zip(before, after)], elapsed
 
 
 def main():
@@ -131,8 +135,10 @@ def main():
             shutil.rmtree(SCRATCH, ignore_errors=True)
     print(f"keplerd CPU for {args.services} services probed every 1s ({os.cpu_count()} CPUs, "
           f"{args.seconds:g}s each):")
-    for kind, (used, elapsed) in results.items():
-        print(f"  {kind:5} probes: {used:6.2f} CPU s in {elapsed:5.1f} s = {100 * used / elapsed:5.1f}% of one core")
+    for kind, ((user, system, children), elapsed) in results.items():
+        used = user + system
+        print(f"  {kind:5} probes: keplerd {used:5.2f} CPU s in {elapsed:4.1f} s = {100 * used / elapsed:4.1f}% of "
+              f"one core (user {user:.2f}, system {system:.2f}); the probe processes {children:5.2f} CPU s more")
 
 
 if __name__ == "__main__":
