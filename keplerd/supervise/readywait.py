@@ -10,7 +10,7 @@ wait here (``wait_ready``).
 
 import gevent
 
-from keplerd.logs.cursors import open_reading
+from keplerd.logs.cursor_table import open_reading
 from keplerd.model import deps, graph, states
 from keplerd.units import signal_name
 

@@ -13,7 +13,7 @@ import time
 
 import gevent
 
-from keplerd.logs.format import now_stamp
+from keplerd.logs.format import kepler_note
 from keplerd.model import states
 from keplerd.supervise import readiness
 from keplerd.supervise.health import HealthMonitor
@@ -33,8 +33,8 @@ class HealthAndReadiness:
             return self.spec
         return {**self.spec, "env": {**self.spec["env"], "NOTIFY_SOCKET": notify.path}}
 
-    def _start_run(self, child, began, notify, after_start):
-        """Bring a fresh process up: ready (notify), running, probed, ``post_start``.
+    def _start_run(self, child, began, notify, hooks):
+        """Bring a fresh process up: ready (notify), running, probed, *hooks* (``post_start``...).
 
         Returns why a notify service failed to become ready (``no READY=1 within 5s``),
         else None (also when the process ended first).
@@ -54,7 +54,7 @@ class HealthAndReadiness:
                         **identity)
         self._monitor_health(began)
         self._in_post_start = True
-        for hook in ("post_start", *after_start):
+        for hook in hooks:
             self._logged_hook(hook)
         self._in_post_start = False
         # Only now has the start sequence run its course: dependents may go ahead.
@@ -88,11 +88,11 @@ class HealthAndReadiness:
             self._overdue = seconds
             self._overdue_changed.set()
 
-    def _wait_run(self, child):
+    def _await_end(self, child):
         """Wait for the process to end; end it first when a health verdict asks for a restart."""
         gevent.wait([child, self._unhealthy], count=1)
         if child.returncode is None and not self._stop_requested:
-            self.log.write("stderr", now_stamp() + f"kepler: {self.name} is unhealthy: restarting it\n".encode())
+            self.log.write("stderr", kepler_note(f"{self.name} is unhealthy: restarting it"))
             child.stop(self.spec["stop_signal"], self.spec["stop_grace_period"])
         return child.wait()
 

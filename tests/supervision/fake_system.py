@@ -8,6 +8,7 @@ a service runs until it is stopped or the test ends it (``child.exit(code)``);
 script a hook with ``exit_code=None`` to have it run until it is killed.
 """
 
+import contextlib
 import itertools
 import signal
 
@@ -114,6 +115,12 @@ class FakeSystem:
         self.leftovers = set()   # (pid, create_time) an earlier daemon left running
         self.spawned = Event()
         self.notify_sockets = []
+        self.inotify = None      # an INotify class to use instead of the real one
+
+    @contextlib.contextmanager
+    def passing_child(self):
+        """A hook run or probe is under way (the real System counts them for ``daemon reexec``)."""
+        yield
 
     # -- the test's side -------------------------------------------------------------
 
@@ -205,6 +212,12 @@ class FakeSystem:
     def notify(self, service_spec_name, text):
         """Send *text* on the latest notify socket (of the latest run)."""
         self.notify_sockets[-1].messages.put(text)
+
+    def open_inotify(self, **options):
+        """A real inotify by default (watches on temp dirs are harmless); tests may set ``inotify``."""
+        from inotify_simple import INotify
+
+        return (self.inotify or INotify)(**options)
 
     def sleep(self, seconds):
         """Record a back-off delay and let the loop turn once instead of waiting it."""
