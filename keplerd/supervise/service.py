@@ -33,7 +33,7 @@ _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "
 # What a supervised service's runtime carries over a ``daemon reexec`` (SPEC §20).
 _ADOPTED = ("status", "desired", "pid", "create_time", "exit_code", "signal", "since", "started_at", "restarts",
             "restart_reason", "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on",
-            "reached_up", "was_healthy", "health_failures", "last_probe", "status_text", "bad_exits")
+            "reached_up", "was_healthy", "health_failures", "last_probe", "status_text")
 
 
 class Service(HealthAndReadiness):
