@@ -7,7 +7,6 @@ supervisor (which owns the process) to end the run. A helper that dies of a bug
 fails the service.
 """
 
-import functools
 import logging
 import time
 
@@ -21,17 +20,8 @@ from keplerd.supervise.health import HealthMonitor
 log = logging.getLogger("keplerd.service")
 
 
-class HelperFailed(Exception):
-    """A greenlet the service depends on (its health monitor) died: the service fails with this reason."""
-
-
 class HealthAndReadiness:
     """The health and readiness half of ``Service`` (it holds the state these methods use)."""
-
-    def _spawn_spec(self, notify):
-        if notify is None:
-            return self.spec
-        return {**self.spec, "env": {**self.spec["env"], "NOTIFY_SOCKET": notify.path}}
 
     def _start_run(self, child, began, notify, hooks):
         """Bring a fresh process up: ready (notify), running, probed, *hooks* (``post_start``...).
@@ -44,8 +34,7 @@ class HealthAndReadiness:
             self._ready.clear()
             self._overdue = None
             self._note(status_text=None, **identity)
-            listener = self._helpers.spawn(notify.listen, self._notified)
-            listener.link_exception(functools.partial(self._helper_crashed, "notify listener"))
+            self.spawn_helper("notify listener", self._helpers)(notify.listen, self._notified)
             not_ready = self._await_ready(child, began)
             if not_ready or not self._ready.is_set():
                 return not_ready
@@ -103,15 +92,7 @@ class HealthAndReadiness:
         check = self.spec.get("healthcheck")
         if not check:
             return
-        monitor = self._helpers.spawn(HealthMonitor(self, check, self._helpers.spawn, began).run)
-        monitor.link_exception(functools.partial(self._helper_crashed, "health monitor"))
-
-    def _helper_crashed(self, what, helper):
-        """A helper of the run (*what*: health monitor, notify listener) died of a bug: the service fails."""
-        log.error("%s/%s: %s crashed", self.project.name, self.name, what, exc_info=helper.exc_info)
-        if self.supervised and not self._stop_requested:
-            # The supervisor owns the child: ending it with this error fails the service and kills the child.
-            self._supervisor.kill(HelperFailed(f"{what} failed: {helper.exception!r}"), block=False)
+        self.spawn_helper("health monitor", self._helpers)(HealthMonitor(self, check, self._helpers.spawn, began).run)
 
     def health_verdict(self, result, failures, unhealthy):
         """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""

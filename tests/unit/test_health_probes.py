@@ -80,7 +80,7 @@ def test_a_dead_health_monitor_fails_its_service_and_kills_the_process(monkeypat
         with gevent.Timeout(10):
             while service.status != states.FAILED:
                 gevent.sleep(0.01)
-        assert service.reason == "health monitor failed: RuntimeError('probe bug')"
+        assert service.reason == "internal error: health monitor crashed: RuntimeError('probe bug')"
         assert project.pids and group_is_gone(project.pids[0]), "the service's process outlived its failure"
     finally:
         project.greenlets.kill()
@@ -92,6 +92,7 @@ class PidRecordingProject(FakeProject):
     def __init__(self):
         super().__init__()
         self.system = System()  # the real OS: a real process, really killed
+        self.state_dir, self.id = "/nonexistent-kepler-state", "c1"  # only its processes' mark names them
         self.pids = []
         self.logs.output.start_pump = self._pump
 
