@@ -63,9 +63,12 @@ def _start_flags(parser, verb):
     parser.add_argument("services", nargs="*", metavar="SERVICE", help=f"services to {verb} (default: all)")
     parser.add_argument("-d", "--detach", action="store_true", help="return at once; everything runs in the daemon")
     parser.add_argument("--wait", action="store_true",
-                        help="implies -d: return once every startup service is up (exit 1 if one failed)")
+                        help="implies -d: return once every startup service is healthy, ready or running, "
+                             "or exited 0 (exit 1 at once if one fails, exits non-zero or is killed first)")
     parser.add_argument("--timeout", type=_duration, metavar="DURATION",
-                        help="with --wait: give up waiting after DURATION (exit 1)")
+                        help="with --wait: give up waiting after DURATION (exit 1, naming what is not ready)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="with --wait: do not print one line per service")
 
 
 def register(subparsers, parents, only=None):

@@ -331,6 +331,13 @@ class Child:
         """Return the exit code (negative: killed by that signal), or ``None`` on timeout."""
         return self._exit.wait(timeout)
 
+    # ``gevent.wait([child, event], count=1)`` waits for whichever comes first.
+    def rawlink(self, callback):
+        self._exit.rawlink(callback)
+
+    def unlink(self, callback):
+        self._exit.unlink(callback)
+
     def descendants(self):
         """Return the live descendants of the child (psutil processes, identity-checked)."""
         return _proctree().descendants(self.pid)
