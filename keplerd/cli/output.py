@@ -55,6 +55,7 @@ def ps_json_row(row):
         "reason": row.get("reason"), "started_at": row.get("started_at"),
         "cpu_seconds": row.get("cpu_seconds", 0.0), "cpu_percent": row.get("cpu_percent", 0.0),
         "memory_bytes": row.get("memory_bytes", 0), "processes": row.get("processes", 0),
+        "status_text": row.get("status_text"),
         **({"backoff_until": row["backoff_until"], "retries": row.get("retries", 0)}
            if row.get("backoff_until") else {}),
         **({"paused": True} if row.get("paused") else {}),
