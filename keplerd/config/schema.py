@@ -218,6 +218,7 @@ class ServiceSchema(StrictSchema):
     wait = fields.Bool(metadata=_doc("Override startup/deferred membership."))
     stop_signal = fields.Signal(metadata=_doc("Signal sent on stop; default SIGTERM."))
     stop_grace_period = fields.Duration(metadata=_doc("Stop signal to SIGKILL; default 10s."))
+    replicas = fields.Count(minimum=1, metadata=_doc("Number of instances (web.1 … web.N); default 1."))
 
 
 class KeplerSchema(StrictSchema):

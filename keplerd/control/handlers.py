@@ -113,7 +113,8 @@ def _baked_project(call, request):
 
 
 def _select(project, names):
-    return project.select(names)  # UnknownName: answered as the client's mistake
+    """Return the instance names *names* select (``web`` → ``web.1``, ``web.2``; none: the whole config)."""
+    return project.names(names)  # UnknownName: answered as the client's mistake
 
 
 def _signal(request):
@@ -146,8 +147,7 @@ def handle_ps(call, request):
 
 def handle_start(call, request):
     project = _baked_project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
     no_deps = bool(request.get("no_deps"))
     running = {name for name, service in project.services.items() if service.supervised}
 
@@ -163,8 +163,11 @@ def handle_start(call, request):
 def handle_restart(call, request):
     """Restart; unless detached, show progress and return once the restarted services are up (SPEC §13)."""
     project = _project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
+    if request.get("rolling"):
+        from keplerd.control.replica_handlers import rolling_restart
+
+        return rolling_restart(call, request, project, names)
     timeout = _timeout(request)
     if not request.get("attach") and not request.get("wait"):
         return {"services": _act(lambda: lifecycle.restart(project, names))}
@@ -283,8 +286,7 @@ def _failure_text(service):
 
 def handle_stop(call, request):
     project = _project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
     signum = _signal(request)
     clean = bool(request.get("clean"))
     if clean and names:
@@ -315,8 +317,7 @@ def handle_recreate(call, request):
 
 def handle_inspect(call, request):
     project = _project(call, request)
-    _select(project, _names(request))
-    return {"inspect": project.inspect(_names(request))}
+    return {"inspect": project.inspect(_select(project, _names(request)))}
 
 
 def handle_export(call, request):
@@ -327,8 +328,7 @@ def handle_export(call, request):
 def handle_logs(call, request):
     """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
     head, tail = _count(request, "head"), _count(request, "tail")
     follow = bool(request.get("follow"))
     if head is not None and (tail is not None or follow):
@@ -430,3 +430,12 @@ HANDLERS = {
     "daemon_status": handle_daemon_status,
     "daemon_stop": handle_daemon_stop,
 }
+
+
+def _register_instance_handlers():
+    from keplerd.control import replica_handlers  # it uses this module's helpers: imported last
+
+    HANDLERS.update(replica_handlers.HANDLERS)
+
+
+_register_instance_handlers()

@@ -32,8 +32,21 @@ def log_names(logs_dir):
 
 
 def owner_of(name):
-    """Return the service (or ``global``) a log name belongs to: ``web.pre_start`` → ``web``."""
-    return name.partition(".")[0]
+    """Return the service instance (or ``global``) a log name belongs to.
+
+    ``web.pre_start`` → ``web``; a replica's ``web.2`` and ``web.2.pre_start`` → ``web.2``
+    (hook names never start with a digit, instance numbers always do).
+    """
+    return _split(name)[0]
+
+
+def _split(name):
+    """Return ``(owner, hook)`` of a log name; *hook* is empty for a service's own log."""
+    base, _, rest = name.partition(".")
+    index, dot, hook = rest.partition(".")
+    if index.isdigit():
+        return f"{base}.{index}", hook
+    return base, rest
 
 
 def belongs_to(name, services, no_hook):
@@ -42,12 +55,12 @@ def belongs_to(name, services, no_hook):
     A hook's log ``<service>.<hook>`` belongs to its service; ``global.<hook>``
     belongs to the whole config.
     """
-    owner, _, hook = name.partition(".")
+    owner, hook = _split(name)
     if hook and no_hook:
         return False
     if not services:
         return True
-    return owner in services
+    return owner in services or owner.partition(".")[0] in services
 
 
 def selected_names(logs_dir, services=(), no_hook=False):

@@ -304,6 +304,14 @@ class Child:
         tree.kill_all(self.pgid, survivors + self.descendants())
         return self.wait()
 
+    def send_signal(self, signum):
+        """Send *signum* to the main process only (not yet reaped, so the pid is still ours)."""
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
+
     def kill(self):
         """SIGKILL the process group and every descendant at once."""
         _proctree().kill_all(self.pgid, self.descendants())

@@ -136,6 +136,7 @@ def test_service_with_defaults_filled(realistic, tmp_path):
         "effective_wait": True,
         "stop_signal": 2,
         "stop_grace_period": 30.0,
+        "replicas": 1,
     }
 
 
