@@ -14,6 +14,7 @@ import re
 import stat
 
 from keplerd.logs.files import log_path, segment_paths
+from keplerd.logs.format import parse_lines, split_log_name
 from keplerd.logs.settings import STREAMS
 
 _LOG_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\.(?P<stream>stdout|stderr)\.log(?:\.1)?$")
@@ -31,31 +32,13 @@ def log_names(logs_dir):
     return sorted({match["name"] for entry in entries if (match := _LOG_FILE.match(entry))})
 
 
-def owner_of(name):
-    """Return the service instance (or ``global``) a log name belongs to.
-
-    ``web.pre_start`` → ``web``; a replica's ``web.2`` and ``web.2.pre_start`` → ``web.2``
-    (hook names never start with a digit, instance numbers always do).
-    """
-    return _split(name)[0]
-
-
-def _split(name):
-    """Return ``(owner, hook)`` of a log name; *hook* is empty for a service's own log."""
-    base, _, rest = name.partition(".")
-    index, dot, hook = rest.partition(".")
-    if index.isdigit():
-        return f"{base}.{index}", hook
-    return base, rest
-
-
 def belongs_to(name, services, no_hook):
     """Tell whether log *name* is selected by the service filter and ``--no-hook``.
 
     A hook's log ``<service>.<hook>`` belongs to its service; ``global.<hook>``
     belongs to the whole config.
     """
-    owner, hook = _split(name)
+    owner, hook = split_log_name(name)
     if hook and no_hook:
         return False
     if not services:
@@ -232,20 +215,7 @@ def _start_of_last_lines(path, end, count):
 
 def parse_block(data, stamp=0):
     """Return ``[(timestamp_ms, text), ...]`` of a block of stored lines, and the last stamp."""
-    text = data.decode("utf-8", "replace")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    parsed = []
-    append = parsed.append
-    for raw in lines:
-        head, space, rest = raw.partition(" ")
-        if space and head.isdigit():
-            stamp = int(head)
-            append((stamp, rest))
-        else:
-            append((stamp, raw))  # a damaged line: it takes the previous line's time
-    return parsed, stamp
+    return parse_lines(data.decode("utf-8", "replace"), stamp)
 
 
 def stream_files(logs_dir, names):
