@@ -208,3 +208,24 @@ def test_signal_reaches_the_main_process_or_its_group_without_changing_state(kep
     after = kepler.ps()
     assert {name: (row["status"], row["pid"]) for name, row in after.items()} == \
         {name: ("running", row["pid"]) for name, row in before.items()}
+
+
+def starts(kepler, name):
+    path = os.path.join(kepler.workdir, f"{name}.starts")
+    return len(open(path).read().split()) if os.path.exists(path) else 0
+
+
+def test_restart_true_dependents_restart_once_per_restart_of_the_service(kepler):
+    counted = ["sh", "-c", "echo x >> app.starts; exec sleep 1000"]
+    config(kepler, {"web": {"command": ["sleep", "1000"], "replicas": 3},
+                    "app": {"command": counted, "depends_on": {"web": {"restart": True}}}})
+    kepler.ctl("start", "-d")
+    running(kepler, "web.1", "web.2", "web.3", "app")
+    assert starts(kepler, "app") == 1
+    kepler.ctl("restart", "web")
+    running(kepler, "web.1", "web.2", "web.3", "app")
+    assert starts(kepler, "app") == 2
+    kepler.ctl("restart", "--rolling", "web")
+    running(kepler, "web.1", "web.2", "web.3", "app")
+    assert starts(kepler, "app") == 3
+    assert kepler.inspect("app")["services"]["app"]["state"]["restart_reason"] == "dependency"

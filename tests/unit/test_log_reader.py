@@ -5,6 +5,7 @@ import os
 from keplerd.logs import reader
 from keplerd.logs.cursor import LogCursor
 from keplerd.logs.files import SegmentedFile
+from keplerd.logs.format import owner_of, split_log_name
 from keplerd.logs.reader import StreamFiles, belongs_to, log_names, selected_names
 
 
@@ -212,3 +213,14 @@ def test_tail_counts_an_unfinished_last_line_as_a_line(tmp_path):
     write(tmp_path, "web", "stdout", "1 a\n2 b\n3 c\n4 unfinished")
     assert [line[3] for line in read_all(LogCursor(str(tmp_path), ["web"], tail=2))] == ["c", "unfinished"]
     assert [line[3] for line in read_all(LogCursor(str(tmp_path), ["web"], tail=9))] == ["a", "b", "c", "unfinished"]
+
+
+def test_an_instance_owns_its_logs_and_its_hook_logs():
+    assert split_log_name("web.2.pre_start") == ("web.2", "pre_start")
+    assert split_log_name("web.2") == ("web.2", "")
+    assert split_log_name("web.pre_start") == ("web", "pre_start")
+    assert owner_of("web.12") == "web.12" and owner_of("global.on_init") == "global"
+    assert belongs_to("web.2.pre_start", {"web"}, no_hook=False)
+    assert belongs_to("web.2", {"web.2"}, no_hook=True)
+    assert not belongs_to("web.2.pre_start", {"web.2"}, no_hook=True)
+    assert not belongs_to("web.3", {"web.2"}, no_hook=False)
