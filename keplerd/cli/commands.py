@@ -128,6 +128,14 @@ def _signal_command(add, subparsers, parents):
     command.add_argument("--group", action="store_true", help="signal the whole process group, not the main process")
 
 
+def _exec(add, subparsers, parents):
+    command = add("exec", "run a one-off command the way a service runs (keplerctl exec web -- sh)",
+                  "exec", "exec_command")
+    command.add_argument("service", metavar="SERVICE", help="service or instance (web.2); web: its first instance")
+    command.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
+                         help="the command and its arguments")
+
+
 def _recreate(add, subparsers, parents):
     add("recreate", "re-bake the config from its file and the current environment", "lifecycle", "recreate")
 
@@ -200,4 +208,5 @@ COMMANDS = {
     "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate,
     "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
     "export": _export, "completion": _completion, "scale": _scale, "signal": _signal_command,
+    "exec": _exec,
 }

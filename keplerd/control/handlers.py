@@ -445,9 +445,10 @@ HANDLERS = {
 
 
 def _register_instance_handlers():
-    from keplerd.control import replica_handlers  # it uses this module's helpers: imported last
+    from keplerd.control import exec_handlers, replica_handlers  # they use this module's helpers
 
     HANDLERS.update(replica_handlers.HANDLERS)
+    HANDLERS.update(exec_handlers.HANDLERS)
 
 
 _register_instance_handlers()

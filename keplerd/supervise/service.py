@@ -154,14 +154,14 @@ class Service:
             self.project.persist()
             return
         self.project.logs.apply_retention(self.name, "on_restart" if how.restarting else "on_start")
-        self.spec = self._instance_spec()
+        self.spec = self.instance_spec()
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
         self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
-    def _instance_spec(self):
+    def instance_spec(self):
         """Return the baked spec with this instance's ``KEPLER_REPLICA``/``KEPLER_REPLICAS`` (SPEC §17)."""
         count = self.project.replica_count(self.base)
         if self.name == self.base and count == 1:
@@ -488,7 +488,7 @@ class Service:
             setattr(self, key, runtime.get(key))
         if not record["supervised"]:
             return
-        self.spec = self._instance_spec()
+        self.spec = self.instance_spec()
         self._backoff = Backoff.from_spec(self.spec["restart"])
         self._backoff.quick_failures = record["quick_failures"]
         wait_on = None if record["wait_on"] is None else set(record["wait_on"])
