@@ -28,7 +28,7 @@ CREATE_GROUP ?= $(if $(DESTDIR),no,yes)
 # Tools the tests need beyond Python: Debian package names by command.
 TEST_TOOLS ?= groff:groff-base zsh:zsh systemd-analyze:systemd
 
-.PHONY: run stop test test-tools lint bench bench-logs clean install uninstall
+.PHONY: run stop test test-tools lint bench bench-logs soak clean install uninstall
 
 $(BIN)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ test: $(BIN)/.installed test-tools
 # Performance of the log path (as root): pump throughput against cat, --tail on 1 GiB against 1 MiB.
 bench-logs: $(BIN)/.installed
 	$(BIN)/python bench/logs.py
+
+# The long attacks of issue #24 (as root, ~10 minutes): hostile frames and configs,
+# kill -9 loops, 1,000 services, 50 followers, a full disk. Not part of `make test`.
+soak: $(BIN)/.installed
+	$(BIN)/python bench/soak.py
 
 # groff lints the man pages; zsh runs the zsh completion script; systemd-analyze (and systemd
 # itself, in test mode) checks and reads back the units of `keplerctl export`.
