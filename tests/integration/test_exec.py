@@ -4,9 +4,9 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 import uuid
 
+import psutil
 import pytest
 
 from tests.integration.harness import KEPLERCTL, pids_with_marker, wait_for
@@ -101,8 +101,12 @@ def tmux(kepler):
         subprocess.run(["tmux", socket_name, "kill-server"], capture_output=True)
 
 
+def running_command(argv):
+    return [process.pid for process in psutil.process_iter(["cmdline"]) if process.info["cmdline"] == argv]
+
+
 def test_exec_on_a_terminal_gets_a_pty_its_size_and_ctrl_c(kepler, tmux):
-    config(kepler, {"web": {"command": ["sleep", "1000"], "environment": {"PS1": "in-web$ "}}})
+    config(kepler, {"web": {"command": ["sleep", "1000"], "environment": {"PS1": "in-web$ ", "TERM": "xterm"}}})
     tmux.type(f"{KEPLERCTL} exec web -- sh -i; echo exit=$?", "Enter")
     tmux.shows("in-web$")
     tmux.type("tty; stty size", "Enter")
@@ -111,11 +115,13 @@ def test_exec_on_a_terminal_gets_a_pty_its_size_and_ctrl_c(kepler, tmux):
     tmux.resize(90, 25)
     tmux.type("clear; stty size", "Enter")
     tmux.shows("25 90")
-    tmux.type("sleep 1000", "Enter")
-    time.sleep(0.2)  # let the shell start the job: Ctrl+C must reach sleep, not the line being typed
+    tmux.type("sleep 987654", "Enter")
+    wait_for(lambda: running_command(["sleep", "987654"]), message="sleep to run in the exec'd shell")
     tmux.type("C-c")
-    tmux.type("echo after-interrupt", "Enter")
-    tmux.shows("\nafter-interrupt")
+    # Only a shell that got its terminal back computes this (the typed text shows $((40+2))).
+    tmux.type("echo after-$((40+2))", "Enter")
+    tmux.shows("after-42")
+    assert not running_command(["sleep", "987654"])
     tmux.type("exit 5", "Enter")
     tmux.shows("exit=5")
     assert not [line for line in tmux.screen().splitlines() if "Traceback" in line]
