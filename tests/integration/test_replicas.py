@@ -229,3 +229,29 @@ def test_restart_true_dependents_restart_once_per_restart_of_the_service(kepler)
     running(kepler, "web.1", "web.2", "web.3", "app")
     assert starts(kepler, "app") == 3
     assert kepler.inspect("app")["services"]["app"]["state"]["restart_reason"] == "dependency"
+
+
+def test_a_daemon_reexec_keeps_every_instance_and_the_scaled_count(kepler):
+    base = free_base_port(2)
+    kepler.write("server.py", HTTP_SERVER)
+    kepler.write("probe.py", PROBE)
+    config(kepler, {"web": {"command": [sys.executable, "server.py", str(base)], "replicas": 3,
+                            "healthcheck": {"test": [sys.executable, "probe.py", str(base)], "interval": "100ms"}}})
+    kepler.ctl("start", "-d")
+    kepler.ctl("scale", "web=2")
+    before = wait_for(lambda: (rows := kepler.ps()) and sorted(rows) == ["web.1", "web.2"] and
+                      all(row["status"] == "healthy" for row in rows.values()) and rows, message="2 healthy")
+    kepler.ctl("daemon", "reexec")
+    resumed = time.time()
+    after = kepler.ps()
+    assert {name: row["pid"] for name, row in after.items()} == {name: row["pid"] for name, row in before.items()}
+
+    def probed_since_reexec():
+        states = [service["state"] for service in kepler.inspect("web")["services"].values()]
+        return all((state["last_probe"] or {}).get("at", 0) > resumed for state in states) and states
+
+    # The probes carry on with the instance's environment (KEPLER_REPLICA picks the port).
+    states = wait_for(probed_since_reexec, message="a probe of each instance in the new image")
+    assert all(state["last_probe"]["passed"] and state["status"] == "healthy" for state in states)
+    kepler.ctl("scale", "web=3")
+    assert sorted(running(kepler, "web.1", "web.2", "web.3")) == ["web.1", "web.2", "web.3"]
