@@ -130,6 +130,8 @@ class Project:
                 service = existing.get(name) or Service(name, spec, self, base=base, index=index)
                 self.services[name] = service
                 instances.append(service)
+        for name in existing.keys() - self.services.keys():
+            self.logs.release(name)  # a removed instance: its log files stay, its writers go
 
     def saved_services(self):
         """Return the service states of ``state.json`` as the previous daemon left them."""
