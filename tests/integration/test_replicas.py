@@ -116,7 +116,7 @@ def answering(ports):
     count = 0
     for port in ports:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
             count += 1
         except OSError:
             pass
