@@ -118,7 +118,8 @@ def _baked_project(call, request):
 
 
 def _select(project, names):
-    return project.select(names)  # UnknownName: answered as the client's mistake
+    """Return the instance names *names* select (``web`` → ``web.1``, ``web.2``; none: the whole config)."""
+    return project.names(names)  # UnknownName: answered as the client's mistake
 
 
 def _signal(request):
@@ -151,8 +152,7 @@ def handle_ps(call, request):
 
 def handle_start(call, request):
     project = _baked_project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
     no_deps = bool(request.get("no_deps"))
     running = {name for name, service in project.services.items() if service.supervised}
 
@@ -168,8 +168,11 @@ def handle_start(call, request):
 def handle_restart(call, request):
     """Restart; unless detached, show progress and return once the restarted services are up (SPEC §13)."""
     project = _project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
+    if request.get("rolling"):
+        from keplerd.control.replica_handlers import rolling_restart
+
+        return rolling_restart(call, request, project, names)
     timeout = _timeout(request)
     if not request.get("attach") and not request.get("wait"):
         # In a greenlet of the config: a client that goes away never aborts the restart half-way.
@@ -291,8 +294,7 @@ def _wait_ready(call, project, names, timeout):
 
 def handle_stop(call, request):
     project = _project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
     signum = _signal(request)
     clean = bool(request.get("clean"))
     if clean and names:
@@ -323,8 +325,7 @@ def handle_recreate(call, request):
 
 def handle_inspect(call, request):
     project = _project(call, request)
-    _select(project, _names(request))
-    return {"inspect": project.inspect(_names(request))}
+    return {"inspect": project.inspect(_select(project, _names(request)))}
 
 
 def handle_export(call, request):
@@ -335,8 +336,7 @@ def handle_export(call, request):
 def handle_logs(call, request):
     """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
-    names = _names(request)
-    _select_logs(project, names)
+    names = _select_logs(project, _names(request))
     head, tail = _count(request, "head"), _count(request, "tail")
     follow = bool(request.get("follow"))
     if head is not None and (tail is not None or follow):
@@ -352,22 +352,31 @@ def handle_logs(call, request):
 
 
 def _select_logs(project, names):
-    """Check that each name is a service, or a hook's log: ``web.pre_start``, ``global.on_init``."""
+    """Return the log names *names* select: services and their instances (``web`` → ``web.1``, ``web.2``),
+    and hook logs asked for by name (``web.pre_start``, ``web.2.pre_start``, ``global.on_init``)."""
+    from keplerd.logs.format import split_log_name
     from keplerd.logs.reader import log_names
 
-    unknown = [name for name in names if name not in project.services]
-    if not unknown:
-        return
-    stored = set(log_names(project.paths.logs))
-    for name in unknown:
-        owner, dot, hook = name.partition(".")
-        hooks = project.global_hooks if owner == "global" else \
-            project.services[owner].spec["hooks"] if owner in project.services else None
-        if not dot:
+    selected, stored = [], None
+    for name in names:
+        try:
+            selected += project.names([name])
+            continue
+        except UnknownName:
+            pass  # maybe a hook's log
+        owner, hook = split_log_name(name)
+        base = owner.partition(".")[0]
+        specs = project.snapshot["services"]
+        hooks = project.global_hooks if owner == "global" else specs[base]["hooks"] if base in specs else None
+        if not hook:
             raise RequestError(f"no such service: {name}")
+        if stored is None:
+            stored = set(log_names(project.paths.logs))
         if hooks is None or (hook not in hooks and name not in stored):
             raise RequestError(f"no such service or hook log: {name} (a hook's log is <service>.<hook> "
                                f"or global.<hook>, for a hook the config has)")
+        selected.append(name)
+    return selected
 
 
 def _stamp(request, key):
@@ -488,3 +497,13 @@ HANDLERS = {
     "daemon_stop": handle_daemon_stop,
     "daemon_reexec": handle_daemon_reexec,
 }
+
+
+def _register_instance_handlers():
+    from keplerd.control import exec_handlers, replica_handlers  # they use this module's helpers
+
+    HANDLERS.update(replica_handlers.HANDLERS)
+    HANDLERS.update(exec_handlers.HANDLERS)
+
+
+_register_instance_handlers()

@@ -81,6 +81,12 @@ class LogStore:
         for writer in writers.values():
             writer.flush()
 
+    def release(self, owner):
+        """Close and drop the writers of *owner* (an instance a scale-down removed); its files stay."""
+        for name, writer in self._owned.pop(owner, {}).items():
+            writer.close()
+            self._writers.pop(name, None)
+
     def close(self):
         """Flush and close every file (the next write opens it again)."""
         for writer in self._writers.values():
