@@ -33,6 +33,7 @@ def ps_json_row(row):
         "config": row.get("config_path"), "name": row["name"], "status": row["status"], "pid": row.get("pid"),
         "exit_code": row.get("exit_code"), "signal": signal_name(signum) if signum else None,
         "since": row.get("since"), "restarts": row.get("restarts", 0), "health": row.get("health"),
+        "config_changed": bool(row.get("config_changed")),
     }
 
 

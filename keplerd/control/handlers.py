@@ -134,7 +134,11 @@ def handle_ps(call, request):
             projects = [_project(call, request)]
         except NotLoaded:
             projects = []
-    return {"services": [row for project in projects for row in project.ps_rows()]}
+    rows = []
+    for project in projects:
+        changed = call.registry.config_changed(project)
+        rows.extend({**row, "config_changed": changed} for row in project.ps_rows())
+    return {"services": rows}
 
 
 def handle_start(call, request):
@@ -150,6 +154,44 @@ def handle_restart(call, request):
     names = _names(request)
     _select(project, names)
     return _run_in_mode(call, project, request, lambda: lifecycle.restart(project, names))
+
+
+def handle_apply(call, request):
+    """Re-bake the config and restart only what changed (SPEC §16); the plan comes first."""
+    from keplerd.config.errors import ConfigError
+    from keplerd.model.changes import PlanError
+    from keplerd.supervise import apply
+
+    project = _project(call, request)
+    names = _names(request)
+    env = request.get("env") or {}
+    if not isinstance(env, dict):
+        raise RequestError("field 'env' must be an object")
+    lock = call.registry.bake_lock(project)
+    lock.acquire()  # held from the bake until the plan is carried out: applies never interleave
+    held = [True]
+
+    def carry_out():
+        try:
+            return apply.carry_out(project, prepared)
+        finally:
+            held.pop() and lock.release()
+
+    try:
+        try:
+            baked = call.registry.bake_again(project, env, _text(request, "home", "/"),
+                                             _text(request, "display_name"))
+            prepared = apply.prepare(project, baked, names)
+        except (ConfigError, PlanError) as error:
+            raise RequestError(str(error)) from None
+        plan = {"plan": prepared.entries, "global": prepared.global_fields}
+        if request.get("dry_run"):
+            return {**plan, "dry_run": True, "services": []}
+        call.emit({"kind": "plan", **plan})
+        return {**plan, "dry_run": False, **_run_in_mode(call, project, request, carry_out)}
+    finally:
+        if held:
+            lock.release()
 
 
 def _run_in_mode(call, project, request, action):
@@ -357,6 +399,7 @@ HANDLERS = {
     "restart": handle_restart,
     "stop": handle_stop,
     "recreate": handle_recreate,
+    "apply": handle_apply,
     "inspect": handle_inspect,
     "logs": handle_logs,
     "prune": handle_prune,

@@ -26,20 +26,23 @@ class ActionFailed(Exception):
     """A start, stop or restart was aborted (a guarding hook failed); the message says why."""
 
 
-def start(project, names=(), no_deps=False, wait_on=None, after_start=(), then=(), restarting=False):
+def start(project, names=(), no_deps=False, wait_on=None, after_start=(), then=(), restarting=False,
+          global_init=True):
     """Start *names* (all when empty) and, unless *no_deps*, what they depend on.
 
     *wait_on* limits the dependencies awaited (default: all, or none with *no_deps*).
     Returns the started names in start order. Global ``on_init``/``pre_start`` run
-    before any service and abort everything when they fail; ``post_start`` (and the
-    global hooks in *then*) run in the background once the startup cluster is up.
+    before any service and abort everything when they fail (``on_init`` not at all
+    without *global_init*: ``apply`` never runs it); ``post_start`` (and the global
+    hooks in *then*) run in the background once the startup cluster is up.
     """
     whole = not names
     wanted = {service.name for service in project.select(names)}
     if names and not no_deps:
         wanted = graph.dependencies_closure(wanted, project.edges())
     ordered = [name for name in project.snapshot["start_order"] if name in wanted]
-    _global_on_init(project)
+    if global_init:
+        _global_on_init(project)
     if whole:
         _guard(project, "pre_start")
         project.logs.apply_retention(GLOBAL, "on_restart" if restarting else "on_start")

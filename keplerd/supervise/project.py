@@ -76,6 +76,33 @@ class Project:
             if name in self.services:
                 self.services[name].restore(service_state)
 
+    def adopt(self, snapshot, baked=None):
+        """Make *snapshot* this config's definition (``apply``); services are redefined by the caller.
+
+        The copies of the files it was baked from (*baked*, when it is a whole
+        bake) are written first; ``snapshot.json`` last, by an atomic rename: a
+        daemon that dies at any point loads the old snapshot or the new one.
+        """
+        if baked is not None:
+            persist.write_bytes(self.paths.config_copy, baked.config_bytes)
+            for name, data in baked.env_files.items():
+                persist.write_bytes(os.path.join(self.paths.env_files, name), data)
+        persist.write_json(self.paths.snapshot, snapshot)
+        self.snapshot = snapshot
+        self.logs.forget("global", snapshot["kepler"]["logs"])
+
+    def add_service(self, name, spec):
+        """Add a service that a new definition brings (stopped; ``apply`` starts it)."""
+        self.services[name] = Service(name, spec, self)
+        return self.services[name]
+
+    def forget_service(self, name):
+        """Drop a stopped service that the definition no longer has, and delete its logs."""
+        self.services.pop(name)
+        self.logs.clear(name)
+        self.logs.forget(name)
+        self.persist()
+
     def saved_services(self):
         """Return the service states of ``state.json`` as the previous daemon left them."""
         saved = persist.read_json(self.paths.state) or {}

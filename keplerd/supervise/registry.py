@@ -9,6 +9,7 @@ from gevent.lock import RLock
 
 from keplerd import paths
 from keplerd.osproc import process
+from keplerd.sources import SourceCheck
 from keplerd.supervise.project import Project
 
 log = logging.getLogger("keplerd.registry")
@@ -28,6 +29,7 @@ class Registry:
         self.projects = {}
         # One lock per config: a bake may take seconds of Lua, and must not hold up the others.
         self._bake_locks = collections.defaultdict(RLock)
+        self._sources = SourceCheck()
 
     def load_all(self):
         """Load every config that has a snapshot; log and skip the unreadable ones."""
@@ -67,6 +69,18 @@ class Registry:
             project.logs.close()  # the new snapshot's settings (max_size, store...) take over
             self.projects[project.id] = fresh
             return fresh
+
+    def bake_lock(self, project):
+        """Return the lock that keeps bakes of *project*'s file (and applying them) one at a time."""
+        return self._bake_locks[project.id]
+
+    def bake_again(self, project, sys_env, home, display_name=None):
+        """Return a new ``Baked`` of *project*'s file (``apply``), changing nothing; raise ConfigError."""
+        return _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options)
+
+    def config_changed(self, project):
+        """Tell whether a file *project* was baked from changed since (``ps``; no re-bake)."""
+        return self._sources.changed(project.snapshot.get("sources"))
 
     def _bake(self, config_id, config_path, sys_env, home, display_name):
         baked = _bake(config_path, sys_env, home, display_name, self.bake_options)

@@ -64,6 +64,7 @@ class Service:
         self._child = None
         self._supervisor = None
         self._stop_requested = False
+        self._next_spec = None  # a definition stored by apply while this one ran
         self._idle = Event()
         self._idle.set()
 
@@ -115,6 +116,19 @@ class Service:
         """Record why the service restarts (``inspect`` shows it); see ``COUNTED_RESTARTS``."""
         self._note(restart_reason=reason, restarts=self.restarts + (reason in COUNTED_RESTARTS))
 
+    def redefine(self, spec):
+        """Take a new baked definition (``apply``): now when not running, else at the next start.
+
+        Its logs go on in the same files, with the new definition's settings.
+        """
+        if self.supervised:
+            self._next_spec = spec
+            return
+        self._next_spec = None
+        self.spec = spec
+        self.project.logs.forget(self.name)
+        self.log = self.project.logs.writer(self.name, spec.get("logs"))
+
     @property
     def supervised(self):
         return self._supervisor is not None and not self._supervisor.dead
@@ -133,6 +147,8 @@ class Service:
         if self.supervised:
             self.project.persist()
             return
+        if self._next_spec is not None:
+            self.redefine(self._next_spec)
         self.project.logs.apply_retention(self.name, "on_restart" if restarting else "on_start")
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
