@@ -28,7 +28,7 @@ CREATE_GROUP ?= $(if $(DESTDIR),no,yes)
 # Tools the tests need beyond Python: Debian package names by command.
 TEST_TOOLS ?= groff:groff-base zsh:zsh
 
-.PHONY: run stop test test-tools lint bench bench-logs clean install uninstall
+.PHONY: run stop test test-tools lint bench bench-logs bench-apply clean install uninstall
 
 $(BIN)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ test: $(BIN)/.installed test-tools
 # Performance of the log path (as root): pump throughput against cat, --tail on 1 GiB against 1 MiB.
 bench-logs: $(BIN)/.installed
 	$(BIN)/python bench/logs.py
+
+# keplerctl apply of one changed service in a 100-service config (as root): time and where it goes.
+bench-apply: $(BIN)/.installed
+	$(BIN)/python bench/apply.py
 
 # groff lints the man pages; zsh runs the zsh completion script.
 test-tools:

@@ -178,12 +178,16 @@ def handle_apply(call, request):
             held.pop() and lock.release()
 
     try:
+        began = time.monotonic()
         try:
             baked = call.registry.bake_again(project, env, _text(request, "home", "/"),
                                              _text(request, "display_name"))
+            baked_at = time.monotonic()
             prepared = apply.prepare(project, baked, names)
         except (ConfigError, PlanError) as error:
             raise RequestError(str(error)) from None
+        log.info("%s: apply: baked in %.0f ms, planned in %.1f ms", project.name, (baked_at - began) * 1000,
+                 (time.monotonic() - baked_at) * 1000)
         plan = {"plan": prepared.entries, "global": prepared.global_fields}
         if request.get("dry_run"):
             return {**plan, "dry_run": True, "services": []}
