@@ -4,21 +4,28 @@ A bake reads a file, runs the user's Lua and validates a whole config: work that
 needs marshmallow, PyYAML and lupa (several MiB resident for as long as the
 daemon lives) and whose mistakes — a Lua memory bomb, a runaway bake — are best
 kept out of the root daemon's address space. ``keplerd.config.worker`` does it in
-a fresh interpreter; the daemon waits for the answer cooperatively. At start-up,
-before gevent's hub exists, ``validate_settings_at_boot`` waits for it blocking.
+a process of its own, forked by a warm zygote (``keplerd.config.zygote``, started
+with the daemon) or, when there is none, a fresh interpreter; the daemon waits for
+the answer cooperatively. At start-up, before gevent's hub exists,
+``validate_settings_at_boot`` waits for a fresh interpreter blocking.
 """
 
 import base64
 import collections
+import itertools
 import json
+import logging
 import os
 import signal
+import socket
 import sys
 import time
 
 import gevent
 from gevent import monkey
+from gevent.event import AsyncResult
 from gevent.os import make_nonblocking, nb_read, nb_write
+from gevent.pool import Group
 
 from keplerd.config.errors import ConfigError
 from keplerd.osproc import process
@@ -29,6 +36,8 @@ Baked = collections.namedtuple("Baked", "snapshot config_bytes env_files")
 # Beyond the Lua CPU cap: starting an interpreter, reading files, validating.
 SLACK_SECONDS = 30.0
 ENV = {"PATH": process.DEFAULT_PATH, "LANG": "C.UTF-8"}
+
+log = logging.getLogger("keplerd.bakery")
 
 # Start-up runs before the hub exists and must not create it (the daemon may fork after).
 _select = monkey.get_original("select", "select")
@@ -79,22 +88,120 @@ def _answer(outcome, doing, timeout):
     return answer
 
 
-def _worker_argv():
-    code = f"import sys; sys.path[:0] = {sys.path!r}; from keplerd.config.worker import main; main()"
+def _python_argv(module):
+    code = f"import sys; sys.path[:0] = {sys.path!r}; from {module} import main; main()"
     return [sys.executable, "-I", "-c", code]
 
 
+class Zygote:
+    """The warm bake worker of ``keplerd.config.zygote``: forks a worker per bake on request.
+
+    One greenlet (owned by the zygote) reads its messages: the pid of each worker
+    it forked, then the worker's return code once reaped.
+    """
+
+    def __init__(self):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.child = process.spawn(_python_argv("keplerd.config.zygote"), ENV, "/", stdin=theirs.fileno(),
+                                       stderr=sys.stderr.fileno())
+        finally:
+            theirs.close()
+        self._socket = ours
+        self._tokens = itertools.count(1)
+        self._forked = {}    # token -> AsyncResult of the worker's pid
+        self._exits = {}     # pid -> AsyncResult of its return code
+        self._greenlets = Group()
+        self._greenlets.spawn(self._read_messages)
+
+    @property
+    def alive(self):
+        return self.child.returncode is None and not self._socket.closed
+
+    def fork(self, stdin, stdout, stderr):
+        """Have a worker forked with these fds; return its pid (ConfigError if the zygote is gone)."""
+        token = str(next(self._tokens))
+        forked = self._forked[token] = AsyncResult()
+        try:
+            socket.send_fds(self._socket, [f"bake {token}".encode()], [stdin, stdout, stderr])
+            pid = forked.get()
+        except OSError as error:
+            raise ConfigError([f"cannot start a bake worker: {error.strerror}"]) from None
+        finally:
+            self._forked.pop(token, None)
+        self._exits[pid] = AsyncResult()
+        return pid
+
+    def wait(self, pid, timeout):
+        """Return the worker's return code (negative: signal), or None on timeout."""
+        exited = self._exits[pid]
+        exited.wait(timeout)
+        if not exited.ready():
+            return None
+        del self._exits[pid]
+        return exited.get()  # raises ConnectionError when the zygote ended first
+
+    def kill(self, pid):
+        """End a worker that has not ended yet (the zygote reaps it, so the pid is still that worker's)."""
+        exited = self._exits.pop(pid, None)
+        if exited is not None and not exited.ready() and self.alive:
+            self._socket.send(f"kill {pid}".encode())
+
+    def close(self):
+        """Let the zygote go: it exits when its socket closes."""
+        self._socket.close()
+        self._greenlets.kill()
+
+    def _read_messages(self):
+        try:
+            while message := self._socket.recv(256):
+                kind, first, second = message.decode().split(" ")
+                if kind == "pid":
+                    self._forked[first].set(int(second))
+                elif kind == "exit" and int(first) in self._exits:
+                    self._exits[int(first)].set(int(second))
+        except OSError as error:
+            log.warning("bake zygote: %s", error.strerror)
+        finally:
+            gone = ConnectionError("the bake zygote ended")
+            for pending in (*self._forked.values(), *self._exits.values()):
+                if not pending.ready():
+                    pending.set_exception(gone)
+            self._socket.close()
+
+
+_zygote = None
+
+
+def start_zygote():
+    """Start the warm bake worker (once the hub runs); bakes fall back to a fresh interpreter without it."""
+    global _zygote
+    if _zygote is None or not _zygote.alive:
+        try:
+            _zygote = Zygote()
+        except process.SpawnError as error:
+            log.warning("no warm bake worker, baking in fresh interpreters: %s", error)
+            _zygote = None
+    return _zygote
+
+
+def stop_zygote():
+    global _zygote
+    if _zygote is not None:
+        _zygote.close()
+        _zygote = None
+
+
 def _run_worker(request, timeout):
-    """Run the worker on *request*; return ``(returncode or None on timeout, stdout, stderr)``."""
+    """Run a worker on *request*; return ``(returncode or None on timeout, stdout, stderr)``."""
     pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
     (in_read, in_write), (out_read, out_write), (err_read, err_write) = pipes
     try:
-        child = process.spawn(_worker_argv(), ENV, "/", stdin=in_read, stdout=out_write, stderr=err_write)
-    except process.SpawnError as error:
-        for read_end, write_end in pipes:
-            os.close(read_end)
-            os.close(write_end)
-        raise ConfigError([f"cannot start the bake worker: {error}"]) from None
+        worker = _start_worker(in_read, out_write, err_write)
+    except ConfigError:
+        for fd in (in_write, out_read, err_read):
+            process.close_now(fd)
+        raise
     finally:
         for fd in (in_read, out_write, err_write):
             process.close_now(fd)
@@ -102,18 +209,49 @@ def _run_worker(request, timeout):
         make_nonblocking(fd)
     greenlets = [gevent.spawn(_write_all, in_write, request), gevent.spawn(_read_all, out_read),
                  gevent.spawn(_read_all, err_read)]
+    returncode = None
     try:
-        returncode = child.wait(timeout)
-        if returncode is None:
-            child.kill()
+        returncode = worker.wait(timeout)
         gevent.joinall(greenlets, timeout=5.0)
     finally:
         # Also when the waiting request is cancelled (its client went away): no
         # worker and no pipe greenlet outlives it.
-        if child.returncode is None:
-            child.kill()
+        if returncode is None:
+            worker.kill()
         gevent.killall(greenlets)
     return returncode, greenlets[1].value or b"", greenlets[2].value or b""
+
+
+def _start_worker(stdin, stdout, stderr):
+    """Start a bake worker on these fds: forked by the zygote when one runs, else a fresh interpreter."""
+    zygote = start_zygote() if _zygote is not None else None
+    if zygote is not None:
+        try:
+            return _ZygoteWorker(zygote, zygote.fork(stdin, stdout, stderr))
+        except (ConfigError, ConnectionError) as error:
+            log.warning("warm bake worker unavailable (%s): baking in a fresh interpreter", error)
+    try:
+        return process.spawn(_python_argv("keplerd.config.worker"), ENV, "/", stdin=stdin, stdout=stdout,
+                             stderr=stderr)
+    except process.SpawnError as error:
+        raise ConfigError([f"cannot start the bake worker: {error}"]) from None
+
+
+class _ZygoteWorker:
+    """A worker forked by the zygote, with the ``wait``/``kill`` of a ``process.Child``."""
+
+    def __init__(self, zygote, pid):
+        self.zygote = zygote
+        self.pid = pid
+
+    def wait(self, timeout):
+        try:
+            return self.zygote.wait(self.pid, timeout)
+        except ConnectionError:
+            return -signal.SIGKILL  # the zygote died, and its worker with it (PR_SET_PDEATHSIG)
+
+    def kill(self):
+        self.zygote.kill(self.pid)
 
 
 def _write_all(fd, data):
@@ -142,7 +280,7 @@ def _run_worker_blocking(request, timeout):
     (in_read, in_write), (out_read, out_write), (err_read, err_write) = pipes = [
         os.pipe2(os.O_CLOEXEC) for _ in range(3)]
     try:
-        pid = process.fork_exec_plain(_worker_argv(), ENV, "/", in_read, out_write, err_write)
+        pid = process.fork_exec_plain(_python_argv("keplerd.config.worker"), ENV, "/", in_read, out_write, err_write)
     except OSError as error:
         for fd in (fd for pair in pipes for fd in pair):
             os.close(fd)

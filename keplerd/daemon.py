@@ -87,6 +87,7 @@ class Daemon:
         listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
         self._write_pid()
         _become_subreaper()
+        bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
             listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request))
@@ -98,6 +99,7 @@ class Daemon:
         self.shutdown()
         self._server.stop(timeout=2.0)
         self._greenlets.kill()
+        bakery.stop_zygote()
         self._cleanup_files()
         log.info("keplerd stopped")
 

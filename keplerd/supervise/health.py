@@ -90,7 +90,7 @@ class HealthMonitor:
         if self.check["start_period"]:
             gevent.sleep(self.check["start_period"])
         while True:
-            result = probe(self.check["test"], self.service.spec, self.check["timeout"])
+            result = self.service.system.probe(self.check["test"], self.service.spec, self.check["timeout"])
             self.failures = 0 if result.passed else self.failures + 1
             self.service.health_verdict(result, self.failures, self.failures >= self.check["retries"])
             gevent.sleep(self.check["interval"])

@@ -11,7 +11,7 @@ import signal
 import gevent
 
 from keplerd.logs.format import now_stamp
-from keplerd.osproc import launch, process
+from keplerd.osproc import process
 
 log = logging.getLogger("keplerd.hooks")
 
@@ -49,7 +49,7 @@ def run_hook(project, owner, name, hook):
 def _spawn(project, writer, hook):
     """Return ``(child, pumps)``, or ``(None, reason)`` when the hook cannot start."""
     try:
-        return launch.spawn_logged(writer, hook)
+        return project.system.spawn_logged(writer, hook)
     except process.SpawnError as error:
         return None, str(error)
 

@@ -13,6 +13,7 @@ from keplerd.model import states
 from keplerd.paths import ConfigPaths
 from keplerd.supervise import lifecycle
 from keplerd.supervise.service import Service
+from keplerd.supervise.system import System
 
 log = logging.getLogger("keplerd.project")
 
@@ -26,11 +27,12 @@ class Project:
     it, and ``state.json``.
     """
 
-    def __init__(self, state_dir, config_id, snapshot, saved_state=None):
+    def __init__(self, state_dir, config_id, snapshot, saved_state=None, system=None):
         self.id = config_id
         self.state_dir = state_dir
         self.paths = ConfigPaths(state_dir, config_id)
         self.snapshot = snapshot
+        self.system = system or System()   # the OS seam, shared by its services and hooks
         self.source_path = snapshot["source_path"]
         self.name = snapshot.get("display_name") or os.path.basename(self.source_path)
         self.log_listeners = set()
@@ -47,7 +49,7 @@ class Project:
     # -- loading and saving ---------------------------------------------------------
 
     @classmethod
-    def create(cls, state_dir, config_id, baked):
+    def create(cls, state_dir, config_id, baked, system=None):
         """Write a freshly baked config into its state dir and return it loaded."""
         paths = ConfigPaths(state_dir, config_id)
         os.makedirs(paths.logs, mode=0o770, exist_ok=True)
@@ -57,18 +59,18 @@ class Project:
         for name, data in baked.env_files.items():
             persist.write_bytes(os.path.join(paths.env_files, name), data)
         persist.write_json(paths.snapshot, baked.snapshot)
-        project = cls(state_dir, config_id, baked.snapshot)
+        project = cls(state_dir, config_id, baked.snapshot, system=system)
         project.write_state()
         return project
 
     @classmethod
-    def load(cls, state_dir, config_id):
+    def load(cls, state_dir, config_id, system=None):
         """Load a config from its state dir (``snapshot.json`` and ``state.json``)."""
         paths = ConfigPaths(state_dir, config_id)
         snapshot = persist.read_json(paths.snapshot)
         if snapshot is None:
             raise FileNotFoundError(paths.snapshot)
-        return cls(state_dir, config_id, snapshot, persist.read_json(paths.state))
+        return cls(state_dir, config_id, snapshot, persist.read_json(paths.state), system=system)
 
     def _restore(self, saved):
         self.on_init_done = saved.get("on_init_done", False)

@@ -8,9 +8,9 @@ import shutil
 from gevent.lock import RLock
 
 from keplerd import paths
-from keplerd.osproc import process
 from keplerd.sources import SourceCheck
 from keplerd.supervise.project import Project
+from keplerd.supervise.system import System
 
 log = logging.getLogger("keplerd.registry")
 
@@ -22,8 +22,9 @@ class NotLoaded(Exception):
 class Registry:
     """Every loaded ``Project`` of one state dir, by config id."""
 
-    def __init__(self, state_dir, bake_options=None):
+    def __init__(self, state_dir, bake_options=None, system=None):
         self.state_dir = state_dir
+        self.system = system or System()   # the OS seam every project uses
         # Daemon settings that shape a bake (keplerd.conf): Lua limits, default stop grace period.
         self.bake_options = dict(bake_options or {})
         self.projects = {}
@@ -37,7 +38,7 @@ class Registry:
         os.makedirs(root, mode=0o770, exist_ok=True)
         for config_id in sorted(os.listdir(root)):
             try:
-                self.projects[config_id] = Project.load(self.state_dir, config_id)
+                self.projects[config_id] = Project.load(self.state_dir, config_id, system=self.system)
             except FileNotFoundError:
                 log.warning("config %s has no snapshot; ignoring it", config_id)
             except (OSError, ValueError, KeyError) as error:
@@ -65,7 +66,7 @@ class Registry:
         """Replace *project* with a new bake of its file (``recreate``)."""
         with self._bake_locks[project.id]:
             baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options)
-            fresh = Project.create(self.state_dir, project.id, baked)
+            fresh = Project.create(self.state_dir, project.id, baked, system=self.system)
             project.logs.close()  # the new snapshot's settings (max_size, store...) take over
             self.projects[project.id] = fresh
             return fresh
@@ -85,7 +86,7 @@ class Registry:
     def _bake(self, config_id, config_path, sys_env, home, display_name):
         baked = _bake(config_path, sys_env, home, display_name, self.bake_options)
         log.info("baked %s as config %s", config_path, config_id)
-        return Project.create(self.state_dir, config_id, baked)
+        return Project.create(self.state_dir, config_id, baked, system=self.system)
 
     def unload(self, project, remove_files=False):
         """Forget *project*; with *remove_files*, delete its state dir too."""
@@ -113,7 +114,7 @@ class Registry:
     def kill_leftovers(self, project):
         """Kill process groups a previous daemon left running for *project*'s services."""
         for name, saved in project.saved_services().items():
-            if process.kill_leftover(saved.get("pid"), saved.get("create_time")):
+            if self.system.kill_leftover(saved.get("pid"), saved.get("create_time")):
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
 
 

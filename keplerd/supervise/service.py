@@ -15,7 +15,7 @@ from gevent.event import Event
 from keplerd.logs.format import now_stamp
 from keplerd.model import deps, states
 from keplerd.model.backoff import Backoff, wants_restart
-from keplerd.osproc import launch, process
+from keplerd.osproc import process
 from keplerd.supervise import lifecycle
 from keplerd.supervise.health import HealthMonitor
 from keplerd.supervise.hooks import HookFailed, run_hook
@@ -42,6 +42,7 @@ class Service:
         self.name = name
         self.spec = spec
         self.project = project
+        self.system = project.system   # the OS seam: spawns, signals, probes (supervise/system.py)
         self.status = states.STOPPED
         self.desired = DOWN
         self.pid = self.create_time = self.exit_code = self.signal = None
@@ -291,7 +292,7 @@ class Service:
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = launch.spawn_logged(self.log, self.spec)
+            child, pumps = self.system.spawn_logged(self.log, self.spec)
         except process.SpawnError as error:
             self._fail(str(error))
             return None
@@ -310,7 +311,7 @@ class Service:
             monitor.kill()
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
-            process.signal_group(child.pgid, signal.SIGKILL)
+            self.system.signal_group(child.pgid, signal.SIGKILL)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
         self._child = None

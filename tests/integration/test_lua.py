@@ -20,15 +20,31 @@ RANDOM_TOKEN = """\
 
 
 def bake_workers(kepler):
-    """The daemon's bake workers running now."""
+    """The daemon's bake workers running now: forked by its warm zygote, or fresh interpreters."""
     workers = []
     for child in psutil.Process(kepler.daemon.pid).children():
         try:
-            if "keplerd.config.worker" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+            command = " ".join(child.cmdline())
+            if "keplerd.config.zygote" in command:
+                workers += [worker for worker in child.children() if worker.status() != psutil.STATUS_ZOMBIE]
+            elif "keplerd.config.worker" in command and child.status() != psutil.STATUS_ZOMBIE:
                 workers.append(child)
         except psutil.NoSuchProcess:
             pass
     return workers
+
+
+def bake_zygote(kepler):
+    """The daemon's warm bake worker."""
+    def find():
+        for child in psutil.Process(kepler.daemon.pid).children():
+            try:
+                if "keplerd.config.zygote" in " ".join(child.cmdline()):
+                    return child
+            except psutil.NoSuchProcess:
+                pass
+        return None
+    return wait_for(find, message="the bake zygote")
 
 
 def bake_worker_cpu(kepler):
@@ -226,3 +242,26 @@ def test_a_bake_whose_client_goes_away_leaves_no_worker(kepler_stopped):
     kepler.config("services:\n  fine:\n    command: [sleep, '1000']\n")
     kepler.ctl("start", "-d")
     kepler.wait_status("fine", "running")
+
+
+def test_bakes_are_forked_by_a_warm_zygote_that_outlives_a_failed_bake(kepler):
+    zygote = bake_zygote(kepler)
+    bomb = kepler.write("bomb/kepler.yaml", "services:\n  bomb:\n    command: !lua error('boom')\n")
+    result = kepler.ctl("-f", bomb, "start", "-d", check=False)
+    assert result.returncode == 1 and "boom" in result.stderr
+    kepler.config("services:\n  fine:\n    command: [sleep, '1000']\n")
+    kepler.ctl("start", "-d")
+    kepler.wait_status("fine", "running")
+    assert bake_zygote(kepler).pid == zygote.pid, "one zygote serves every bake"
+    assert "baking in a fresh interpreter" not in kepler.read_daemon_log()
+
+
+def test_a_bake_after_the_zygote_died_still_works(kepler):
+    zygote = bake_zygote(kepler)
+    zygote.kill()
+    wait_for(lambda: not zygote.is_running() or zygote.status() == psutil.STATUS_ZOMBIE,
+             message="the zygote to die")
+    kepler.config("services:\n  fine:\n    command: !lua return {'sleep', '1000'}\n")
+    kepler.ctl("start", "-d")
+    kepler.wait_status("fine", "running")
+    assert bake_zygote(kepler).pid != zygote.pid, "a new zygote took over"

@@ -32,6 +32,7 @@ class FakeProject:
     name = "test.yaml"
 
     def __init__(self):
+        self.system = None  # the supervisor crashes before it asks the OS anything
         self.greenlets = Group()
         self.logs = FakeLogs()
 

@@ -1,0 +1,39 @@
+"""The OS seam: everything supervision asks of the operating system, in one object.
+
+``Project`` holds one ``System`` and its services and hooks reach the OS only
+through it (as honcho's ``_process_ctor`` or supervisor's ``options``), so the
+supervision rules can be tested in-process against a fake whose children exit
+when the test says (``tests/unit/fake_system.py``).
+
+What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
+``pgid``, ``create_time``, ``returncode``, ``wait(timeout)``, ``stop(signum, grace)``,
+``kill()``.
+"""
+
+from keplerd.osproc import launch, process
+
+
+class System:
+    """The real operating system, by way of ``osproc`` (the only code that forks or kills)."""
+
+    def spawn_logged(self, writer, spec):
+        """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError."""
+        return launch.spawn_logged(writer, spec)
+
+    def probe(self, test, spec, timeout):
+        """Run a health probe as the service *spec* would run: a ``health.ProbeResult``."""
+        from keplerd.supervise import health
+
+        return health.probe(test, spec, timeout)
+
+    def signal_group(self, pgid, signum):
+        """Signal a process group; False when it is already gone."""
+        return process.signal_group(pgid, signum)
+
+    def kill_leftover(self, pid, create_time):
+        """Kill what an earlier daemon recorded, if that process still exists; True if it did."""
+        return process.kill_leftover(pid, create_time)
+
+    def start_time(self, pid):
+        """Return when *pid* started (epoch seconds), or None if it is gone."""
+        return process.start_time(pid)

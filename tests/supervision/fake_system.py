@@ -1,0 +1,157 @@
+"""A fake OS for in-process supervision tests: children whose exits the test controls.
+
+It stands in for ``keplerd.supervise.system.System``. Every spawn (a service's
+process or a hook run, told apart by their log names: ``web``, ``web.pre_start``,
+``global.post_stop``) is recorded in ``FakeSystem.journal``; what a spawn does is
+set per log name with ``FakeSystem.script``. By default a hook exits 0 at once and
+a service runs until it is stopped or the test ends it (``child.exit(code)``);
+script a hook with ``exit_code=None`` to have it run until it is killed.
+"""
+
+import itertools
+import signal
+
+import gevent
+from gevent.event import AsyncResult, Event
+
+from keplerd.osproc.process import SpawnError
+from keplerd.supervise.health import ProbeResult
+
+_pids = itertools.count(40000)
+
+
+class Behaviour:
+    """What spawning one log name does (see ``FakeSystem.script``)."""
+
+    def __init__(self, exit_code=None, spawn_error=None, ignores_stop=False, output=None):
+        self.exit_code = exit_code       # exit at once with this code (None: keep running)
+        self.spawn_error = spawn_error   # refuse to start, with this reason
+        self.ignores_stop = ignores_stop  # survive the stop signal until killed after the grace period
+        self.output = output             # bytes written to stdout at start
+
+
+class FakeChild:
+    """A pretend child process: exits when the test (or a signal) says so."""
+
+    def __init__(self, system, name, spec, behaviour):
+        self.system = system
+        self.name = name
+        self.spec = spec
+        self.pid = self.pgid = next(_pids)
+        self.create_time = 1000.0 + self.pid
+        self.returncode = None
+        self.signals = []
+        self._ignores_stop = behaviour.ignores_stop
+        self._exit = AsyncResult()
+
+    def exit(self, returncode=0):
+        """End the child with *returncode* (negative: killed by that signal)."""
+        if self.returncode is None:
+            self.returncode = returncode
+            self.system.journal.append(("exit", self.name, returncode))
+            self._exit.set(returncode)
+
+    @property
+    def running(self):
+        return self.returncode is None
+
+    def wait(self, timeout=None):
+        return self._exit.wait(timeout)
+
+    def stop(self, signum, grace):
+        self.signals.append(signum)
+        self.system.journal.append(("stop", self.name, signum))
+        if not self._ignores_stop:
+            self.exit(-signum)
+        if self.wait(grace) is None:
+            self.kill()
+        return self.wait()
+
+    def kill(self):
+        self.signals.append(signal.SIGKILL)
+        self.exit(-signal.SIGKILL)
+
+
+class FakeSystem:
+    """The OS seam, faked: records spawns, signals and probes; children exit on command."""
+
+    def __init__(self):
+        self.journal = []       # ("spawn" | "exit" | "stop" | "signal" | "probe", name, detail)
+        self.children = []      # every FakeChild, in spawn order
+        self.behaviours = {}
+        self.probe_results = {}  # service name -> list of (passed, exit_code) still to give
+        self.leftovers = set()   # (pid, create_time) an earlier daemon left running
+        self.spawned = Event()
+
+    # -- the test's side -------------------------------------------------------------
+
+    def script(self, name, **behaviour):
+        """Set what spawning log name *name* does from now on (see ``Behaviour``)."""
+        self.behaviours[name] = Behaviour(**behaviour)
+
+    def spawns(self, prefix=None):
+        """Return the log names spawned, in order (only those starting with *prefix*)."""
+        return [name for kind, name, _ in self.journal
+                if kind == "spawn" and (prefix is None or name == prefix or name.startswith(prefix + "."))]
+
+    def child(self, name):
+        """Return the latest child spawned under log name *name*."""
+        found = [child for child in self.children if child.name == name]
+        assert found, f"{name} was never spawned (spawned: {self.spawns()})"
+        return found[-1]
+
+    def running(self, name):
+        return any(child.name == name and child.running for child in self.children)
+
+    def wait_spawn(self, name, count=1, timeout=5):
+        """Block until *name* was spawned *count* times; return its latest child."""
+        with gevent.Timeout(timeout, AssertionError(f"{name} not spawned {count}x: {self.spawns()}")):
+            while sum(child.name == name for child in self.children) < count:
+                self.spawned.clear()
+                self.spawned.wait()
+        return self.child(name)
+
+    # -- the seam --------------------------------------------------------------------
+
+    def spawn_logged(self, writer, spec):
+        name = writer.name
+        behaviour = self.behaviours.get(name) or Behaviour(exit_code=0 if "." in name else None)
+        if behaviour.spawn_error:
+            self.journal.append(("spawn-failed", name, behaviour.spawn_error))
+            raise SpawnError(behaviour.spawn_error)
+        child = FakeChild(self, name, spec, behaviour)
+        self.children.append(child)
+        self.journal.append(("spawn", name, tuple(spec["command"])))
+        if behaviour.output:
+            writer.write("stdout", behaviour.output)
+        if behaviour.exit_code is not None:
+            # As a real child: it exits after the spawn returned, never inside it.
+            gevent.get_hub().loop.run_callback(child.exit, behaviour.exit_code)
+        self.spawned.set()
+        return child, []
+
+    def probe(self, test, spec, timeout):
+        name = next((child.name for child in reversed(self.children) if child.spec is spec), "?")
+        results = self.probe_results.get(name)
+        passed, exit_code = results.pop(0) if results else (True, 0)
+        self.journal.append(("probe", name, passed))
+        return ProbeResult(passed, exit_code, "" if passed else "probe failed")
+
+    def signal_group(self, pgid, signum):
+        for child in self.children:
+            if child.pgid == pgid and child.running:
+                self.journal.append(("signal", child.name, signum))
+                if signum == signal.SIGKILL:
+                    child.kill()
+                return True
+        return False
+
+    def kill_leftover(self, pid, create_time):
+        if (pid, create_time) in self.leftovers:
+            self.leftovers.discard((pid, create_time))
+            self.journal.append(("kill-leftover", pid, create_time))
+            return True
+        return False
+
+    def start_time(self, pid):
+        return next((child.create_time for child in self.children if child.pid == pid and child.running), None)
