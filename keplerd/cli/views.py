@@ -12,7 +12,7 @@ def ps(context):
     request = {"type": "ps", "all": True} if args.all else context.config_request("ps")
     with context.client() as client:
         rows = client.call(request)["services"]
-    warn_changed_configs(rows)
+    warn_changed_configs(rows, "config_path" if args.all else "config")
     if args.json:
         print(json.dumps([ps_json_row(row) for row in rows], indent=2))
         return 0
@@ -26,9 +26,9 @@ def ps(context):
     return 0
 
 
-def warn_changed_configs(rows):
-    """Say on stderr which configs changed since they were baked (SPEC §13)."""
-    changed = dict.fromkeys(row["config"] for row in rows if row.get("config_changed"))
+def warn_changed_configs(rows, key="config"):
+    """Say on stderr which configs changed since they were baked (SPEC §13), named by *key* of a row."""
+    changed = dict.fromkeys(row.get(key) or row["config"] for row in rows if row.get("config_changed"))
     for config in changed:
         print(f"{config} changed since it was baked: keplerctl apply", file=sys.stderr)
 

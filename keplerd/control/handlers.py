@@ -158,44 +158,51 @@ def handle_restart(call, request):
 
 def handle_apply(call, request):
     """Re-bake the config and restart only what changed (SPEC §16); the plan comes first."""
-    from keplerd.config.errors import ConfigError
-    from keplerd.model.changes import PlanError
     from keplerd.supervise import apply
 
     project = _project(call, request)
     names = _names(request)
-    env = request.get("env") or {}
-    if not isinstance(env, dict):
-        raise RequestError("field 'env' must be an object")
     lock = call.registry.bake_lock(project)
-    lock.acquire()  # held from the bake until the plan is carried out: applies never interleave
-    held = [True]
+    lock.acquire()  # from the bake until the plan is carried out (not the wait after): applies never interleave
+    held = [lock]
 
     def carry_out():
         try:
             return apply.carry_out(project, prepared)
         finally:
-            held.pop() and lock.release()
+            held.pop().release()
 
     try:
-        began = time.monotonic()
-        try:
-            baked = call.registry.bake_again(project, env, _text(request, "home", "/"),
-                                             _text(request, "display_name"))
-            baked_at = time.monotonic()
-            prepared = apply.prepare(project, baked, names)
-        except (ConfigError, PlanError) as error:
-            raise RequestError(str(error)) from None
-        log.info("%s: apply: baked in %.0f ms, planned in %.1f ms", project.name, (baked_at - began) * 1000,
-                 (time.monotonic() - baked_at) * 1000)
+        prepared = _prepare_apply(call, project, request, names)
         plan = {"plan": prepared.entries, "global": prepared.global_fields}
         if request.get("dry_run"):
             return {**plan, "dry_run": True, "services": []}
         call.emit({"kind": "plan", **plan})
         return {**plan, "dry_run": False, **_run_in_mode(call, project, request, carry_out)}
     finally:
-        if held:
-            lock.release()
+        for still_held in held:
+            still_held.release()
+
+
+def _prepare_apply(call, project, request, names):
+    """Bake *project*'s file again with the caller's environment and plan the apply."""
+    from keplerd.config.errors import ConfigError
+    from keplerd.model.changes import PlanError
+    from keplerd.supervise import apply
+
+    env = request.get("env") or {}
+    if not isinstance(env, dict):
+        raise RequestError("field 'env' must be an object")
+    began = time.monotonic()
+    try:
+        baked = call.registry.bake_again(project, env, _text(request, "home", "/"), _text(request, "display_name"))
+        baked_at = time.monotonic()
+        prepared = apply.prepare(project, baked, names)
+    except (ConfigError, PlanError) as error:
+        raise RequestError(str(error)) from None
+    log.info("%s: apply: baked in %.0f ms, planned in %.1f ms", project.name, (baked_at - began) * 1000,
+             (time.monotonic() - baked_at) * 1000)
+    return prepared
 
 
 def _run_in_mode(call, project, request, action):

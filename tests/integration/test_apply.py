@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 
+import psutil
+
 from tests.integration.harness import KEPLERCTL, wait_for
 from tests.integration.test_dependencies import config
 from tests.integration.test_hooks import record
@@ -24,6 +26,14 @@ def environ(pid):
     with open(f"/proc/{pid}/environ", "rb") as file:
         pairs = [item.split(b"=", 1) for item in file.read().split(b"\0") if b"=" in item]
     return {key.decode(): value.decode() for key, value in pairs}
+
+
+def alive(process):
+    """Tell whether *process* (a psutil.Process taken earlier) still runs: same pid, same start."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def pids(kepler):
@@ -184,6 +194,7 @@ def test_a_daemon_killed_during_an_apply_boots_with_one_definition_per_service(k
     }
     config(kepler, old)
     kepler.ctl("start", "-d", "--wait")
+    before = {name: psutil.Process(pid) for name, pid in pids(kepler).items()}
     new = {
         "a": sleeper(environment=["V=new", "W=new"]),
         "b": sleeper(environment=["V=new", "W=new"], depends_on=["a"]),
@@ -208,3 +219,5 @@ def test_a_daemon_killed_during_an_apply_boots_with_one_definition_per_service(k
         assert stored == {key: env[key] for key in stored}, name
         assert set(stored.values()) in ({"old"}, {"new"}), name
     assert "c" not in kepler.ps()
+    # No process of the old definitions survived the crash (a leftover is killed at boot).
+    assert not [name for name, process in before.items() if alive(process)]
