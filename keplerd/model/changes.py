@@ -10,7 +10,8 @@ What counts as a change is what the process (or its supervision) would see:
 * ``env`` is the environment the process gets; it is shown as ``environment.KEY``.
   ``environment``, ``env_file`` and ``sys_env`` are how it was written and are not
   compared on their own (moving a variable into an env file changes nothing);
-* ``effective_wait`` is derived from the graph and only says what ``--wait`` waits for;
+* ``wait`` and ``effective_wait`` (derived from it and the graph) only say what a
+  start waits for, not how the service runs: taken without a restart;
 * every other field counts, dicts one level deep (``restart.policy``, ``hooks.pre_stop``).
 
 >>> old = {"web": {"command": ["a"], "env": {"X": "1"}}}
@@ -24,7 +25,7 @@ from keplerd.model import graph
 UNCHANGED, CHANGED, ADDED, REMOVED = "unchanged", "changed", "added", "removed"
 NOTHING, RESTART, START, STOP, STORE = "none", "restart", "start", "stop", "store"
 
-NOT_COMPARED = frozenset({"environment", "env_file", "sys_env", "effective_wait"})
+NOT_COMPARED = frozenset({"environment", "env_file", "sys_env", "wait", "effective_wait"})
 LABELS = {"env": "environment"}
 NESTED = frozenset({"env", "depends_on", "restart", "limits", "logs", "hooks", "healthcheck"})
 INHERITED_BY_HOOKS = frozenset({"user", "group", "working_dir", "limits"})

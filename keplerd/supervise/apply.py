@@ -84,13 +84,16 @@ def _carry_out(project, prepared):
 def _store(project, prepared):
     """Write the new snapshot and redefine the services; nothing here yields."""
     project.adopt(prepared.snapshot, prepared.baked)
-    for entry in prepared.entries:
-        name, spec = entry["service"], prepared.snapshot["services"].get(entry["service"])
-        if entry["change"] == changes.ADDED:
+    change = {entry["service"]: entry["change"] for entry in prepared.entries}
+    for name, spec in prepared.snapshot["services"].items():
+        if change.get(name) == changes.ADDED:
             # Wanted up from now on: a daemon that dies before the start brings it up at boot.
             project.add_service(name, spec).desired = UP
-        elif entry["change"] == changes.CHANGED:
+        elif change.get(name) == changes.CHANGED:
             project.services[name].redefine(spec)
+        else:
+            # Equal in all the process sees; what differs (how the env was written, waits) applies now.
+            project.services[name].spec = spec
     project.write_state()
 
 

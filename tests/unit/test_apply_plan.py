@@ -59,8 +59,9 @@ def test_how_the_environment_was_written_does_not_count():
     assert changed_fields(old, new) == []
 
 
-def test_effective_wait_alone_is_no_change():
+def test_what_a_start_waits_for_is_no_change():
     assert changed_fields(service(effective_wait=True), service(effective_wait=False)) == []
+    assert changed_fields(service(wait=None), service(wait=False)) == []
 
 
 def test_fields_are_listed_in_definition_order_with_nested_keys():
