@@ -9,8 +9,9 @@ Each run changes one variable of one service, then times ``keplerctl apply``
 changed service running again, and checks that the service has a new pid and
 that the other services' pids did not change. Reported: median, min and max
 over the runs, and where the time goes: the daemon's own log lines (bake in the
-worker, plan, stop, start), a bare ``python -I`` start, the worker's imports, and
-``keplerctl ps`` (the CLI's start-up and one round trip).
+worker, plan, stop, start), the rest (keplerctl, socket, the wait until the
+service runs), and for scale a bare ``python -I`` start, a cold bake worker's
+imports and ``keplerctl ps`` (the CLI's start-up and one round trip).
 
 Everything lives in bench/.scratch/apply/ (a private daemon state dir) and is
 removed at the end unless --keep.
@@ -115,15 +116,21 @@ def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def daemon_parts(log_text):
-    """Return the daemon's apply timings (ms) from its log: bake, plan, stop, start, act."""
+def daemon_parts(log_text, totals):
+    """Return where each run's time went (ms): the daemon's log lines, and the rest of *totals*.
+
+    The rest is keplerctl's start-up, the socket round trip, and the wait from the
+    spawn until the daemon sees the service running and answers.
+    """
     baked = [(float(bake), float(plan)) for bake, plan in BAKED.findall(log_text)]
     applied = [tuple(map(float, match)) for match in APPLIED.findall(log_text)]
+    rest = [total * 1000 - bake - plan - act for total, (bake, plan), (act, _, _) in zip(totals, baked, applied)]
     return {
-        "bake (worker)": summary([bake for bake, _ in baked]),
-        "plan": summary([plan for _, plan in baked]),
-        "act: stop": summary([stop for _, stop, _ in applied]),
-        "act: start (spawned)": summary([start for _, _, start in applied]),
+        "daemon: bake (zygote-forked worker)": summary([bake for bake, _ in baked]),
+        "daemon: plan": summary([plan for _, plan in baked]),
+        "daemon: stop the changed service": summary([stop for _, stop, _ in applied]),
+        "daemon: start it (until spawned)": summary([start for _, _, start in applied]),
+        "rest: keplerctl start-up, socket, wait until running": summary(rest),
     }
 
 
@@ -131,16 +138,18 @@ def baselines(daemon, runs):
     """Time what bounds the apply from below: interpreter start, worker imports, a CLI round trip."""
     code = f"import sys; sys.path[:0] = {sys.path!r}; import keplerd.config.worker"
     return {
-        "python -I -c pass": summary([timed([sys.executable, "-I", "-c", "pass"]) * 1000 for _ in range(runs)]),
-        "python -I: import the bake worker": summary(
+        "for scale: python -I -c pass": summary(
+            [timed([sys.executable, "-I", "-c", "pass"]) * 1000 for _ in range(runs)]),
+        "for scale: a cold bake worker's imports (the zygote avoids them)": summary(
             [timed([sys.executable, "-I", "-c", code]) * 1000 for _ in range(runs)]),
-        "keplerctl ps": summary([timed([KEPLERCTL, "ps"], env={**daemon.env}) * 1000 for _ in range(runs)]),
+        "for scale: keplerctl ps": summary([timed([KEPLERCTL, "ps"], env={**daemon.env}) * 1000 for _ in range(runs)]),
     }
 
 
-def report(count, runs, totals, parts, floors):
+def report(count, runs, totals, parts, floors, load):
     lines = [f"# keplerctl apply: 1 changed service of {count}", "",
-             f"{runs} runs; other {count - 1} pids unchanged in every run (checked).", "",
+             f"{runs} runs; the other {count - 1} pids unchanged in every run (checked); "
+             f"load average {load[0]:.1f} before, {load[1]:.1f} after.", "",
              "| measure | median | min | max |", "|---|---|---|---|"]
     rows = {"apply, command to running again": summary([value * 1000 for value in totals]), **parts, **floors}
     for name, values in rows.items():
@@ -163,15 +172,17 @@ def main():
         daemon.start()
         write_config(args.services, 0)
         daemon.ctl("start", "-d", "--wait")
+        load = [os.getloadavg()[0]]
         totals = [one_apply(daemon, args.services, run) for run in range(1, args.runs + 1)]
-        parts = daemon_parts(daemon.log_text())
+        load.append(os.getloadavg()[0])
+        parts = daemon_parts(daemon.log_text(), totals)
         floors = baselines(daemon, args.runs)
         daemon.ctl("stop")
     finally:
         daemon.stop()
         if not args.keep:
             shutil.rmtree(SCRATCH, ignore_errors=True)
-    print(report(args.services, args.runs, totals, parts, floors))
+    print(report(args.services, args.runs, totals, parts, floors, load))
 
 
 if __name__ == "__main__":
