@@ -221,3 +221,22 @@ def test_a_daemon_killed_during_an_apply_boots_with_one_definition_per_service(k
     assert "c" not in kepler.ps()
     # No process of the old definitions survived the crash (a leftover is killed at boot).
     assert not [name for name, process in before.items() if alive(process)]
+
+
+def test_apply_fails_naming_a_changed_service_that_cannot_start(kepler):
+    config(kepler, {"web": sleeper(), "db": sleeper()})
+    kepler.ctl("start", "-d", "--wait")
+    db = pids(kepler)["db"]
+    config(kepler, {"web": {"command": ["/nonexistent/web"]}, "db": sleeper()})
+    result = kepler.ctl("apply", check=False)
+    assert result.returncode == 1
+    assert "web  changed: command -> restart" in result.stdout
+    assert "failed to start: web" in result.stderr
+    assert kepler.status("web") == "failed" and pids(kepler)["db"] == db
+
+
+def test_apply_needs_a_loaded_config(kepler):
+    config(kepler, {"web": sleeper()})
+    result = kepler.ctl("apply", check=False)
+    assert result.returncode == 1
+    assert "config not loaded" in result.stderr
