@@ -26,7 +26,7 @@ STATEDIR   := /var/lib/kepler
 GROUP      ?= kepler
 CREATE_GROUP ?= $(if $(DESTDIR),no,yes)
 # Tools the tests need beyond Python: Debian package names by command.
-TEST_TOOLS ?= groff:groff-base zsh:zsh
+TEST_TOOLS ?= groff:groff-base zsh:zsh systemd-analyze:systemd
 
 .PHONY: run stop test test-tools lint bench bench-logs bench-apply clean install uninstall
 
@@ -36,12 +36,16 @@ $(BIN)/.installed: setup.cfg setup.py
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Start a daemon with its state under .state/ (unless one already runs there),
-# then run the example attached: Ctrl+C stops its services. `make stop` ends the daemon.
+# Start a daemon with its state under .state/ (unless one already runs there; a
+# private state dir: no autostart dir is read), then run the example attached:
+# Ctrl+C stops its services. `make stop` ends the daemon.
+# The shell catches Ctrl+C (a handler, not an ignore, so keplerctl still gets it) and
+# lives on to say what is left, instead of dying with make's "*** Interrupt".
 run: $(BIN)/.installed
 	KEPLER_DAEMON_PATH=$(STATE) $(BIN)/keplerctl daemon status >/dev/null 2>&1 || \
 		KEPLER_DAEMON_PATH=$(STATE) $(BIN)/keplerctl daemon start -d
-	KEPLER_DAEMON_PATH=$(STATE) $(BIN)/keplerctl -f $(EXAMPLE) start
+	@trap : INT; KEPLER_DAEMON_PATH=$(STATE) $(BIN)/keplerctl -f $(EXAMPLE) start; \
+		echo "keplerd is still running (state in $(STATE)): make stop ends it"
 
 stop: $(BIN)/.installed
 	KEPLER_DAEMON_PATH=$(STATE) $(BIN)/keplerctl daemon stop
@@ -57,7 +61,8 @@ bench-logs: $(BIN)/.installed
 bench-apply: $(BIN)/.installed
 	$(BIN)/python bench/apply.py
 
-# groff lints the man pages; zsh runs the zsh completion script.
+# groff lints the man pages; zsh runs the zsh completion script; systemd-analyze (and systemd
+# itself, in test mode) checks and reads back the units of `keplerctl export`.
 test-tools:
 	@missing=""; for tool in $(TEST_TOOLS); do \
 		command -v $${tool%%:*} >/dev/null 2>&1 || missing="$$missing $${tool#*:}"; \

@@ -44,8 +44,10 @@ def scenario_table(settings):
         ("S2", scenarios.idle, None),
         ("S3", scenarios.log_throughput, scenarios.cat_limit),
         ("S4", scenarios.crash_restart, scenarios.loop_limit),
-        ("S5", scenarios.status_latency, None),
+        ("S5", scenarios.status_latency, scenarios.interpreter_limit),
         ("S6", scenarios.stop_all, None),
+        ("S7", scenarios.scale, None),
+        ("S9", scenarios.followers, None),
     ]
 
 
@@ -67,6 +69,10 @@ def run_tool(scenario_id, function, cls, rep, context, tools, keep):
     began = time.monotonic()
     try:
         record["metrics"] = function(manager, context)
+    except scenarios.NotApplicable:
+        teardown(manager)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return None
     except Exception as error:  # one tool's failure is a result, not the end of the run
         record["errors"].append(f"{type(error).__name__}: {error}")
     finally:
@@ -139,8 +145,10 @@ def run_all(settings, chosen_tools, chosen_scenarios, tools, keep):
                 runs.append(run_limit(scenario_id, limit, rep, context))
                 say(describe(runs[-1]))
             for name in order:
-                runs.append(run_tool(scenario_id, function, MANAGERS[name], rep, context, tools, keep))
-                say(describe(runs[-1]))
+                record = run_tool(scenario_id, function, MANAGERS[name], rep, context, tools, keep)
+                if record is not None:
+                    runs.append(record)
+                    say(describe(record))
     return runs
 
 

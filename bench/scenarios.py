@@ -8,8 +8,10 @@ Returned metrics are plain numbers; names end in their unit.
 """
 
 import os
+import re
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -42,10 +44,15 @@ class Settings:
     status_n: int = 100
     status_calls: int = 20
     stop_n: int = 100
+    scale_n: int = 1000              # S7 (issue #25)
+    followers: int = 50              # S9
+    follow_rate: int = 10_000        # S9: lines per second of the followed service
+    follow_window_s: float = 10.0
 
 
 QUICK = Settings(reps=1, start_many=(50,), idle_n=20, idle_window_s=5.0, log_lines=100_000, restarts=20,
-                 restart_budget_s=10.0, status_n=20, status_calls=10, stop_n=20)
+                 restart_budget_s=10.0, status_n=20, status_calls=10, stop_n=20, scale_n=200, followers=10,
+                 follow_window_s=3.0)
 
 
 @dataclass(frozen=True)
@@ -315,7 +322,30 @@ def status_latency(manager, context):
     if missing:
         raise Incorrect(f"status does not show {len(missing)} services, e.g. {missing[0]}")
     times = [timed(manager, manager.status_command()) * 1000 for _ in range(settings.status_calls)]
-    return {"median_ms": statistics.median(times)}
+    metrics = {"median_ms": statistics.median(times)}
+    version = manager.version_command()
+    if version is not None:
+        metrics["version_ms"] = statistics.median(
+            timed(manager, version) * 1000 for _ in range(settings.status_calls))
+    return metrics
+
+
+def interpreter_limit(workdir, context):
+    """The physical limit of S5: the interpreter Kepler's CLI runs on, doing nothing (`python3 -c pass`).
+
+    The real binary, not a ``python3`` found on PATH: that may be a version manager's shim (pyenv's is a
+    shell script that costs ten times the interpreter).
+    """
+    python = os.path.realpath(sys._base_executable)
+    times = [_wall([python, "-c", "pass"]) * 1000 for _ in range(context.settings.status_calls)]
+    median = statistics.median(times)
+    return {"median_ms": median, "version_ms": median}
+
+
+def _wall(argv):
+    began = time.perf_counter()
+    subprocess.run(argv, check=True)
+    return time.perf_counter() - began
 
 
 # -- S6 stop-all ---------------------------------------------------------------------------
@@ -332,3 +362,78 @@ def stop_all(manager, context):
     if not wait_until(lambda: count_running(SLEEP) == 0, GONE_TIMEOUT, interval=0.005):
         raise Incorrect(f"{count_running(SLEEP)} services survive the stop command after {GONE_TIMEOUT:.0f}s")
     return {"returned_s": returned, "all_gone_s": time.perf_counter() - began}
+
+
+# -- S7 scale ------------------------------------------------------------------------------
+
+
+def scale(manager, context):
+    """N = 1,000 sleepers: start → all running, RSS, the status command, stop → none left."""
+    settings = context.settings
+    started = start_many(manager, context, settings.scale_n)
+    pids = manager.manager_pids()
+    rss = memory_mib(pids, "VmRSS")
+    status = [timed(manager, manager.status_command()) * 1000 for _ in range(5)]
+    began = time.perf_counter()
+    manager.run(manager.stop_command())
+    if not wait_until(lambda: count_running(SLEEP) == 0, GONE_TIMEOUT, interval=0.005):
+        raise Incorrect(f"{count_running(SLEEP)} services survive the stop command after {GONE_TIMEOUT:.0f}s")
+    return {"all_running_s": started["all_running_s"], "rss_mib": rss, "peak_rss_mib": started["peak_rss_mib"],
+            "status_ms": statistics.median(status), "all_gone_s": time.perf_counter() - began}
+
+
+# -- S9 followers --------------------------------------------------------------------------
+
+FOLLOWED = """\
+import os, sys, time
+rate, batch = int(sys.argv[1]), 100
+began, sent = time.monotonic(), 0
+while True:
+    due = began + sent / rate
+    if due > time.monotonic():
+        time.sleep(due - time.monotonic())
+    os.write(1, b"".join(b"%09d followed-line-of-forty-bytes\\n" % (sent + k) for k in range(batch)))
+    sent += batch
+"""
+
+
+def followers(manager, context):
+    """F followers of a service writing R lines/s: the manager's CPU share; every follower complete."""
+    settings = context.settings
+    script = os.path.join(manager.workdir, "followed.py")
+    with open(script, "w") as file:
+        file.write(FOLLOWED)
+    follow = manager.follow_command("chatty")
+    if follow is None:
+        raise NotApplicable(f"{manager.name} has no follow command in this benchmark")
+    bring_up(manager, [Service("chatty", ("/usr/bin/python3", script, str(settings.follow_rate)))])
+    outputs = [os.path.join(manager.workdir, f"follower-{i}.out") for i in range(settings.followers)]
+    readers = [subprocess.Popen(follow, stdout=open(path, "wb"), stderr=subprocess.STDOUT, env=manager.env())
+               for path in outputs]
+    try:
+        time.sleep(1.0)   # let every follower attach before the window opens
+        pids = manager.manager_pids()
+        cpu_before = cpu_seconds(pids)
+        time.sleep(settings.follow_window_s)
+        cpu = cpu_seconds(pids) - cpu_before
+        time.sleep(1.0)   # the last lines of the window reach every follower
+    finally:
+        for reader in readers:
+            reader.terminate()
+        for reader in readers:
+            reader.wait()
+    complete = sum(_contiguous(path, settings.follow_rate * settings.follow_window_s) for path in outputs)
+    if complete < len(outputs):
+        raise Incorrect(f"{len(outputs) - complete} of {len(outputs)} followers missed or repeated lines")
+    return {"cpu_percent": 100 * cpu / settings.follow_window_s}
+
+
+def _contiguous(path, at_least):
+    """Whether the follower's lines are numbered without gap or repeat, and at least *at_least* of them."""
+    with open(path, "rb") as file:
+        numbers = [int(match) for match in re.findall(rb"(\d{9}) followed-line", file.read())]
+    return len(numbers) >= at_least and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+class NotApplicable(Exception):
+    """The scenario does not apply to this tool (it is left out of the table)."""

@@ -44,11 +44,14 @@ _select = monkey.get_original("select", "select")
 _waitpid = monkey.get_original("os", "waitpid")
 
 
-def bake(config_path, sys_env, home, display_name=None, options=None):
-    """Return the ``Baked`` config of *config_path*, baked by a worker; raise ConfigError."""
+def bake(config_path, sys_env, home, display_name=None, options=None, caller=None):
+    """Return the ``Baked`` config of *config_path*, baked by a worker; raise ConfigError.
+
+    *caller* describes a non-root caller (``keplerd.config.runas``); None for root.
+    """
     options = dict(options or {})
     request = {"config": config_path, "env": sys_env, "home": home, "display_name": display_name,
-               "options": options}
+               "options": options, "caller": caller}
     timeout = SLACK_SECONDS + 2 * options.get("lua_time_limit", 2.0)
     name = display_name or os.path.basename(config_path)
     answer = _answer(_run_worker(json.dumps(request).encode(), timeout), f"{name}: baking", timeout)

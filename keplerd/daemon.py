@@ -92,6 +92,9 @@ class Daemon:
             listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request))
         self._restore_configs()
+        if self.settings.autostart_dir is None:
+            log.info("private state dir %s: no autostart dir is read (--autostart-dir or autostart_dir "
+                     "names one)", self.state_dir)
         self.autostart.scan()
         self._server.start()
         self._announce_ready()
@@ -274,8 +277,13 @@ def main(argv=None):
             background.reopen_log(log_path)  # a reload follows a log rotation
         return daemon_settings.resolve(args, validate=bakery.validate_settings)
 
-    daemon = Daemon(settings, reread, Notifier.from_environment(os.environ),
-                    on_ready=[readiness.ready] if readiness else [])
+    on_ready = []
+    if readiness:
+        # Warnings of the start-up (no kepler group, a stale socket) reach whoever started us, not only the log.
+        forward = _WarningsTo(readiness)
+        logging.getLogger().addHandler(forward)
+        on_ready = [lambda: logging.getLogger().removeHandler(forward), readiness.ready]
+    daemon = Daemon(settings, reread, Notifier.from_environment(os.environ), on_ready=on_ready)
     try:
         daemon.run()
     except (AlreadyRunning, StartupError) as error:
@@ -285,6 +293,18 @@ def main(argv=None):
     finally:
         if readiness:  # does nothing once the daemon has said it is ready
             readiness.failed(f"keplerd stopped during start-up (see {log_path})")
+
+
+class _WarningsTo(logging.Handler):
+    """Pass warnings and errors logged during start-up on to ``keplerd --daemonize``'s caller."""
+
+    def __init__(self, readiness):
+        super().__init__(logging.WARNING)
+        self._readiness = readiness
+
+    def emit(self, record):
+        if record.levelno == logging.WARNING:  # errors end the start-up: failed() says those
+            self._readiness.warn(record.getMessage())
 
 
 def _log_path(args, settings):

@@ -21,6 +21,7 @@ _waitpid = monkey.get_original("os", "waitpid")
 
 READY = b"ready"
 ERROR = b"error "
+WARNING = b"warning "
 
 
 class Readiness:
@@ -30,20 +31,25 @@ class Readiness:
         self._fd = fd
 
     def ready(self):
-        self._say(READY)
+        self._say(READY, last=True)
 
     def failed(self, message):
-        self._say(ERROR + message.encode(errors="replace"))
+        self._say(ERROR + message.encode(errors="replace"), last=True)
 
-    def _say(self, message):
+    def warn(self, message):
+        """Pass a start-up warning on to the person starting the daemon (it also goes to the log)."""
+        self._say(WARNING + message.replace("\n", " ").encode(errors="replace"), last=False)
+
+    def _say(self, message, last):
         if self._fd is None:
             return
         try:
             os.write(self._fd, message + b"\n")
         except BrokenPipeError:
-            pass  # the waiting process was killed: nobody is left to tell
-        os.close(self._fd)
-        self._fd = None
+            last = True  # the waiting process was killed: nobody is left to tell
+        if last:
+            os.close(self._fd)
+            self._fd = None
 
 
 def open_log(path):
@@ -100,19 +106,23 @@ def redirect_output(log_fd):
 
 
 def _await_daemon(read_fd, log_path):
-    """Return the exit code of ``keplerd --daemonize``: 0 once the daemon says it is ready."""
-    answer = b""
-    while b"\n" not in answer:
-        chunk = os.read(read_fd, 4096)
-        if not chunk:
+    """Return the exit code of ``keplerd --daemonize``: 0 once the daemon says it is ready.
+
+    Warnings the daemon passes on meanwhile are printed as they come.
+    """
+    pending = b""
+    with os.fdopen(read_fd, "rb") as pipe:
+        for line in pipe:
+            answer = line.strip()
+            if answer.startswith(WARNING):
+                print(f"keplerd: warning: {answer[len(WARNING):].decode(errors='replace')}", file=sys.stderr)
+                continue
+            pending = answer
             break
-        answer += chunk
-    os.close(read_fd)
-    answer = answer.strip()
-    if answer == READY:
+    if pending == READY:
         return 0
-    if answer.startswith(ERROR):
-        print(f"keplerd: {answer[len(ERROR):].decode(errors='replace')}", file=sys.stderr)
+    if pending.startswith(ERROR):
+        print(f"keplerd: {pending[len(ERROR):].decode(errors='replace')}", file=sys.stderr)
     else:
         print(f"keplerd: the daemon exited during start-up (see {log_path})", file=sys.stderr)
     return 1

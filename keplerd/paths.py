@@ -93,11 +93,11 @@ class ConfigPaths:
         self.logs = os.path.join(self.root, "logs")
 
 
-def find_config_file(cwd, explicit=None):
+def find_config_file(cwd, explicit=None, hint="use -f FILE"):
     """Return the absolute real path of the config to use, or raise ``FileNotFoundError``.
 
     *explicit* is the ``-f`` argument; without it ``kepler.yaml`` then ``kepler.yml``
-    in *cwd* are tried.
+    in *cwd* are tried; *hint* says how to name another file.
     """
     if explicit:
         path = os.path.join(cwd, explicit)
@@ -108,4 +108,4 @@ def find_config_file(cwd, explicit=None):
         path = os.path.join(cwd, name)
         if os.path.isfile(path):
             return os.path.realpath(path)
-    raise FileNotFoundError(f"no kepler.yaml or kepler.yml in {cwd} (use -f FILE)")
+    raise FileNotFoundError(f"no kepler.yaml or kepler.yml in {cwd} ({hint})")

@@ -17,6 +17,7 @@ from keplerd import __version__, paths
 from keplerd.config.errors import ConfigError
 
 DEFAULT_PATH = paths.DEFAULT_DAEMON_CONFIG
+DEFAULT_AUTOSTART_DIR = "/etc/kepler/conf.d"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -26,11 +27,13 @@ class Settings:
 
     state_dir: str = paths.DEFAULT_STATE_DIR
     socket_group: str = "kepler"
-    autostart_dir: str = "/etc/kepler/conf.d"
+    autostart_dir: str | None = DEFAULT_AUTOSTART_DIR  # None: none is read (a private daemon's, see resolve)
     log_level: str = "info"
     lua_memory_limit: int = 64 << 20  # bytes
     lua_time_limit: float = 2.0  # seconds of CPU per config
     default_stop_grace_period: float = 10.0  # seconds
+    # Whom each non-root user may run services as, besides itself (SPEC §21): {user: [user or group, ...]}.
+    allow_run_as: dict = dataclasses.field(default_factory=dict)
 
     def bake_options(self):
         """Return the settings that shape a bake, as keyword arguments of ``bake()``."""
@@ -85,7 +88,26 @@ def resolve(args, environ=os.environ, validate=None):
         overrides["state_dir"] = os.path.abspath(state_dir)
     if "autostart_dir" in overrides:
         overrides["autostart_dir"] = os.path.abspath(overrides["autostart_dir"])
+    else:
+        overrides["autostart_dir"] = _autostart_dir(settings, args, overrides.get("state_dir"))
     return dataclasses.replace(settings, **overrides)
+
+
+def _autostart_dir(settings, args, state_dir_override):
+    """Return the autostart dir without ``--autostart-dir``: None for a private daemon (SPEC §14).
+
+    A daemon whose state dir was moved by ``$KEPLER_DAEMON_PATH`` or ``--state-dir``
+    (``make run``, tests) is not the system's: it never reads the system's autostart
+    dir unless ``--autostart-dir`` names it, and the system's own ``keplerd.conf``
+    speaks only for the system daemon, so an ``autostart_dir`` counts only from a
+    file given with ``--config``.
+    """
+    private = state_dir_override is not None and state_dir_override != settings.state_dir
+    if not private:
+        return settings.autostart_dir
+    if args.config is None or settings.autostart_dir == DEFAULT_AUTOSTART_DIR:
+        return None
+    return settings.autostart_dir
 
 
 def build_parser():
@@ -97,7 +119,8 @@ def build_parser():
     parser.add_argument("--state-dir", metavar="DIR", type=os.path.abspath,
                         help="state directory (default $KEPLER_DAEMON_PATH, else state_dir, else /var/lib/kepler)")
     parser.add_argument("--autostart-dir", metavar="DIR", type=os.path.abspath,
-                        help="configs to start at boot (default autostart_dir, else /etc/kepler/conf.d)")
+                        help="configs to start at boot (default autostart_dir, else /etc/kepler/conf.d; "
+                             "none with a private state dir)")
     parser.add_argument("--socket-group", metavar="GROUP",
                         help="group allowed to use the socket (default socket_group, else kepler)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default log_level, else info)")

@@ -11,7 +11,16 @@ False
 
 import os
 
-from keplerd.paths import _sha256
+# Imported now, not on the first hash: a bake worker for a non-root caller hashes after
+# taking the caller's ids, when the interpreter's own files may be out of its reach.
+# CPython's built-in sha256 rather than hashlib's: no OpenSSL in the daemon.
+try:
+    from _sha256 import sha256 as _sha256  # Python 3.11
+except ImportError:
+    try:
+        from _sha2 import sha256 as _sha256  # Python 3.12 and later
+    except ImportError:
+        from hashlib import sha256 as _sha256
 
 
 def read_recorded(path):

@@ -79,6 +79,14 @@ class Manager:
         """Return the argv that stops the daemon (its services with it)."""
         raise NotImplementedError
 
+    def version_command(self):
+        """Return the argv that prints the CLI's version without the daemon (S5), or None."""
+        return None
+
+    def follow_command(self, service):
+        """Return the argv that follows *service*'s output live (S9), or None."""
+        return None
+
     def manager_pids(self):
         """Return the pids of the tool's daemon process(es): what we charge CPU and memory to."""
         raise NotImplementedError

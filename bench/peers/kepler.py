@@ -58,6 +58,12 @@ class Kepler(Manager):
     def shutdown_command(self):
         return self.ctl("daemon", "stop")
 
+    def version_command(self):
+        return self.ctl("--version")
+
+    def follow_command(self, service):
+        return self.ctl("-f", self.config_file, "logs", "--follow", "--tail", "0", service)
+
     def manager_pids(self):
         return [self.daemon.pid]
 

@@ -3,27 +3,37 @@
 import json
 import sys
 
-from keplerd.cli.client import CommandError
+from keplerd.cli.lifecycle import EXIT_INTERRUPTED, AttachedView, _mode
 from keplerd.model.changes import plan_line
 
 
 def apply(context):
-    """Print the plan, then carry it out (unless --dry-run); wait as ``restart`` does."""
+    """Print the plan, carry it out; show progress and return once it is up (-d: at once).
+
+    Ctrl+C only stops waiting: the apply goes on in the daemon (as ``restart``).
+    """
     args = context.args
-    wait = args.wait or not args.detach
-    if args.timeout is not None and not wait:
-        raise CommandError("--timeout only applies with --wait")
-    request = context.baking_request("apply", services=args.services, dry_run=args.dry_run, attach=False,
-                                     wait=wait and not args.dry_run, timeout=args.timeout)
+    mode = _mode(args)
+    if args.dry_run:
+        mode = {"attach": False, "wait": False, "timeout": None}
+    request = context.baking_request("apply", services=args.services, dry_run=args.dry_run, **mode)
+    view = AttachedView(verbose=args.verbose) if mode["attach"] and not args.json else None
     shown = []
 
     def on_event(event):
-        if event.get("kind") == "plan" and not args.json:
-            print_plan(event, sys.stdout)
+        if event.get("kind") == "plan":
+            if not args.json:
+                print_plan(event, sys.stdout)
             shown.append(True)
+        elif view is not None:
+            view.event(event)
 
     with context.client() as client:
-        response = client.call(request, on_event)
+        try:
+            response = client.call(request, on_event)
+        except KeyboardInterrupt:
+            print("keplerctl: detached; the apply goes on in the daemon", file=sys.stderr)
+            return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps({key: response.get(key) for key in ("plan", "global", "dry_run", "services")}, indent=2))
     elif not shown:

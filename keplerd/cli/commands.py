@@ -43,39 +43,40 @@ def _start_flags(parser, verb):
     parser.add_argument("services", nargs="*", metavar="SERVICE", help=f"services to {verb} (default: all)")
     parser.add_argument("-d", "--detach", action="store_true", help="return at once; everything runs in the daemon")
     parser.add_argument("--wait", action="store_true",
-                        help="with -d: return once every startup service is started (exit 1 if one failed)")
+                        help="implies -d: return once every startup service is up (exit 1 if one failed)")
     parser.add_argument("--timeout", type=_duration, metavar="DURATION",
                         help="with --wait: give up waiting after DURATION (exit 1)")
 
 
-def register(subparsers, common, common_without_f, only=None):
+def register(subparsers, parents, only=None):
     """Add the keplerctl commands to *subparsers*: all, or just the one named *only*.
 
-    *common* holds the global options for use after the command too; ``logs`` gets
-    *common_without_f*, because there ``-f`` is ``--follow`` (as in docker compose).
+    *parents* hold the global options for use after the command too: ``common``
+    (all of them), ``without_f`` for ``logs``, because there ``-f`` is ``--follow``
+    (as in docker compose), and ``without_file`` for commands that use no config file.
     Building one command's parser instead of all of them keeps ``keplerctl ps``
     start-up short.
     """
 
-    def add(name, help_text, module, function, parent=common):
-        parser = subparsers.add_parser(name, help=help_text, description=help_text, parents=[parent])
+    def add(name, help_text, module, function, parent="common"):
+        parser = subparsers.add_parser(name, help=help_text, description=help_text, parents=[parents[parent]])
         parser.set_defaults(run=_runner(module, function))
         return parser
 
-    parents = {"common": common, "without_f": common_without_f}
     for name, builder in COMMANDS.items():
         if only is None or name == only:
             builder(add, subparsers, parents)
 
 
 def _daemon(add, subparsers, parents):
-    daemon = subparsers.add_parser("daemon", help="start, stop or inspect keplerd", parents=[parents["common"]])
+    daemon = subparsers.add_parser("daemon", help="start, stop or inspect keplerd", parents=[parents["without_file"]])
     daemon_commands = daemon.add_subparsers(dest="daemon_command", metavar="ACTION", required=True)
     for name, help_text in (("start", "run keplerd (foreground; -d: in the background)"),
                             ("stop", "stop every service gracefully, then keplerd"),
                             ("restart", "stop keplerd, then start it; services that were up come back"),
                             ("status", "show pid, uptime, version, socket and loaded configs")):
-        parser = daemon_commands.add_parser(name, help=help_text, description=help_text, parents=[parents["common"]])
+        parser = daemon_commands.add_parser(name, help=help_text, description=help_text,
+                                            parents=[parents["without_file"]])
         parser.set_defaults(run=_runner("daemonctl", name))
         if name in ("start", "restart"):
             parser.add_argument("-d", "--detach", action="store_true",
@@ -119,7 +120,7 @@ def _ps(add, subparsers, parents):
 
 
 def _logs(add, subparsers, parents):
-    logs = add("logs", "show service logs, merged in time order", "logs", "show", parent=parents["without_f"])
+    logs = add("logs", "show service logs, merged in time order", "logs", "show", parent="without_f")
     logs.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new lines until Ctrl+C")
     logs.add_argument("--tail", type=_count, metavar="N", help="only the last N lines")
@@ -134,7 +135,8 @@ def _inspect(add, subparsers, parents):
 
 
 def _prune(add, subparsers, parents):
-    prune = add("prune", "remove the state of configs that are all stopped or whose file is gone", "views", "prune")
+    prune = add("prune", "remove the state of configs that are all stopped or whose file is gone", "views", "prune",
+                parent="without_file")
     prune.add_argument("--force", action="store_true", help="stop running services first, then remove those too")
     prune.add_argument("--dry-run", action="store_true", help="only list what would be removed")
 
@@ -148,6 +150,26 @@ def _config(add, subparsers, parents):
     check.set_defaults(run=_runner("check", "check"))
 
 
+def _export(add, subparsers, parents):
+    export = add("export", "write the baked config as systemd units or a Nomad job", "export", "export")
+    export.add_argument("--format", required=True, choices=("systemd", "nomad"), help="what to write: systemd or nomad")
+    export.add_argument("--output", default="kepler-export", metavar="DIR",
+                        help="directory to write the files to (default: ./kepler-export)")
+    export.add_argument("--strict", action="store_true",
+                        help="fail (exit 1, nothing written) when a setting has no equivalent")
+    export.add_argument("--prefix", metavar="NAME", help="name of the units or job (default: the config's directory)")
+    export.add_argument("--systemd-version", type=_version, metavar="N",
+                        help="write only what systemd N understands (default: the local systemd, else 252)")
+    export.add_argument("--driver", choices=("exec", "raw_exec"), default="exec",
+                        help="Nomad task driver (default: exec)")
+
+
+def _version(text):
+    if not text.isdigit() or int(text) == 0:
+        raise _argument_error(f"invalid version {text!r}: expected a positive integer")
+    return int(text)
+
+
 def _completion(add, subparsers, parents):
     completion = add("completion", "print a shell completion script: source <(keplerctl completion bash)",
                      "completion", "completion")
@@ -159,5 +181,5 @@ def _completion(add, subparsers, parents):
 COMMANDS = {
     "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate, "apply": _apply,
     "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
-    "completion": _completion,
+    "export": _export, "completion": _completion,
 }

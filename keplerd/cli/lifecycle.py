@@ -19,9 +19,24 @@ def start(context):
 
 
 def restart(context):
-    """Restart services with the baked config; same modes as start."""
+    """Restart services; show progress and return once they are up (-d: at once; --wait: quietly).
+
+    Ctrl+C only stops waiting: the restart goes on in the daemon (as ``docker compose restart``).
+    """
     args = context.args
-    return _run(context, context.config_request("restart", services=args.services, **_mode(args)))
+    mode = _mode(args)
+    request = context.config_request("restart", services=args.services, **mode)
+    with context.client() as client:
+        if not mode["attach"]:
+            client.call(request)
+            return 0
+        view = AttachedView(verbose=args.verbose)
+        try:
+            client.call(request, view.event)
+        except KeyboardInterrupt:
+            print("keplerctl: detached; the restart goes on in the daemon", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return 0
 
 
 def _mode(args):
@@ -51,11 +66,16 @@ def _attached(context, client, request):
     except KeyboardInterrupt:
         pass
     print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr, flush=True)
+    # Named services: stop those this start follows (it says which), not dependencies that already ran.
+    services = view.followed if request.get("services") else []
+    stopped = False
     try:
-        client.call(context.config_request("stop", services=request.get("services") or []))
+        client.call(context.config_request("stop", services=services))
+        stopped = True
         client.wait(request_id)
     except KeyboardInterrupt:
-        print("keplerctl: not waiting any longer; services keep stopping in the daemon", file=sys.stderr)
+        if not stopped:
+            print("keplerctl: not waiting any longer; services keep stopping in the daemon", file=sys.stderr)
     except CommandError:
         pass  # the start request ends with the stop; its error (if any) says nothing new
     return EXIT_INTERRUPTED
@@ -67,10 +87,13 @@ class AttachedView:
     def __init__(self, verbose=False, stream=sys.stdout):
         self.stream = stream
         self.logs = LogPrinter(stream)
+        self.followed = []
         self._shown = {}
 
     def event(self, event):
-        if event.get("kind") == "log":
+        if event.get("kind") == "attached":
+            self.followed = event["services"]
+        elif event.get("kind") == "log":
             self.logs.chunk(event["name"], event["data"])
         elif event.get("kind") == "state":
             self._state(event)

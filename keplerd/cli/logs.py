@@ -19,6 +19,10 @@ def show(context):
     args = context.args
     if args.head is not None and (args.tail is not None or args.follow):
         raise CommandError("--head cannot be combined with --tail or --follow")
+    for name in args.services:
+        if name.endswith((".yaml", ".yml")):
+            raise CommandError(f"{name} is not a service; in logs, -f is --follow: use keplerctl -f {name} logs, "
+                               f"or keplerctl logs --file {name}")
     output = JsonLines(sys.stdout) if args.json else LogPrinter(sys.stdout, timestamps=args.timestamps)
     request = context.config_request("logs", services=args.services, head=args.head, tail=args.tail,
                                      no_hook=args.no_hook, follow=args.follow)

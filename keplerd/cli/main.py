@@ -27,8 +27,11 @@ class Context:
 
     @property
     def config_path(self):
+        # In logs, -f is --follow: `keplerctl logs -f kepler.yaml` does not name a file.
+        hint = ("in logs, -f is --follow: use keplerctl -f FILE logs, or keplerctl logs --file FILE"
+                if self.args.command == "logs" else "use -f FILE")
         try:
-            return paths.find_config_file(self.cwd, self.args.file)
+            return paths.find_config_file(self.cwd, self.args.file, hint)
         except FileNotFoundError as error:
             raise CommandError(str(error)) from None
 
@@ -90,10 +93,10 @@ class Parser(argparse.ArgumentParser):
         sys.exit(EXIT_ERROR)
 
 
-def _global_options(parser, suppress, short_file=True):
+def _global_options(parser, suppress, file_flags=("-f", "--file")):
     default = argparse.SUPPRESS if suppress else None
-    flags = ("-f", "--file") if short_file else ("--file",)
-    parser.add_argument(*flags, default=default, help="config file (default: kepler.yaml or kepler.yml)")
+    if file_flags:
+        parser.add_argument(*file_flags, default=default, help="config file (default: kepler.yaml or kepler.yml)")
     parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS if suppress else False,
                         help="say more")
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS if suppress else False,
@@ -107,12 +110,12 @@ def build_parser(only=None):
     parser = Parser(prog="keplerctl", description="Drive the Kepler process orchestrator.")
     parser.add_argument("--version", action="version", version=f"keplerctl {__version__}")
     _global_options(parser, suppress=False)
-    common = Parser(add_help=False)
-    _global_options(common, suppress=True)
-    common_without_f = Parser(add_help=False)
-    _global_options(common_without_f, suppress=True, short_file=False)
+    parents = {}
+    for kind, file_flags in (("common", ("-f", "--file")), ("without_f", ("--file",)), ("without_file", ())):
+        parents[kind] = Parser(add_help=False)
+        _global_options(parents[kind], suppress=True, file_flags=file_flags)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.register(subparsers, common, common_without_f, only=only)
+    commands.register(subparsers, parents, only=only)
     return parser
 
 
@@ -142,10 +145,10 @@ def main(argv=None):
     try:
         code = args.run(context)
     except DaemonUnreachable as error:
-        print(f"keplerctl: {error}", file=sys.stderr)
+        _complain(error)
         return _exit(EXIT_UNREACHABLE)
     except CommandError as error:
-        print(f"keplerctl: {error}", file=sys.stderr)
+        _complain(error)
         return _exit(EXIT_ERROR)
     except KeyboardInterrupt:
         return _exit(EXIT_INTERRUPTED)
@@ -154,6 +157,11 @@ def main(argv=None):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return _exit(0)
     return _exit(code or 0)
+
+
+def _complain(error):
+    """Print *error* on stderr, each of its lines (a rejected bake lists every problem) prefixed."""
+    print("".join(f"keplerctl: {line}\n" for line in str(error).splitlines() or [""]), end="", file=sys.stderr)
 
 
 def _exit(code):

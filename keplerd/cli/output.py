@@ -18,22 +18,41 @@ def status_text(row, now=None):
         up = f"Up {format_age(now - (row.get('started_at') or row.get('since') or now))}"
         return up if status == "running" else f"{up} ({status})"
     if status == "exited":
-        return f"Exited ({row.get('exit_code')}) {age} ago"
+        return f"Exited ({row.get('exit_code')}) {age} ago{_gave_up(row)}"
     if status == "killed":
-        return f"Killed ({signal_name(row.get('signal'))}) {age} ago"
+        return f"Killed ({signal_name(row.get('signal'))}) {age} ago{_gave_up(row)}"
+    if status == "starting" and row.get("backoff_until"):
+        wait = format_age(max(0, row["backoff_until"] - now) + 0.999)  # rounded up: never "in 0s"
+        return f"Restarting in {wait} ({_retries(row.get('retries', 0))})"
     if status == "failed":
         return f"Failed {age} ago"
     return status.capitalize()
+
+
+def _retries(count):
+    return f"{count} retr{'y' if count == 1 else 'ies'}"
+
+
+def _gave_up(row):
+    return f", gave up after {_retries(row.get('retries', 0))}" if row.get("gave_up") else ""
+
+
+def pid_text(row):
+    """Return the PID column: the live process, or ``-`` (a dead pid is never shown)."""
+    return str(row["pid"]) if row.get("pid") else "-"
 
 
 def ps_json_row(row):
     """Return one service as ``ps --json`` shows it."""
     signum = row.get("signal")
     return {
-        "config": row.get("config_path"), "name": row["name"], "status": row["status"], "pid": row.get("pid"),
+        "config": row.get("config_path"), "owner": row.get("owner"), "name": row["name"], "status": row["status"],
+        "pid": row.get("pid"),
         "exit_code": row.get("exit_code"), "signal": signal_name(signum) if signum else None,
         "since": row.get("since"), "restarts": row.get("restarts", 0), "health": row.get("health"),
         "config_changed": bool(row.get("config_changed")),
+        **({"backoff_until": row["backoff_until"], "retries": row.get("retries", 0)}
+           if row.get("backoff_until") else {}),
     }
 
 

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from keplerd.cli.output import ps_json_row, status_text, table
+from keplerd.cli.output import pid_text, ps_json_row, status_text, table
 
 
 def ps(context):
@@ -16,8 +16,11 @@ def ps(context):
     if args.json:
         print(json.dumps([ps_json_row(row) for row in rows], indent=2))
         return 0
+    if not rows:
+        print("no services")
+        return 0
     headers = ["NAME", "STATUS", "PID"]
-    lines = [[row["name"], status_text(row), row.get("pid") or ""] for row in rows]
+    lines = [[row["name"], status_text(row), pid_text(row)] for row in rows]
     if args.all:
         headers.insert(0, "CONFIG")
         for line, row in zip(lines, rows):

@@ -19,6 +19,7 @@ import urllib.parse
 
 from ..sources import read_recorded
 from .errors import ConfigError, Problems
+from . import runas
 from .loader import load_yaml
 from .lua import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, LuaEvaluator
 from .snapshot import SnapshotBuilder
@@ -48,13 +49,14 @@ def stored_name(path, config_dir):
 
 
 def bake(config_path, sys_env, home, display_name=None, default_stop_grace_period=10.0,
-         lua_memory_limit=DEFAULT_MEMORY_LIMIT, lua_time_limit=DEFAULT_TIME_LIMIT):
+         lua_memory_limit=DEFAULT_MEMORY_LIMIT, lua_time_limit=DEFAULT_TIME_LIMIT, caller=None):
     """Return the Baked config of the file at absolute *config_path*; raise ConfigError.
 
     *sys_env* and *home* are the CLI's environment and its user's home dir;
     *display_name* names the file in messages (default: its base name). The Lua
     of the config runs within *lua_memory_limit* bytes and *lua_time_limit*
-    seconds of CPU, for the whole bake.
+    seconds of CPU, for the whole bake. *caller* describes a non-root caller
+    (:mod:`.runas`): its services run as it by default and may not run as others.
     """
     source = os.path.realpath(config_path)
     config_dir = os.path.dirname(source)
@@ -76,6 +78,7 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
     finally:
         lua.close()
     kepler, services = Validator(problems).validate(tree)
+    runas.check(kepler, services, caller, problems)
     problems.raise_if_any()
     stored = {path: stored_name(path, config_dir) for path in env_files.contents}
     header = {
@@ -88,7 +91,8 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
         # What `ps` compares to say the config changed since this bake (keplerd.sources).
         "sources": {source: config_record, **env_files.records, **lua.records},
     }
-    builder = SnapshotBuilder(env_files, sys_env, config_dir, default_stop_grace_period)
+    builder = SnapshotBuilder(env_files, sys_env, config_dir, default_stop_grace_period,
+                              runas.default_user(caller))
     snapshot = builder.build(kepler, services, header)
     contents = {stored[path]: data for path, data in env_files.contents.items()}
     return Baked(snapshot=snapshot, config_bytes=config_bytes, env_files=contents)

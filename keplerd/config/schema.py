@@ -211,7 +211,7 @@ class ServiceSchema(StrictSchema):
     restart = fields.OneOrSchema(RestartSchema, _restart_short, metadata=_doc("Restart policy or object."))
     healthcheck = ma.Nested(HealthcheckSchema, metadata=_doc("Health probe."))
     hooks = ma.Nested(ServiceHooksSchema, metadata=_doc("Service hooks."))
-    user = fields.Text(metadata=_doc("name, uid or uid:gid; default the daemon's user."))
+    user = fields.Text(metadata=_doc("name, uid or uid:gid; default root for root's configs, else the caller."))
     group = fields.Text(metadata=_doc("Group name or gid; default the user's primary group."))
     limits = ma.Nested(LimitsSchema, metadata=_doc("rlimits."))
     logs = ma.Nested(LogsSchema, metadata=_doc("Log settings, merged over kepler.logs."))

@@ -7,6 +7,7 @@ it: the daemon itself never loads YAML and marshmallow.
 import os
 
 from marshmallow import ValidationError, validates_schema
+from marshmallow import fields as ma
 
 from keplerd.config import fields
 from keplerd.config.errors import ConfigError, Problems
@@ -28,6 +29,24 @@ class _AbsolutePath(fields.Text):
         return os.path.normpath(value)
 
 
+class _RunAs(ma.Field):
+    """``{user: [user or group, ...]}``: names or ids, as text."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("must be a mapping of user names to lists of users and groups")
+        problems, granted = {}, {}
+        for user, targets in value.items():
+            if not isinstance(targets, list) or not all(isinstance(target, (str, int)) and not isinstance(
+                    target, bool) and str(target) for target in targets):
+                problems[str(user)] = ["must be a list of user or group names (or ids)"]
+            else:
+                granted[str(user)] = [str(target) for target in targets]
+        if problems:
+            raise ValidationError(problems)
+        return granted
+
+
 class SettingsSchema(StrictSchema):
     state_dir = _AbsolutePath(metadata={"description": "State directory; default /var/lib/kepler."})
     socket_group = fields.Text(metadata={"description": "Group allowed to use the socket; default kepler."})
@@ -37,6 +56,8 @@ class SettingsSchema(StrictSchema):
     lua_time_limit = fields.Duration(metadata={"description": "Lua CPU time cap per config; default 2s."})
     default_stop_grace_period = fields.Duration(
         metadata={"description": "stop_grace_period of services that set none; default 10s."})
+    allow_run_as = _RunAs(
+        metadata={"description": "Users and groups each non-root user may run services as; default none."})
 
     @validates_schema
     def _limits_are_usable(self, data, **kwargs):

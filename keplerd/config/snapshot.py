@@ -64,8 +64,9 @@ def healthcheck(data):
 class SnapshotBuilder:
     """Turn validated settings and services into the snapshot dict."""
 
-    def __init__(self, env_files, sys_env, config_dir, default_stop_grace_period=10.0):
+    def __init__(self, env_files, sys_env, config_dir, default_stop_grace_period=10.0, default_user=None):
         self.env_files = env_files
+        self.default_user = default_user  # a non-root caller's uid: what runs without `user` (SPEC §21)
         self.sys_env = dict(sys_env)
         self.config_dir = config_dir
         self.default_stop_grace_period = default_stop_grace_period
@@ -79,7 +80,8 @@ class SnapshotBuilder:
             "logs": merge_logs(kepler.get("logs")),
         }
         global_base = {
-            "user": None, "group": None, "working_dir": self.config_dir, "env": {}, "limits": NO_LIMITS,
+            "user": self.default_user, "group": None, "working_dir": self.config_dir, "env": {},
+            "limits": NO_LIMITS,
         }
         settings["hooks"] = self._hooks(kepler.get("hooks"), global_base)
         baked = {name: self._service(data, kepler, settings) for name, data in services.items()}
@@ -109,7 +111,7 @@ class SnapshotBuilder:
             "env": env,
             "restart": {**RESTART_DEFAULTS, **_set(data.get("restart"))},
             "healthcheck": healthcheck(data.get("healthcheck")),
-            "user": data.get("user"),
+            "user": data.get("user", self.default_user),
             "group": data.get("group"),
             "limits": {**NO_LIMITS, **_set(data.get("limits"))},
             "logs": merge_logs(kepler.get("logs"), data.get("logs")),

@@ -2,17 +2,20 @@
 
 Reads a JSON request on stdin and writes the answer on stdout:
 
-* a bake — ``{"config", "env", "home", "display_name", "options"}`` — is answered
+* a bake — ``{"config", "env", "home", "display_name", "options", "caller"}`` — is answered
   ``{"ok": true, "snapshot", "config", "env_files"}`` (file contents base64-encoded);
 * settings — ``{"settings": <keplerd.conf, base64-encoded>, "display_name"}`` — are answered
   ``{"ok": true, "values": {...}}``;
 * either fails as ``{"ok": false, "errors": [...]}``.
 
-Nothing here is gevent: the bake, Lua included, simply runs.
+Nothing here is gevent: the bake, Lua included, simply runs. The bake of a
+non-root ``caller``'s config reads files and runs Lua with the caller's effective
+ids (SPEC §21): the daemon never reads a file for someone who could not.
 """
 
 import base64
 import json
+import os
 import sys
 
 from keplerd.config.bake import bake
@@ -25,7 +28,7 @@ def answer(request):
         return settings_answer(request)
     try:
         baked = bake(request["config"], request["env"], request["home"], request.get("display_name"),
-                     **request.get("options", {}))
+                     caller=request.get("caller"), **request.get("options", {}))
     except ConfigError as error:
         return {"ok": False, "errors": error.errors}
     except OSError as error:
@@ -53,8 +56,25 @@ def _text(data):
     return base64.b64encode(data).decode("ascii")
 
 
+def act_as(caller):
+    """Take the effective ids of a non-root *caller* for the rest of this process.
+
+    Only the effective ids change: the real and saved uid stay root's, so the
+    caller can neither signal nor trace the worker (the kernel also makes it
+    non-dumpable), and what it answers is still the worker's own work. Lupa is
+    imported first: the interpreter's own files need not be readable by the caller.
+    """
+    from lupa import lua54  # noqa: F401 (imported while still root)
+
+    os.setgroups(caller["groups"])
+    os.setegid(caller["gid"])
+    os.seteuid(caller["uid"])
+
+
 def main():
     request = json.load(sys.stdin.buffer)
+    if request.get("caller"):
+        act_as(request["caller"])
     sys.stdout.buffer.write(json.dumps(answer(request)).encode())
 
 

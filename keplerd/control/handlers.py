@@ -3,6 +3,10 @@
 A handler takes the ``Call`` (who asked, how to send events) and the request
 body, and returns the response fields; raising ``RequestError`` answers with
 that message. Nothing a client sends may crash the daemon.
+
+Who may do what is decided in one place, before and around every handler:
+``dispatch`` refuses root-only requests, and handlers reach configs only through
+``call.registry``, the caller's view of the registry (``keplerd.control.access``).
 """
 
 import logging
@@ -11,6 +15,7 @@ import time
 import gevent
 
 from keplerd import __version__, paths
+from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
 from keplerd.logs.cursors import FollowerDropped, open_reading
 from keplerd.model import states
 from keplerd.supervise import lifecycle
@@ -26,19 +31,21 @@ class RequestError(Exception):
 
 
 class Call:
-    """One request in flight: the daemon, the session and the request id."""
+    """One request in flight: the daemon, the session, the request id and who sent it.
+
+    ``registry`` is the registry as the caller may use it: every config a handler
+    reaches through it has passed the access check (SPEC §21).
+    """
 
     def __init__(self, daemon, session, request_id):
         self.daemon = daemon
         self.session = session
         self.request_id = request_id
+        self.caller = Caller(session.peer, getattr(daemon.settings, "allow_run_as", None))
+        self.registry = CallerRegistry(daemon.registry, self.caller)
 
     def emit(self, event):
         self.session.emit(self.request_id, event)
-
-    @property
-    def registry(self):
-        return self.daemon.registry
 
 
 def dispatch(daemon, session, request_id, request):
@@ -47,8 +54,10 @@ def dispatch(daemon, session, request_id, request):
     if handler is None:
         return {"ok": False, "error": f"unknown request type: {request['type']!r}"}
     try:
-        return {"ok": True, **(handler(Call(daemon, session, request_id), request) or {})}
-    except RequestError as error:
+        call = Call(daemon, session, request_id)
+        call.caller.authorize(request["type"])
+        return {"ok": True, **(handler(call, request) or {})}
+    except (RequestError, PermissionDenied) as error:
         return {"ok": False, "error": str(error)}
     except NotLoaded as error:
         return {"ok": False, "error": str(error)}
@@ -146,42 +155,113 @@ def handle_start(call, request):
     names = _names(request)
     _select(project, names)
     no_deps = bool(request.get("no_deps"))
-    return _run_in_mode(call, project, request, lambda: lifecycle.start(project, names, no_deps=no_deps))
+    running = {name for name, service in project.services.items() if service.supervised}
+
+    def start():
+        ordered = lifecycle.start(project, names, no_deps=no_deps)
+        # Attached to named services, follow them and the dependencies this start started:
+        # a dependency that was already running is not ours to wait for (or to stop on Ctrl+C).
+        return ordered if not names else [name for name in ordered if name in names or name not in running]
+
+    return _run_in_mode(call, project, request, start)
 
 
 def handle_restart(call, request):
+    """Restart; unless detached, show progress and return once the restarted services are up (SPEC §13)."""
     project = _project(call, request)
     names = _names(request)
     _select(project, names)
-    return _run_in_mode(call, project, request, lambda: lifecycle.restart(project, names))
+    timeout = _timeout(request)
+    if not request.get("attach") and not request.get("wait"):
+        return {"services": _act(lambda: lifecycle.restart(project, names))}
+    targets = set(lifecycle.restart_closure(project, [service.name for service in project.select(names)]))
+    subscriber = Subscriber()
+    project.attach(subscriber, logs=False)
+    progress = bool(request.get("attach"))
+    try:
+        # In a greenlet of the config: a client that goes away (Ctrl+C) detaches, never aborts the restart.
+        restarting = project.spawn(_quietly, lambda: _act(lambda: lifecycle.restart(project, names)))
+        started = _forward_until_done(call, subscriber, restarting, targets if progress else ())
+        # The same wait as ``start --wait``; in the request's greenlet, so a client that leaves ends it.
+        waiting = gevent.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
+        try:
+            _forward_until_done(call, subscriber, waiting, targets if progress else ())
+        finally:
+            waiting.kill()
+        return {"services": started}
+    except Dropped as error:
+        raise RequestError(str(error)) from None
+    finally:
+        project.detach(subscriber)
+
+
+def _quietly(function):
+    """Return ``(result, error message)`` of *function* (a greenlet that raises would print a traceback)."""
+    try:
+        return function(), None
+    except RequestError as error:
+        return None, str(error)
+
+
+def _forward_until_done(call, subscriber, worker, services):
+    """Send the state changes of *services* to the client until *worker* ends; return its result."""
+    done = {"kind": "done"}
+    worker.rawlink(lambda _: subscriber.offer(done))
+    while (event := subscriber.get()) is not done:
+        if event.get("kind") == "state" and event.get("service") in services:
+            call.emit(event)
+    outcome = worker.value if worker.successful() else None
+    if not isinstance(outcome, tuple):
+        raise RequestError("internal error: the restart ended unexpectedly (see the daemon log)")
+    result, error = outcome
+    if error is not None:
+        raise RequestError(error)
+    return result
 
 
 def handle_apply(call, request):
-    """Re-bake the config and restart only what changed (SPEC §16); the plan comes first."""
+    """Re-bake, print the plan, restart only what changed (SPEC §16); then as ``restart`` does.
+
+    Unless detached, progress goes to the client and the answer comes once what
+    was restarted or added is up (the wait of ``start --wait``).
+    """
+    from keplerd.model.changes import RESTART, START
     from keplerd.supervise import apply
 
     project = _project(call, request)
     names = _names(request)
-    lock = call.registry.bake_lock(project)
-    lock.acquire()  # from the bake until the plan is carried out (not the wait after): applies never interleave
-    held = [lock]
-
-    def carry_out():
-        try:
-            return apply.carry_out(project, prepared)
-        finally:
-            held.pop().release()
-
-    try:
+    timeout = _timeout(request)
+    progress = bool(request.get("attach"))
+    subscriber = Subscriber()
+    # The config's bake lock, from the bake until the plan is carried out: applies never interleave.
+    with call.registry.bake_lock(project):
         prepared = _prepare_apply(call, project, request, names)
         plan = {"plan": prepared.entries, "global": prepared.global_fields}
         if request.get("dry_run"):
             return {**plan, "dry_run": True, "services": []}
         call.emit({"kind": "plan", **plan})
-        return {**plan, "dry_run": False, **_run_in_mode(call, project, request, carry_out)}
+        targets = set(prepared.named(RESTART, START))
+        project.attach(subscriber, logs=False)
+        # In a greenlet of the config: a client that goes away (Ctrl+C) detaches, never aborts the apply.
+        worker = project.spawn(_quietly, lambda: _act(lambda: apply.carry_out(project, prepared)))
+        try:
+            started = _forward_until_done(call, subscriber, worker, targets if progress else ())
+        except BaseException:
+            worker.join()  # the lock is released once this apply is carried out, not before
+            project.detach(subscriber)
+            raise
+    try:
+        if progress or request.get("wait"):
+            waiting = gevent.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
+            try:
+                _forward_until_done(call, subscriber, waiting, targets if progress else ())
+            finally:
+                waiting.kill()
+        return {**plan, "dry_run": False, "services": started}
+    except Dropped as error:
+        raise RequestError(str(error)) from None
     finally:
-        for still_held in held:
-            still_held.release()
+        project.detach(subscriber)
 
 
 def _prepare_apply(call, project, request, names):
@@ -222,6 +302,7 @@ def _run_in_mode(call, project, request, action):
     project.attach(subscriber)
     try:
         names = _act(action)
+        call.emit({"kind": "attached", "services": names})
         for name in names:
             call.emit({"kind": "state", "service": name, **project.services[name].runtime()})
         _follow_until_terminal(call, project, subscriber, names)
@@ -310,6 +391,11 @@ def handle_inspect(call, request):
     return {"inspect": project.inspect(_names(request))}
 
 
+def handle_export(call, request):
+    """Return the config's snapshot for ``keplerctl export``, baking it first if needed (starts nothing)."""
+    return {"snapshot": _baked_project(call, request).snapshot}
+
+
 def handle_logs(call, request):
     """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
@@ -332,7 +418,7 @@ def handle_logs_read(call, request):
         reading = call.daemon.cursors.get(cursor_id)
     except KeyError as error:
         raise RequestError(error.args[0]) from None
-    project = call.registry.projects.get(reading.config_id)
+    project = call.registry.by_id(reading.config_id)
     if project is None:
         call.daemon.cursors.close(cursor_id)
         return {"lines": [], "done": True, "reason": "the config was unloaded"}
@@ -390,7 +476,7 @@ def _count(request, key):
 def handle_daemon_status(call, request):
     daemon = call.daemon
     configs = []
-    for project in daemon.registry.projects.values():
+    for project in call.registry.projects.values():
         running = sum(service.status in states.UP for service in project.services.values())
         configs.append({"config": project.source_path, "id": project.id,
                         "running": running, "total": len(project.services)})
@@ -412,6 +498,7 @@ HANDLERS = {
     "recreate": handle_recreate,
     "apply": handle_apply,
     "inspect": handle_inspect,
+    "export": handle_export,
     "logs": handle_logs,
     "prune": handle_prune,
     "logs_read": handle_logs_read,

@@ -28,6 +28,8 @@ SEND_QUEUE_FRAMES = 256
 SEND_TIMEOUT = 30.0
 LINGER_SECONDS = 1.0
 _PEERCRED = struct.Struct("3i")
+# The rlimits a config may set (SPEC §12), by ``limits.<name>``, as /proc/<pid>/limits names them.
+_LIMIT_ROWS = {"memory": "Max address space", "cpu_time": "Max cpu time", "max_fds": "Max open files"}
 
 
 class AlreadyRunning(Exception):
@@ -119,6 +121,30 @@ class Peer:
         if status.get("Uid", [None, None])[1] == self.uid:
             gids.update(status.get("Groups", ()))
         return gids
+
+    def hard_limits(self):
+        """Return the peer's hard rlimits by ``limits`` name (None: unlimited).
+
+        Read from ``/proc/<pid>/limits`` (``prlimit`` would need CAP_SYS_RESOURCE,
+        which a container may withhold from root), and only while the pid still
+        runs with the uid that connected: otherwise (the client left, its pid went
+        to someone else) every limit reads 0, so that nothing is granted on a
+        stranger's limits.
+        """
+        unknown = dict.fromkeys(_LIMIT_ROWS, 0)
+        try:
+            with open(f"/proc/{self.pid}/limits") as file:
+                rows = file.read().splitlines()
+        except OSError:
+            return unknown
+        if _proc_ids(self.pid).get("Uid", [None, None])[1] != self.uid:
+            return unknown
+        limits = {}
+        for name, title in _LIMIT_ROWS.items():
+            row = next((line[len(title):].split() for line in rows if line.startswith(title)), None)
+            hard = row[1] if row and len(row) > 1 else "0"
+            limits[name] = None if hard == "unlimited" else int(hard)
+        return limits
 
     def allowed(self, group_gid):
         return self.uid == 0 or (group_gid is not None and group_gid in self.groups())

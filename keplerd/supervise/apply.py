@@ -15,8 +15,8 @@ The plan comes from :mod:`keplerd.model.changes` (pure). Carrying it out:
    ``post_start``; their ``on_init`` does not run again) and the added ones
    (their ``on_init`` runs), dependencies first. Never the global ``on_init``.
 
-It runs in a greenlet of the project, not of the request: a client that goes
-away mid-apply does not leave it half done.
+The handler runs it in a greenlet of the project, not of the request: a client
+that goes away mid-apply does not leave it half done.
 """
 
 import dataclasses
@@ -49,6 +49,10 @@ class Prepared:
 def prepare(project, baked, names=()):
     """Return the ``Prepared`` apply of the new bake *baked* to *project*; raise ``changes.PlanError``."""
     old = project.snapshot
+    if names and baked.snapshot.get("owner", 0) != old.get("owner", 0):
+        # Services baked for two users in one config: run-as defaults and limits would differ.
+        raise changes.PlanError(f"only {project.owner} (who owns this config) may apply some of its services; "
+                                f"apply the whole config instead")
     up = {name for name, service in project.services.items() if service.desired == UP or service.supervised}
     entries = changes.plan(old["services"], baked.snapshot["services"], up, names)
     snapshot = changes.merge(old, baked.snapshot, entries, names)
@@ -57,11 +61,10 @@ def prepare(project, baked, names=()):
 
 
 def carry_out(project, prepared):
-    """Accept the plan and act on it; return the names started, raise ``lifecycle.ActionFailed``."""
-    return project.spawn(_carry_out, project, prepared).get()
+    """Accept the plan and act on it; return the names started, raise ``lifecycle.ActionFailed``.
 
-
-def _carry_out(project, prepared):
+    Run it in a greenlet of the project (as the handler does), not of a request.
+    """
     began = time.monotonic()
     old_edges = project.edges()
     _store(project, prepared)

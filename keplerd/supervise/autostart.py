@@ -31,7 +31,9 @@ AUTOSTART_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 
 
 def config_files(directory):
-    """Return the ``*.yaml`` files of *directory*, sorted; none when it does not exist."""
+    """Return the ``*.yaml`` files of *directory*, sorted; none when it is None or does not exist."""
+    if directory is None:
+        return []
     if not os.path.isdir(directory):
         log.debug("autostart directory %s does not exist", directory)
         return []

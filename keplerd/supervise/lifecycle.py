@@ -101,7 +101,7 @@ def clean(project):
 
 
 def restart(project, names=(), reason="user"):
-    """Restart *names* (all when empty) and their ``restart: true`` dependents.
+    """Restart *names* (all when empty) and their running ``restart: true`` dependents.
 
     Each service runs ``pre_restart`` → stop → start → ``post_restart``; a whole
     config is wrapped in the global ``pre_restart``/``post_restart``. *reason*
@@ -110,7 +110,9 @@ def restart(project, names=(), reason="user"):
     """
     whole = not names
     selected = [service.name for service in project.select(names)]
-    targets = restart_closure(project, selected)
+    # A dependent restarts with its dependency only if it runs: a stopped one stays stopped.
+    targets = selected + [name for name in restart_closure(project, selected)
+                          if name not in selected and project.services[name].supervised]
     if whole:
         _guard(project, "pre_restart")
     stop(project, [] if whole else targets, restarting=True)

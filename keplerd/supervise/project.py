@@ -2,6 +2,7 @@
 
 import logging
 import os
+import pwd
 
 import gevent
 from gevent.event import Event
@@ -35,6 +36,9 @@ class Project:
         self.system = system or System()   # the OS seam, shared by its services and hooks
         self.source_path = snapshot["source_path"]
         self.name = snapshot.get("display_name") or os.path.basename(self.source_path)
+        # Who baked it (SPEC §21); a snapshot older than owners is root's.
+        self.owner_uid = snapshot.get("owner", 0)
+        self.owner = user_name(self.owner_uid)
         self.log_listeners = set()
         self.logs = LogStore(self.paths.logs, self.log_listeners, snapshot.get("kepler", {}).get("logs"))
         self.subscribers = set()
@@ -49,8 +53,9 @@ class Project:
     # -- loading and saving ---------------------------------------------------------
 
     @classmethod
-    def create(cls, state_dir, config_id, baked, system=None):
-        """Write a freshly baked config into its state dir and return it loaded."""
+    def create(cls, state_dir, config_id, baked, owner=0, system=None):
+        """Write a freshly baked config, owned by uid *owner*, into its state dir and return it loaded."""
+        baked.snapshot["owner"] = owner
         paths = ConfigPaths(state_dir, config_id)
         os.makedirs(paths.logs, mode=0o770, exist_ok=True)
         os.makedirs(paths.env_files, mode=0o770, exist_ok=True)
@@ -91,6 +96,9 @@ class Project:
                 persist.write_bytes(os.path.join(self.paths.env_files, name), data)
         persist.write_json(self.paths.snapshot, snapshot)
         self.snapshot = snapshot
+        # Whoever applied the whole file owns it from now on, as after a recreate (SPEC §21).
+        self.owner_uid = snapshot.get("owner", 0)
+        self.owner = user_name(self.owner_uid)
         self.logs.forget("global", snapshot["kepler"]["logs"])
 
     def add_service(self, name, spec):
@@ -194,12 +202,13 @@ class Project:
     # -- views -----------------------------------------------------------------------
 
     def ps_rows(self):
-        return [{"config": self.name, "config_path": self.source_path, "name": service.name,
+        return [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
                  **service.runtime()} for service in self.services.values()]
 
     def inspect(self, names=()):
         return {
             "config": {"id": self.id, "source_path": self.source_path, "state_dir": self.paths.root,
+                       "owner": self.owner, "owner_uid": self.owner_uid,
                        "on_init_done": self.on_init_done, "hooks": self.global_hooks},
             "services": {service.name: {"config": service.spec, "state": service.runtime(),
                                         "effective_wait": service.spec["effective_wait"]}
@@ -219,6 +228,14 @@ class Project:
 
     def close_logs(self):
         self.logs.close()
+
+
+def user_name(uid):
+    """Return the name of *uid*, or the number as text when it has no passwd entry."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 def _log_forwarder(config_name, subscriber):

@@ -52,21 +52,27 @@ class Registry:
             raise NotLoaded(f"config not loaded: {config_path} (start it first)")
         return project
 
-    def get_or_bake(self, config_path, sys_env, home, display_name=None):
-        """Return the project of *config_path*, baking the file if it has no snapshot."""
+    def get_or_bake(self, config_path, sys_env, home, display_name=None, caller=None):
+        """Return the project of *config_path*, baking the file if it has no snapshot.
+
+        *caller* describes a non-root caller (``keplerd.config.runas``), who then
+        owns what is baked; None for root. Whether the caller may use a project
+        that already exists is for the control layer to say.
+        """
         config_id = paths.config_id(config_path)
         with self._bake_locks[config_id]:
             project = self.projects.get(config_id)
             if project is None:
                 project = self.projects[config_id] = self._bake(config_id, config_path, sys_env, home,
-                                                                display_name)
+                                                                display_name, caller)
             return project
 
-    def rebake(self, project, sys_env, home, display_name=None):
-        """Replace *project* with a new bake of its file (``recreate``)."""
+    def rebake(self, project, sys_env, home, display_name=None, caller=None):
+        """Replace *project* with a new bake of its file (``recreate``), owned by *caller*."""
         with self._bake_locks[project.id]:
-            baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options)
-            fresh = Project.create(self.state_dir, project.id, baked, system=self.system)
+            baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options,
+                          caller)
+            fresh = Project.create(self.state_dir, project.id, baked, owner_uid(caller), system=self.system)
             project.logs.close()  # the new snapshot's settings (max_size, store...) take over
             self.projects[project.id] = fresh
             return fresh
@@ -75,18 +81,20 @@ class Registry:
         """Return the lock that keeps bakes of *project*'s file (and applying them) one at a time."""
         return self._bake_locks[project.id]
 
-    def bake_again(self, project, sys_env, home, display_name=None):
-        """Return a new ``Baked`` of *project*'s file (``apply``), changing nothing; raise ConfigError."""
-        return _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options)
+    def bake_again(self, project, sys_env, home, display_name=None, caller=None):
+        """Return a new ``Baked`` of *project*'s file for *caller* (``apply``), changing nothing; raise ConfigError."""
+        baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options, caller)
+        baked.snapshot["owner"] = owner_uid(caller)
+        return baked
 
     def config_changed(self, project):
         """Tell whether a file *project* was baked from changed since (``ps``; no re-bake)."""
         return self._sources.changed(project.snapshot.get("sources"))
 
-    def _bake(self, config_id, config_path, sys_env, home, display_name):
-        baked = _bake(config_path, sys_env, home, display_name, self.bake_options)
-        log.info("baked %s as config %s", config_path, config_id)
-        return Project.create(self.state_dir, config_id, baked, system=self.system)
+    def _bake(self, config_id, config_path, sys_env, home, display_name, caller):
+        baked = _bake(config_path, sys_env, home, display_name, self.bake_options, caller)
+        log.info("baked %s as config %s for uid %s", config_path, config_id, owner_uid(caller))
+        return Project.create(self.state_dir, config_id, baked, owner_uid(caller), system=self.system)
 
     def unload(self, project, remove_files=False):
         """Forget *project*; with *remove_files*, delete its state dir too."""
@@ -118,7 +126,12 @@ class Registry:
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
 
 
-def _bake(config_path, sys_env, home, display_name, options):
+def owner_uid(caller):
+    """Return the uid that owns what *caller* bakes: its own, or root's (0) for None."""
+    return 0 if caller is None else caller["uid"]
+
+
+def _bake(config_path, sys_env, home, display_name, options, caller):
     from keplerd import bakery  # first bake: the worker seam
 
-    return bakery.bake(config_path, sys_env, home, display_name, options)
+    return bakery.bake(config_path, sys_env, home, display_name, options, caller)

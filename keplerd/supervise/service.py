@@ -26,7 +26,7 @@ UP = "up"
 DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
-              "restart_reason")
+              "restart_reason", "retries")
 # Restarts the daemon makes on its own count in ``restarts``; asked-for and propagated ones do not.
 COUNTED_RESTARTS = ("policy", "watch")
 
@@ -52,6 +52,8 @@ class Service:
         self.restart_reason = None   # why the last restart happened: user, watch, dependency, policy
         self.reason = None
         self.gave_up = False
+        self.retries = 0             # consecutive quick failures restarted by the policy (SPEC §10)
+        self.backoff_until = None    # epoch seconds the back-off ends, while one runs
         self.on_init_done = False
         self.waiting_on = None
         self.reached_up = False      # the current run got through spawn and post_start
@@ -77,7 +79,8 @@ class Service:
             "status": self.status, "desired": self.desired, "pid": self.pid, "create_time": self.create_time,
             "exit_code": self.exit_code, "signal": self.signal, "since": self.since,
             "started_at": self.started_at, "restarts": self.restarts, "reason": self.reason,
-            "gave_up": self.gave_up, "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
+            "gave_up": self.gave_up, "retries": self.retries, "backoff_until": self.backoff_until,
+            "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
             "restart_reason": self.restart_reason, "watch_error": self.watch_error,
             "watched_dirs": self._watcher.watched if self._watcher is not None else None,
@@ -153,7 +156,7 @@ class Service:
         self.project.logs.apply_retention(self.name, "on_restart" if restarting else "on_start")
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
-                        reached_up=False, waiting_on=None)
+                        reached_up=False, waiting_on=None, retries=0, backoff_until=None)
         self._supervisor = self.project.spawn(self._supervise, wait_on, tuple(after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
@@ -198,7 +201,7 @@ class Service:
             self._supervisor.kill()
         self._child = None
         self.project.logs.apply_retention(self.name, "on_stop" if by_user and not restarting else None)
-        self._set_state(states.STOPPED, pid=None, waiting_on=None)
+        self._set_state(states.STOPPED, pid=None, waiting_on=None, backoff_until=None)
         if running and hooks:
             self._logged_hook("post_stop")
 
@@ -233,11 +236,14 @@ class Service:
                 self._finish(returncode, gave_up=delay is None)
                 return
             self.project.logs.apply_retention(self.name, "on_restart")
+            # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
             self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="policy", reached_up=False,
-                            reason=f"restarting after exit {_describe(returncode)}")
+                            reason=f"restarting after exit {_describe(returncode)}", pid=None,
+                            retries=backoff.quick_failures, backoff_until=time.time() + delay if delay else None)
             self.project.dependency_restarting(self)
             if delay:
-                gevent.sleep(delay)
+                self.system.sleep(delay)
+                self._note(backoff_until=None)
             if not self._start_hooks():
                 return
 
@@ -382,7 +388,7 @@ class Service:
     def _finish(self, returncode, gave_up):
         exit_code, signum = _split_returncode(returncode)
         status = states.KILLED if signum else states.EXITED
-        reason = "gave up after repeated quick exits" if gave_up else None
+        reason = f"gave up after {self.retries} retries" if gave_up else None
         self._set_state(status, pid=None, exit_code=exit_code, signal=signum, gave_up=gave_up, reason=reason)
 
     def _fail(self, reason):

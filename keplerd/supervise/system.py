@@ -10,6 +10,8 @@ What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
 ``kill()``.
 """
 
+import gevent
+
 from keplerd.osproc import launch, process
 
 
@@ -25,6 +27,10 @@ class System:
         from keplerd.supervise import health
 
         return health.probe(test, spec, timeout)
+
+    def sleep(self, seconds):
+        """Wait *seconds* cooperatively (the restart back-off; faked, it costs a test nothing)."""
+        gevent.sleep(seconds)
 
     def signal_group(self, pgid, signum):
         """Signal a process group; False when it is already gone."""

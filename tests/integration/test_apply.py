@@ -6,9 +6,12 @@ import subprocess
 
 import psutil
 
+from tests.integration import test_security_owners as owners
 from tests.integration.harness import KEPLERCTL, wait_for
 from tests.integration.test_dependencies import config
 from tests.integration.test_hooks import record
+from tests.integration.test_security_owners import members as members  # the fixture, for the owner test
+from tests.integration.test_security_owners import write_config
 
 
 def hooks(kepler, owner, names):
@@ -137,7 +140,11 @@ def test_naming_services_limits_the_apply_to_them(kepler):
     kepler.ctl("start", "-d", "--wait")
     before = pids(kepler)
     config(kepler, {"a": sleeper(environment=["V=2"]), "b": sleeper(environment=["V=2"])})
-    assert kepler.ctl("apply", "a").stdout.splitlines() == ["a  changed: environment.V -> restart"]
+    output = kepler.ctl("apply", "a").stdout.splitlines()
+    # The plan first, then the progress of what it restarts (as `restart` shows it).
+    assert output[0] == "a  changed: environment.V -> restart"
+    assert [line for line in output if not line.startswith("[+] a: ")] == output[:1]
+    assert any(line.startswith("[+] a: started (pid ") for line in output)
     after = pids(kepler)
     assert after["b"] == before["b"] and after["a"] != before["a"]
     assert environ(after["a"])["V"] == "2" and environ(after["b"])["V"] == "1"
@@ -240,3 +247,20 @@ def test_apply_needs_a_loaded_config(kepler):
     result = kepler.ctl("apply", check=False)
     assert result.returncode == 1
     assert "config not loaded" in result.stderr
+
+
+def test_apply_goes_through_the_owner_checks(members):  # noqa: F811 (the fixture imported above)
+    alice = members.people["alice"]
+    services = {"a": sleeper(environment=["V=1"]), "b": sleeper(environment=["V=1"])}
+    path = write_config(members, "alice", services)
+    owners.ctl(members, "alice", "start", "-d", "--wait", check=True)
+    services = {"a": sleeper(environment=["V=2"]), "b": sleeper(environment=["V=2"])}
+    write_config(members, "alice", services)
+    refused = owners.ctl(members, "bob", "-f", path, "apply")
+    assert refused.returncode == 1 and f"permission denied: {path} belongs to {alice}" in refused.stderr
+    named = owners.ctl(members, "root", "apply", "a")
+    assert named.returncode == 1 and f"only {alice} (who owns this config) may apply some" in named.stderr
+    owners.ctl(members, "alice", "apply", "a", check=True)
+    row = owners.wait_running(members, "alice", "a")
+    assert environ(row["pid"])["V"] == "2"
+    assert psutil.Process(row["pid"]).uids().real == owners.uid(alice)

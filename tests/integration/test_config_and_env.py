@@ -157,7 +157,7 @@ def test_invalid_config_is_reported_and_nothing_starts(kepler):
     assert result.returncode == 1
     assert "kepler.yaml: services.web.healthcheck.interval: invalid duration '10 seconds'" in result.stderr
     assert "services.api.comand" in result.stderr
-    assert kepler.ctl("ps").stdout.strip() == "NAME   STATUS   PID"
+    assert kepler.ctl("ps").stdout.strip() == "no services"
 
 
 def test_config_check_validates_without_a_daemon(kepler_stopped):

@@ -2,9 +2,7 @@
 
 import json
 import os
-import signal
 
-from tests.integration.harness import wait_for
 from tests.integration.test_attached_and_logs import Attached
 
 
@@ -37,15 +35,6 @@ def test_chain_starts_in_dependency_order(kepler):
     kepler.ctl("start", "-d")
     kepler.wait_status("c", "healthy")
     assert start_order(kepler) == ["a", "b", "c"]
-
-
-def test_diamond_starts_the_top_last(kepler):
-    config(kepler, {"d": ready_service("d", ["b", "c"]), "b": ready_service("b", ["a"]),
-                    "c": ready_service("c", ["a"]), "a": ready_service("a")})
-    kepler.ctl("start", "-d")
-    kepler.wait_status("d", "healthy")
-    order = start_order(kepler)
-    assert order[0] == "a" and order[-1] == "d" and sorted(order[1:3]) == ["b", "c"]
 
 
 def test_services_of_one_level_start_in_parallel(kepler):
@@ -83,74 +72,6 @@ def _one_shot(code):
 
 def _waiter(dependency, condition, **edge):
     return {"command": ["sleep", "1000"], "depends_on": {dependency: {"condition": condition, **edge}}}
-
-
-def test_completed_successfully_waits_for_exit_zero(kepler):
-    config(kepler, {"migrate": {"command": ["sh", "-c", "sleep 0.3; exit 0"]},
-                    "app": _waiter("migrate", "service_completed_successfully")})
-    kepler.ctl("start", "-d")
-    assert kepler.wait_status("app", "running")
-    assert kepler.status("migrate") == "exited"
-
-
-def test_completed_successfully_fails_at_once_when_the_dependency_failed(kepler):
-    config(kepler, {"migrate": _one_shot(1), "app": _waiter("migrate", "service_completed_successfully")})
-    kepler.ctl("start", "-d")
-    kepler.wait_status("app", "failed")
-    reason = kepler.inspect("app")["services"]["app"]["state"]["reason"]
-    assert reason == ("dependency migrate (service_completed_successfully) can never be satisfied: "
-                      "migrate is exited")
-
-
-def test_service_failed_with_exit_code_filters(kepler):
-    config(kepler, {
-        "crash3": _one_shot(3), "crash7": _one_shot(7), "crash4": _one_shot(4), "fine": _one_shot(0),
-        "on3": _waiter("crash3", "service_failed", exit_code=[3]),
-        "on_range": _waiter("crash7", "service_failed", exit_code=["5:10"]),
-        "on_wrong_code": _waiter("crash4", "service_failed", exit_code=[3, "5:10"]),
-        "on_success": _waiter("fine", "service_failed"),
-    })
-    kepler.ctl("start", "-d")
-    kepler.wait_status("on3", "running")
-    kepler.wait_status("on_range", "running")
-    kepler.wait_status("on_wrong_code", "failed")
-    kepler.wait_status("on_success", "failed")
-
-
-def test_service_stopped_is_met_by_any_end(kepler):
-    config(kepler, {"job": _one_shot(0), "after": _waiter("job", "service_stopped"),
-                    "bad": _one_shot(2), "after_bad": _waiter("bad", "service_stopped", exit_code=[0])})
-    kepler.ctl("start", "-d")
-    kepler.wait_status("after", "running")
-    kepler.wait_status("after_bad", "failed")
-
-
-def test_service_started_is_met_by_a_running_dependency(kepler):
-    config(kepler, {"db": {"command": ["sleep", "1000"]}, "web": _waiter("db", "service_started")})
-    kepler.ctl("start", "-d")
-    kepler.wait_status("web", "running")
-
-
-def test_dependency_timeout_from_the_global_setting(kepler):
-    config(kepler, {"never": {"command": ["sleep", "1000"]},
-                    "app": _waiter("never", "service_completed_successfully")}, timeout="1s")
-    kepler.ctl("start", "-d")
-    kepler.wait_status("app", "failed")
-    reason = kepler.inspect("app")["services"]["app"]["state"]["reason"]
-    assert reason == "timed out after 1s waiting for never (service_completed_successfully)"
-
-
-def test_edge_timeout_overrides_the_global_one(kepler):
-    config(kepler, {
-        "slow": {"command": ["sh", "-c", "sleep 1.5"]},
-        "never": {"command": ["sleep", "1000"]},
-        "patient": _waiter("slow", "service_completed_successfully", timeout="30s"),
-        "hasty": _waiter("never", "service_completed_successfully", timeout="500ms"),
-    }, timeout="1s")
-    kepler.ctl("start", "-d")
-    kepler.wait_status("hasty", "failed")
-    assert "timed out after 0.5s" in kepler.inspect("hasty")["services"]["hasty"]["state"]["reason"]
-    kepler.wait_status("patient", "running")
 
 
 def test_attached_mode_ends_when_a_dependent_can_never_start(kepler):
@@ -214,17 +135,6 @@ def test_manual_restart_propagates_to_restart_true_dependents(kepler):
     after = kepler.wait_status("web", "running")
     assert after["pid"] != before["web"]["pid"]
     assert kepler.ps()["batch"]["pid"] == before["batch"]["pid"]
-
-
-def test_crash_restart_propagates_to_restart_true_dependents(kepler):
-    config(kepler, {"db": {"command": ["sleep", "1000"], "restart": "always"},
-                    "web": _waiter("db", "service_started", restart=True)})
-    kepler.ctl("start", "-d", "--wait")
-    before = kepler.ps()
-    os.kill(before["db"]["pid"], signal.SIGKILL)
-    wait_for(lambda: kepler.ps()["web"]["pid"] not in (None, before["web"]["pid"]) and
-             kepler.ps()["web"]["status"] == "running", message="web to be restarted")
-    assert kepler.ps()["db"]["restarts"] == 1
 
 
 def test_start_named_service_starts_its_dependencies(kepler):

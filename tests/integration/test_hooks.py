@@ -56,55 +56,6 @@ def test_config_start_runs_hooks_in_order(recorded):
                            "global.post_start"])
 
 
-def test_config_stop_runs_hooks_in_reverse_order(recorded):
-    recorded.ctl("start", "-d", "--wait")
-    wait_for(lambda: "global.post_start" in record(recorded), message="start hooks")
-    clear_record(recorded)
-    recorded.ctl("stop")
-    assert record(recorded) == ["global.pre_stop", "b.pre_stop", "b.post_stop", "a.pre_stop", "a.post_stop",
-                                "global.post_stop"]
-
-
-def test_config_restart_runs_hooks_in_order(recorded):
-    recorded.ctl("start", "-d", "--wait")
-    wait_for(lambda: "global.post_start" in record(recorded), message="start hooks")
-    clear_record(recorded)
-    recorded.ctl("restart", "-d")
-    wait_record(recorded, ["global.pre_restart", "global.pre_stop",
-                           "b.pre_restart", "b.pre_stop", "b.post_stop",
-                           "a.pre_restart", "a.pre_stop", "a.post_stop",
-                           "global.post_stop", "global.pre_start",
-                           "a.pre_start", "a.post_start", "a.post_restart",
-                           "b.pre_start", "b.post_start", "b.post_restart",
-                           "global.post_start", "global.post_restart"])
-
-
-def test_service_start_stop_and_restart_run_only_service_hooks(recorded):
-    recorded.ctl("start", "-d", "--wait", "a")
-    wait_record(recorded, ["global.on_init", "a.on_init", "a.pre_start", "a.post_start"])
-    clear_record(recorded)
-    recorded.ctl("restart", "-d", "--wait", "a")
-    wait_record(recorded, ["a.pre_restart", "a.pre_stop", "a.post_stop", "a.pre_start", "a.post_start",
-                           "a.post_restart"])
-    clear_record(recorded)
-    recorded.ctl("stop", "a")
-    assert record(recorded) == ["a.pre_stop", "a.post_stop"]
-
-
-def test_post_exit_runs_only_when_the_process_ends_on_its_own(kepler):
-    path = os.path.join(kepler.workdir, "record")
-    config(kepler, {"job": {"command": ["sh", "-c", "exit 3"], "environment": [f"KT_RECORD={path}"],
-                            "hooks": recording("job", ["post_exit", "post_stop"])},
-                    "web": {"command": ["sleep", "1000"], "environment": [f"KT_RECORD={path}"],
-                            "hooks": recording("web", ["post_exit", "post_stop"])}})
-    kepler.ctl("start", "-d")
-    kepler.wait_status("job", "exited")
-    kepler.wait_status("web", "running")
-    wait_record(kepler, ["job.post_exit"])
-    kepler.ctl("stop", "web")
-    assert record(kepler) == ["job.post_exit", "web.post_stop"]
-
-
 def test_on_init_runs_once_across_daemon_restarts_and_again_after_recreate(recorded):
     recorded.ctl("start", "-d", "--wait", "a")
     wait_for(lambda: "a.post_start" in record(recorded), message="first start")
@@ -131,24 +82,6 @@ def test_a_failing_pre_start_fails_the_service_and_its_output_is_logged(kepler):
     assert kepler.inspect("web")["services"]["web"]["state"]["reason"] == "pre_start hook exited with code 7"
     assert "web.pre_start | cannot prepare" in kepler.logs()
     assert "web.pre_start | cannot prepare" not in kepler.logs("--no-hook")
-
-
-def test_a_failing_global_pre_start_fails_the_start_request(kepler):
-    config(kepler, {"web": {"command": ["sleep", "1000"]}},
-           hooks={"pre_start": {"command": ["sh", "-c", "echo not today; exit 2"]}})
-    result = kepler.ctl("start", "-d", check=False)
-    assert result.returncode == 1
-    assert "global pre_start hook exited with code 2" in result.stderr
-    assert kepler.status("web") == "stopped"
-    assert "global.pre_start | not today" in kepler.logs()
-
-
-def test_a_failing_post_hook_is_only_logged(kepler):
-    config(kepler, {"web": {"command": ["sleep", "1000"], "hooks": {"post_start": {"run": "exit 1"}}}})
-    kepler.ctl("start", "-d", "--wait")
-    assert kepler.status("web") == "running"
-    wait_for(lambda: any("post_start failed: exited with code 1" in line for line in kepler.logs()),
-             message="the failure in the logs")
 
 
 def test_a_hook_that_hangs_is_killed_at_its_timeout(kepler):

@@ -210,18 +210,6 @@ def wait_logs(kepler, expected):
                     f"they are {texts(kepler.logs('job'))}")
 
 
-@pytest.mark.parametrize(("setting", "expected"), [("retain", ["run 1", "run 2"]), ("clear", ["run 2"])])
-def test_retention_on_start(kepler, setting, expected):
-    run_job(kepler, f"{{on_start: {setting}}}", rest="true")
-    kepler.ctl("start", "-d")
-    kepler.wait_status("job", "exited")
-    wait_logs(kepler, ["run 1"])
-    kepler.ctl("start", "-d")
-    wait_for(lambda: open(os.path.join(kepler.workdir, "count")).read().strip() == "2", message="second run")
-    kepler.wait_status("job", "exited")
-    wait_logs(kepler, expected)
-
-
 @pytest.mark.parametrize(("setting", "expected"), [(None, []), ("clear", []), ("retain", ["run 1"])])
 def test_retention_on_stop_clears_by_default(kepler, setting, expected):
     run_job(kepler, f"{{on_stop: {setting}}}" if setting else "{}")
@@ -229,42 +217,6 @@ def test_retention_on_stop_clears_by_default(kepler, setting, expected):
     wait_logs(kepler, ["run 1"])
     kepler.ctl("stop", "job")
     assert texts(kepler.logs("job")) == expected
-
-
-@pytest.mark.parametrize(("setting", "expected"), [(None, ["run 1", "run 2"]), ("clear", ["run 2"])])
-def test_retention_on_restart(kepler, setting, expected):
-    run_job(kepler, f"{{on_restart: {setting}}}" if setting else "{}")
-    kepler.ctl("start", "-d")
-    wait_logs(kepler, ["run 1"])
-    kepler.ctl("restart", "-d", "job")
-    wait_logs(kepler, expected)
-
-
-def test_retention_on_restart_applies_to_policy_restarts(kepler):
-    run_job(kepler, "{on_restart: clear}", rest="[ $n -ge 3 ] && exec sleep 1000; exit 1",
-            restart="{policy: on-failure, backoff: 0}")
-    kepler.ctl("start", "-d")
-    wait_logs(kepler, ["run 3"])
-
-
-@pytest.mark.parametrize(("setting", "expected"), [(None, ["run 1"]), ("clear", [])])
-def test_retention_on_exit(kepler, setting, expected):
-    run_job(kepler, f"{{on_exit: {setting}}}" if setting else "{}", rest="exit 3")
-    kepler.ctl("start", "-d")
-    kepler.wait_status("job", "exited")
-    assert texts(kepler.logs("job")) == expected
-
-
-def test_a_daemon_shutdown_keeps_the_logs(kepler):
-    run_job(kepler, "{}")
-    kepler.ctl("start", "-d")
-    wait_logs(kepler, ["run 1"])
-    kepler.stop_daemon()
-    kepler.start_daemon()
-    wait_logs(kepler, ["run 1", "run 2"])
-
-
-# -- hook logs -------------------------------------------------------------------------------------------
 
 
 def plant(directory, name, stream, text):

@@ -38,7 +38,7 @@ def test_ps_table_shows_name_status_and_pid(kepler):
     assert lines[0].split() == ["NAME", "STATUS", "PID"]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert "Up " in rows["web"] and str(web["pid"]) in rows["web"]
-    assert "Exited (0)" in rows["done"] and rows["done"].rstrip().endswith("ago")
+    assert "Exited (0)" in rows["done"] and rows["done"].split()[-2:] == ["ago", "-"]
 
 
 def test_ps_all_lists_every_config_with_a_config_column(kepler):
@@ -69,25 +69,6 @@ def test_stop_one_service_leaves_the_others_running(kepler):
     assert services["worker"]["status"] == "running" and services["worker"]["pid"] == worker["pid"]
 
 
-def test_stop_all_then_start_all_again(kepler):
-    kepler.config("""
-        services:
-          web:
-            command: ["sleep", "1000"]
-          worker:
-            command: ["sleep", "1000"]
-    """)
-    kepler.ctl("start", "-d")
-    first = kepler.wait_status("web", "running")
-    kepler.ctl("stop")
-    assert {row["status"] for row in kepler.ps().values()} == {"stopped"}
-    assert not psutil_alive(first["pid"])
-    kepler.ctl("start", "-d")
-    second = kepler.wait_status("web", "running")
-    kepler.wait_status("worker", "running")
-    assert second["pid"] != first["pid"]
-
-
 def test_restart_one_service_gives_it_a_new_process(kepler):
     kepler.config("""
         services:
@@ -103,69 +84,6 @@ def test_restart_one_service_gives_it_a_new_process(kepler):
     after = kepler.wait_status("web", "running")
     assert after["pid"] != web["pid"]
     assert kepler.ps()["worker"]["pid"] == worker["pid"]
-
-
-@pytest.mark.parametrize(("policy", "code", "restarts"), [
-    ("no", 0, False), ("no", 1, False),
-    ("always", 0, True), ("always", 1, True),
-    ("on-failure", 0, False), ("on-failure", 1, True),
-])
-def test_restart_policy(kepler, policy, code, restarts):
-    marker = kepler.write("starts", "")
-    kepler.config(f"""
-        services:
-          job:
-            command: ["sh", "-c", "echo start >> {marker}; exit {code}"]
-            restart:
-              policy: {policy}
-              backoff: 0
-    """)
-    kepler.ctl("start", "-d")
-    if restarts:
-        wait_for(lambda: open(marker).read().count("start") >= 3, message="three starts")
-        kepler.ctl("stop", "job")
-        assert kepler.ps()["job"]["restarts"] >= 2
-    else:
-        row = kepler.wait_status("job", "exited")
-        assert row["exit_code"] == code and row["restarts"] == 0
-        assert open(marker).read().count("start") == 1
-
-
-def test_crash_loop_backs_off_with_doubling_delays(kepler):
-    stamps = kepler.write("stamps", "")
-    kepler.config(f"""
-        services:
-          crash:
-            command: ["sh", "-c", "date +%s.%N >> {stamps}; exit 1"]
-            restart: on-failure
-    """)
-    kepler.ctl("start", "-d")
-    wait_for(lambda: len(open(stamps).read().split()) >= 6, message="six starts")
-    kepler.ctl("stop", "crash")
-    times = [float(value) for value in open(stamps).read().split()]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:])]
-    # first restart immediate, then 100 ms, 200 ms, 400 ms, 800 ms (each at least that long)
-    for index, minimum in enumerate([0.0, 0.1, 0.2, 0.4, 0.8]):
-        assert gaps[index] >= minimum * 0.95, f"restart {index + 1} came after {gaps[index]:.3f}s"
-    # So no more than ~8 restarts fit in 3 seconds.
-    assert times[5] - times[0] >= 1.4
-
-
-def test_max_retries_gives_up(kepler):
-    kepler.config("""
-        services:
-          crash:
-            command: ["sh", "-c", "exit 2"]
-            restart:
-              policy: always
-              backoff: 0
-              max_retries: 3
-    """)
-    kepler.ctl("start", "-d")
-    row = kepler.wait_status("crash", "exited")
-    assert row["restarts"] == 3 and row["exit_code"] == 2
-    state = kepler.inspect("crash")["services"]["crash"]["state"]
-    assert state["gave_up"] is True and "gave up" in state["reason"]
 
 
 def test_killed_by_a_signal_shows_killed(kepler):

@@ -13,7 +13,9 @@ import signal
 
 import gevent
 from gevent.event import AsyncResult, Event
+from gevent.queue import Queue
 
+from keplerd.logs.format import now_stamp
 from keplerd.osproc.process import SpawnError
 from keplerd.supervise.health import ProbeResult
 
@@ -27,14 +29,15 @@ class Behaviour:
         self.exit_code = exit_code       # exit at once with this code (None: keep running)
         self.spawn_error = spawn_error   # refuse to start, with this reason
         self.ignores_stop = ignores_stop  # survive the stop signal until killed after the grace period
-        self.output = output             # bytes written to stdout at start
+        self.output = output             # a line written to stdout at start
 
 
 class FakeChild:
     """A pretend child process: exits when the test (or a signal) says so."""
 
-    def __init__(self, system, name, spec, behaviour):
+    def __init__(self, system, name, spec, behaviour, writer):
         self.system = system
+        self.writer = writer
         self.name = name
         self.spec = spec
         self.pid = self.pgid = next(_pids)
@@ -50,6 +53,10 @@ class FakeChild:
             self.returncode = returncode
             self.system.journal.append(("exit", self.name, returncode))
             self._exit.set(returncode)
+
+    def say(self, text, stream="stdout"):
+        """Write one line of output, as the child's pump would store it."""
+        self.writer.write(stream, now_stamp() + text.encode() + b"\n")
 
     @property
     def running(self):
@@ -79,7 +86,7 @@ class FakeSystem:
         self.journal = []       # ("spawn" | "exit" | "stop" | "signal" | "probe", name, detail)
         self.children = []      # every FakeChild, in spawn order
         self.behaviours = {}
-        self.probe_results = {}  # service name -> list of (passed, exit_code) still to give
+        self.probe_results = {}  # service name -> (passed, exit_code) still to give: a list, or held (Queue)
         self.leftovers = set()   # (pid, create_time) an earlier daemon left running
         self.spawned = Event()
 
@@ -88,6 +95,30 @@ class FakeSystem:
     def script(self, name, **behaviour):
         """Set what spawning log name *name* does from now on (see ``Behaviour``)."""
         self.behaviours[name] = Behaviour(**behaviour)
+
+    def hold_probes(self, name):
+        """Make each probe of service *name* wait for ``answer_probe``."""
+        self.probe_results[name] = Queue()
+
+    def answer_probe(self, name, passed):
+        """Answer the next held probe of *name*; return once it has been taken."""
+        queue = self.probe_results[name]
+        queue.put((passed, 0 if passed else 1))
+        with gevent.Timeout(5, AssertionError(f"no probe of {name} took the answer")):
+            while queue.qsize():
+                gevent.sleep(0.001)
+        gevent.sleep(0)  # let the verdict be handled
+
+    def probes(self, name):
+        return sum(1 for kind, probed, _ in self.journal if kind == "probe" and probed == name)
+
+    def delays(self):
+        """Return the back-off delays slept, in order."""
+        return [seconds for kind, _, seconds in self.journal if kind == "sleep"]
+
+    def stops(self):
+        """Return ``(log name, signal)`` of every stop asked, in order."""
+        return [(name, signum) for kind, name, signum in self.journal if kind == "stop"]
 
     def spawns(self, prefix=None):
         """Return the log names spawned, in order (only those starting with *prefix*)."""
@@ -119,11 +150,11 @@ class FakeSystem:
         if behaviour.spawn_error:
             self.journal.append(("spawn-failed", name, behaviour.spawn_error))
             raise SpawnError(behaviour.spawn_error)
-        child = FakeChild(self, name, spec, behaviour)
+        child = FakeChild(self, name, spec, behaviour, writer)
         self.children.append(child)
         self.journal.append(("spawn", name, tuple(spec["command"])))
         if behaviour.output:
-            writer.write("stdout", behaviour.output)
+            child.say(behaviour.output)
         if behaviour.exit_code is not None:
             # As a real child: it exits after the spawn returned, never inside it.
             gevent.get_hub().loop.run_callback(child.exit, behaviour.exit_code)
@@ -133,9 +164,17 @@ class FakeSystem:
     def probe(self, test, spec, timeout):
         name = next((child.name for child in reversed(self.children) if child.spec is spec), "?")
         results = self.probe_results.get(name)
-        passed, exit_code = results.pop(0) if results else (True, 0)
+        if isinstance(results, Queue):
+            passed, exit_code = results.get()   # held: the test answers each probe
+        else:
+            passed, exit_code = results.pop(0) if results else (True, 0)
         self.journal.append(("probe", name, passed))
         return ProbeResult(passed, exit_code, "" if passed else "probe failed")
+
+    def sleep(self, seconds):
+        """Record a back-off delay and let the loop turn once instead of waiting it."""
+        self.journal.append(("sleep", None, seconds))
+        gevent.sleep(0)
 
     def signal_group(self, pgid, signum):
         for child in self.children:

@@ -105,7 +105,7 @@ def test_a_removed_service_goes_even_when_its_pre_stop_fails(stack):
     apply_config(stack, "services:\n  web: {command: [web]}\n")
     assert "old" not in stack.project.services
     assert not stack.system.running("old")
-    assert "old" not in read_json(stack.project.paths.state)["services"]
+    stack.wait_for(lambda: "old" not in read_json(stack.project.paths.state)["services"], "state.json without old")
 
 
 def test_added_services_run_their_on_init_but_never_the_global_one(stack):

@@ -26,10 +26,11 @@ def test_ages_use_the_largest_unit():
 
 
 def test_ps_json_row_has_the_documented_fields():
-    row = ps_json_row({"config_path": "/c/kepler.yaml", "name": "web", "status": "killed", "pid": None,
-                       "exit_code": None, "signal": 9, "since": 5.0, "restarts": 2})
-    assert row == {"config": "/c/kepler.yaml", "name": "web", "status": "killed", "pid": None, "exit_code": None,
-                   "signal": "SIGKILL", "since": 5.0, "restarts": 2, "health": None, "config_changed": False}
+    row = ps_json_row({"config_path": "/c/kepler.yaml", "owner": "alice", "name": "web", "status": "killed",
+                       "pid": None, "exit_code": None, "signal": 9, "since": 5.0, "restarts": 2})
+    assert row == {"config": "/c/kepler.yaml", "owner": "alice", "name": "web", "status": "killed", "pid": None,
+                   "exit_code": None, "signal": "SIGKILL", "since": 5.0, "restarts": 2, "health": None,
+                   "config_changed": False}
 
 
 def test_table_aligns_columns():
@@ -38,3 +39,12 @@ def test_table_aligns_columns():
 
 def test_iso_time_has_milliseconds_in_utc():
     assert iso_time(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+
+
+def test_status_words_of_a_back_off_and_of_giving_up():
+    assert status_text(_row("starting", since=NOW, backoff_until=NOW + 1.2, retries=3), NOW) == \
+        "Restarting in 2s (3 retries)"
+    assert status_text(_row("starting", since=NOW, backoff_until=NOW - 1, retries=1), NOW) == \
+        "Restarting in 0s (1 retry)"
+    assert status_text(_row("exited", exit_code=1, since=NOW - 5, gave_up=True, retries=5), NOW) == \
+        "Exited (1) 5s ago, gave up after 5 retries"

@@ -119,3 +119,24 @@ def test_the_cli_finds_a_state_dir_moved_by_keplerd_conf(tmp_path, monkeypatch):
     monkeypatch.setenv("KEPLER_DAEMON_PATH", "/srv/env")
     assert paths.state_dir(daemon_config=str(conf)) == "/srv/env"
     assert paths.state_dir("/srv/flag", daemon_config=str(conf)) == "/srv/flag"
+
+
+def test_a_private_state_dir_reads_no_autostart_dir_unless_told(tmp_path, monkeypatch):
+    system_conf = tmp_path / "system.conf"
+    system_conf.write_text("autostart_dir: /etc/kepler/conf.d\n")
+    monkeypatch.setattr(settings, "DEFAULT_PATH", str(system_conf))
+    assert settings.resolve(_args(), environ={}).autostart_dir == "/etc/kepler/conf.d"
+    private = {"KEPLER_DAEMON_PATH": str(tmp_path / "state")}
+    assert settings.resolve(_args(), environ=private).autostart_dir is None
+    assert settings.resolve(_args(state_dir=str(tmp_path / "s")), environ={}).autostart_dir is None
+    assert settings.resolve(_args(autostart_dir="/srv/mine"), environ=private).autostart_dir == "/srv/mine"
+    own_conf = tmp_path / "own.conf"
+    own_conf.write_text("log_level: debug\n")
+    assert settings.resolve(_args(config=str(own_conf)), environ=private).autostart_dir is None
+    own_conf.write_text("autostart_dir: /srv/own\n")
+    assert settings.resolve(_args(config=str(own_conf)), environ=private).autostart_dir == "/srv/own"
+    empty = tmp_path / "empty.conf"
+    empty.write_text("")
+    monkeypatch.setattr(settings, "DEFAULT_PATH", str(empty))
+    assert settings.resolve(_args(), environ={"KEPLER_DAEMON_PATH": "/var/lib/kepler"}).autostart_dir == \
+        "/etc/kepler/conf.d"

@@ -1,0 +1,72 @@
+"""A service's healthcheck as a Nomad service with one check (and the static port it needs)."""
+
+import re
+import urllib.parse
+
+from . import common
+from .report import nanoseconds
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+PORT_LABEL = "health"
+
+
+def service_name(name):
+    """Return *name* as a Consul/Nomad service name: lowercase letters, digits and ``-`` (RFC 1123)."""
+    return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "service"
+
+
+def health_service(result, path, name, service):
+    """Return ``(Services list, group Networks list)`` for the service's healthcheck."""
+    health = service.get("healthcheck")
+    path = path + ["healthcheck"]
+    if not health:
+        result.map(path)
+        return None, None
+    common.check_unknown(result, path, health, common.HEALTH_KEYS)
+    check = {"Name": f"{service_name(name)}-health", "Interval": nanoseconds(health.get("interval", 30.0)),
+             "Timeout": nanoseconds(health.get("timeout", 30.0)), "FailuresBeforeCritical": health.get("retries", 3)}
+    result.map(path, path + ["interval"], path + ["timeout"], path + ["retries"])
+    networks = None
+    if health.get("test"):
+        check.update({"Type": "script", "Command": health["test"][0], "Args": list(health["test"][1:])})
+        result.map(path + ["test"])
+    else:
+        kind = "http" if health.get("http") else "tcp"
+        port, extra = _address_check(result, path + [kind], health[kind], kind)
+        check.update({"Type": kind, **extra})
+        networks = [{"ReservedPorts": [{"Label": PORT_LABEL, "Value": port}]}]
+    entry = {"Name": service_name(name), "Provider": "consul", "Checks": [check]}
+    if networks:
+        entry["PortLabel"] = PORT_LABEL
+    _start_period(result, path, service, health, check)
+    return [entry], networks
+
+
+def _address_check(result, path, address, kind):
+    """Return the port and the check fields of an ``http: URL`` or ``tcp: HOST:PORT`` probe."""
+    if kind == "http":
+        url = urllib.parse.urlsplit(address)
+        host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+        target = url.path or "/"
+        extra = {"Path": target + (f"?{url.query}" if url.query else ""), "Protocol": url.scheme or "http"}
+    else:
+        host, _, port_text = address.rpartition(":")
+        port, extra = int(port_text), {}
+    result.map(path)
+    if host in LOOPBACK:
+        result.warn(path, f"Nomad checks port {port} on the node's address, not on {host}: a service that "
+                          "listens on loopback only fails the check")
+    return port, extra
+
+
+def _start_period(result, path, service, health, check):
+    """``start_period`` becomes the grace of a restart on failed checks; alone it has no equivalent."""
+    on_unhealthy = (service.get("restart") or {}).get("on_unhealthy")
+    if on_unhealthy:
+        check["CheckRestart"] = {"Limit": 1, "Grace": nanoseconds(health.get("start_period", 0.0)),
+                                 "IgnoreWarnings": False}
+        result.map(path + ["start_period"], ["services", *path[1:2], "restart", "on_unhealthy"])
+    elif health.get("start_period"):
+        result.warn(path + ["start_period"], "no Nomad equivalent (checks start with the task), dropped")
+    else:
+        result.map(path + ["start_period"])
