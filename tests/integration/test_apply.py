@@ -39,6 +39,12 @@ def alive(process):
         return False
 
 
+def on_disk(kepler):
+    """Return the config's snapshot.json as the next daemon would load it."""
+    with open(os.path.join(kepler.inspect_path(), "snapshot.json")) as file:
+        return json.load(file)
+
+
 def pids(kepler):
     return {name: row["pid"] for name, row in kepler.ps().items()}
 
@@ -121,6 +127,7 @@ def test_dry_run_and_json_print_the_plan_and_change_nothing(kepler):
                                "action": "restart", "because": []}
     assert pids(kepler) == before
     assert kepler.inspect("web")["services"]["web"]["config"]["env"] == {"A": "1"}
+    assert on_disk(kepler)["services"]["web"]["env"] == {"A": "1"}
     assert json.loads(kepler.ctl("ps", "--json").stdout)[0]["config_changed"] is True
 
 
@@ -133,6 +140,7 @@ def test_a_bake_error_changes_nothing_and_says_where(kepler):
     assert result.returncode == 1
     assert "kepler.yaml: services.web.restart" in result.stderr
     assert pids(kepler) == before
+    assert on_disk(kepler)["services"]["web"]["restart"]["policy"] == "no"
 
 
 def test_naming_services_limits_the_apply_to_them(kepler):
