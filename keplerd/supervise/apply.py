@@ -116,12 +116,11 @@ def _stop_old(project, old_edges, removed, restarting):
             # by_user=False: the user still wants it up, also if the daemon dies right now.
             project.services[name].stop(by_user=False, restarting=not targets[name])
         except HookFailed as failure:
-            failures.append(f"{name}: {failure} (it keeps running its old definition)")
+            failures.append(f"{name}: {failure} (it keeps running as it was)")
 
     for name in targets:
-        stoppers[name] = gevent.Greenlet(stop_after_dependents, name)
-    for greenlet in stoppers.values():
-        greenlet.start()
+        # Spawned all before any runs (nothing here yields): each finds the others in ``stoppers``.
+        stoppers[name] = project.spawn(stop_after_dependents, name)
     gevent.joinall(list(stoppers.values()), raise_error=True)
     return failures
 
