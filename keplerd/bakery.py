@@ -21,7 +21,6 @@ import socket
 import sys
 import time
 
-import gevent
 from gevent import monkey
 from gevent.event import AsyncResult
 from gevent.os import make_nonblocking, nb_read, nb_write
@@ -210,18 +209,22 @@ def _run_worker(request, timeout):
             process.close_now(fd)
     for fd in (in_write, out_read, err_read):
         make_nonblocking(fd)
-    greenlets = [gevent.spawn(_write_all, in_write, request), gevent.spawn(_read_all, out_read),
-                 gevent.spawn(_read_all, err_read)]
+    pipes = Group()  # owned by this call: no pipe greenlet outlives it
+    greenlets = [pipes.spawn(_write_all, in_write, request), pipes.spawn(_read_all, out_read),
+                 pipes.spawn(_read_all, err_read)]
     returncode = None
     try:
         returncode = worker.wait(timeout)
-        gevent.joinall(greenlets, timeout=5.0)
+        pipes.join(timeout=5.0)
     finally:
         # Also when the waiting request is cancelled (its client went away): no
         # worker and no pipe greenlet outlives it.
         if returncode is None:
             worker.kill()
-        gevent.killall(greenlets)
+        pipes.kill()
+    for greenlet in greenlets:
+        if greenlet.exception is not None:
+            raise ConfigError([f"cannot talk to the bake worker: {greenlet.exception}"])
     return returncode, greenlets[1].value or b"", greenlets[2].value or b""
 
 

@@ -3,7 +3,7 @@
 Patches gevent first: everything after this import runs in greenlets.
 """
 
-from gevent import events, monkey
+from gevent import config, events, monkey
 
 # patch_all announces itself to plugins found through package entry points, which
 # loads importlib.metadata and reads every installed package's metadata: 2 MiB of
@@ -12,6 +12,10 @@ from gevent import events, monkey
 events.notify_and_call_entry_points = events.notify
 # The defaults, but for ssl: the daemon speaks no TLS, and patching it would load
 # OpenSSL for nothing (about 4 MiB of resident memory).
+# No threads in the daemon: Python runs between fork and exec (user, limits), which a
+# thread holding a lock would deadlock. gevent's default resolver is a thread pool;
+# c-ares resolves in the loop without one (process._refuse_if_threaded checks).
+config.resolver = "ares"
 monkey.patch_all(ssl=False)
 
 import ctypes  # noqa: E402
@@ -74,7 +78,7 @@ class Daemon:
         self._server = None
         self._lock_fd = None
         self._mailbox = Queue()
-        self._greenlets = Group()  # the daemon's own: the watchdog
+        self._greenlets = Group()  # the daemon's own: the watchdog, the configs' shutdowns
         self._stopped = Event()
         self._shutting_down = False
 
@@ -123,7 +127,11 @@ class Daemon:
         self._notifier.stopping()
         log.info("stopping all services")
         projects = list(self.registry.projects.values())
-        gevent.joinall([gevent.spawn(project.shutdown) for project in projects])
+        stoppers = [self._greenlets.spawn(project.shutdown) for project in projects]
+        gevent.joinall(stoppers)
+        for project, stopper in zip(projects, stoppers):
+            if stopper.exception is not None:
+                log.error("%s: shutdown failed: %r", project.name, stopper.exception, exc_info=stopper.exc_info)
         self._stopped.set()
         self._mailbox.put(STOP)
 
@@ -132,6 +140,9 @@ class Daemon:
         if self._shutting_down:
             return
         self._notifier.reloading()
+        self.registry.system.forget_identities()
+        if self._server is not None:
+            self._server.reread_group()
         if self._reread is not None:
             try:
                 self._apply(self._reread())

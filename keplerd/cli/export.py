@@ -41,15 +41,21 @@ def export(context):
         for line in lines:
             print(f"keplerctl: error: {line}", file=sys.stderr)
         raise CommandError(f"{len(lines)} setting(s) have no {args.format} equivalent (--strict): nothing written")
-    written = _write(args.output, result.files)
+    written = _write(args.output, result.files, prefix)
     _report(args, written, lines)
     return 0
 
 
-def _write(directory, files):
-    """Write *files* into *directory* (created if needed); return their paths, sorted."""
+def _write(directory, files, prefix):
+    """Write *files* into *directory* (created if needed); return their paths, sorted.
+
+    Units an earlier export of the same prefix wrote there and this one does not
+    (a service since removed) are deleted, so the directory is the export.
+    """
     try:
         os.makedirs(directory, exist_ok=True)
+        for name in _stale_units(directory, files, prefix):
+            os.unlink(os.path.join(directory, name))
         written = []
         for name in sorted(files):
             path = os.path.join(directory, name)
@@ -59,6 +65,20 @@ def _write(directory, files):
     except OSError as error:
         raise CommandError(f"cannot write to {directory}: {error.strerror}") from None
     return written
+
+
+def _stale_units(directory, files, prefix):
+    """Return the names of units in *directory* that an export of *prefix* wrote and *files* lacks."""
+    from keplerd.export.systemd import GENERATED_MARK
+
+    stale = []
+    for name in sorted(os.listdir(directory)):
+        if name in files or not name.startswith(f"{prefix}-") or not name.endswith(".service"):
+            continue
+        with open(os.path.join(directory, name), encoding="utf-8", errors="replace") as stream:
+            if stream.readline().startswith(GENERATED_MARK):
+                stale.append(name)
+    return stale
 
 
 def _report(args, written, warnings):

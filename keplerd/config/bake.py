@@ -99,7 +99,7 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
 
 
 def check(config_path, sys_env, home, display_name=None, lua_memory_limit=DEFAULT_MEMORY_LIMIT,
-          lua_time_limit=DEFAULT_TIME_LIMIT):
+          lua_time_limit=DEFAULT_TIME_LIMIT, caller=None):
     """Validate the config as :func:`bake` would (Lua included), writing nothing; raise ConfigError."""
     bake(config_path, sys_env, home, display_name, lua_memory_limit=lua_memory_limit,
-         lua_time_limit=lua_time_limit)
+         lua_time_limit=lua_time_limit, caller=caller)

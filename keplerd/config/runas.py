@@ -17,14 +17,32 @@ None for unlimited).
 """
 
 import grp
+import os
 import pwd
+import resource
 
 LIMITS = ("memory", "cpu_time", "max_fds")
+_RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
 
 
 def default_user(caller):
     """Return the ``user`` of services that name none: the caller's uid (None for root: the daemon's)."""
     return None if caller is None else str(caller["uid"])
+
+
+def this_process(allow_run_as):
+    """Describe this process as a caller (None when it is root), for ``keplerctl config check``."""
+    uid = os.geteuid()
+    if uid == 0:
+        return None
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = str(uid)
+    hard = {key: resource.getrlimit(which)[1] for key, which in _RLIMITS.items()}
+    return {"uid": uid, "gid": os.getegid(), "groups": sorted({os.getegid(), *os.getgroups()}), "name": name,
+            "allowed": list(allow_run_as.get(name, []) + allow_run_as.get(str(uid), [])),
+            "hard_limits": {key: None if value == resource.RLIM_INFINITY else value for key, value in hard.items()}}
 
 
 def check(kepler, services, caller, problems):

@@ -77,17 +77,23 @@ class Caller:
 class CallerRegistry:
     """The daemon's registry as one caller may use it: other users' configs are refused or hidden.
 
-    Handlers reach configs only through this. What it does not define is the
-    registry's own (read-only helpers); anything that returns a config by path or
-    id, lists configs, bakes or unloads is defined here.
+    Handlers reach configs only through this: every method that finds, lists,
+    bakes or unloads configs is defined here with its check. Any other registry
+    attribute is refused, so that a new registry method cannot skip the check by
+    accident: add it here, checked.
     """
+
+    PLAIN = ("state_dir", "bake_options")  # the registry's settings, which say nothing of any config
 
     def __init__(self, registry, caller):
         self._registry = registry
         self.caller = caller
 
     def __getattr__(self, name):
-        return getattr(self._registry, name)
+        if name in self.PLAIN:
+            return getattr(self._registry, name)
+        raise AttributeError(f"{name}: not reachable through the caller's registry; "
+                             f"add it to keplerd/control/access.py with its access check")
 
     @property
     def projects(self):
@@ -121,6 +127,14 @@ class CallerRegistry:
         """Bake *project*'s file again for this caller (``apply``), replacing nothing yet."""
         self.caller.check(project)
         return self._registry.bake_again(project, sys_env, home, display_name, self.caller.for_bake())
+
+    def bake_lock(self, project):
+        """Return *project*'s bake lock (``apply`` holds it from its bake until it is carried out)."""
+        return self._registry.bake_lock(self.caller.check(project))
+
+    def config_changed(self, project):
+        """Tell whether a file *project* was baked from changed since (``ps``)."""
+        return self._registry.config_changed(self.caller.check(project))
 
     def unload(self, project, remove_files=False):
         self.caller.check(project)

@@ -18,6 +18,7 @@ from keplerd import __version__, paths
 from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
 from keplerd.logs.cursors import FollowerDropped, open_reading
 from keplerd.model import states
+from keplerd.model.errors import UnknownName
 from keplerd.supervise import lifecycle
 from keplerd.supervise.events import Dropped, Subscriber
 from keplerd.supervise.registry import NotLoaded
@@ -61,8 +62,8 @@ def dispatch(daemon, session, request_id, request):
         return {"ok": False, "error": str(error)}
     except NotLoaded as error:
         return {"ok": False, "error": str(error)}
-    except KeyError as error:
-        return {"ok": False, "error": error.args[0] if error.args else "missing field"}
+    except UnknownName as error:
+        return {"ok": False, "error": str(error)}
     except Exception as error:
         log.exception("request %s failed", request["type"])
         return {"ok": False, "error": f"internal error: {error}"}
@@ -112,10 +113,7 @@ def _baked_project(call, request):
 
 
 def _select(project, names):
-    try:
-        return project.select(names)
-    except KeyError as error:
-        raise RequestError(error.args[0]) from None
+    return project.select(names)  # UnknownName: answered as the client's mistake
 
 
 def _signal(request):
@@ -414,10 +412,7 @@ def handle_logs(call, request):
 def handle_logs_read(call, request):
     """Return the next batch of a cursor; following, wait up to ``wait`` seconds for new lines."""
     cursor_id = _text(request, "cursor")
-    try:
-        reading = call.daemon.cursors.get(cursor_id)
-    except KeyError as error:
-        raise RequestError(error.args[0]) from None
+    reading = call.daemon.cursors.get(cursor_id)
     project = call.registry.by_id(reading.config_id)
     if project is None:
         call.daemon.cursors.close(cursor_id)

@@ -6,6 +6,7 @@ stops reading is dropped instead of blocking anything else.
 """
 
 import errno
+import functools
 import grp
 import logging
 import os
@@ -102,8 +103,9 @@ class Peer:
         """Return the peer of a connected Unix socket, as it was when it connected."""
         return cls(*_PEERCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)))
 
-    @property
+    @functools.cached_property
     def user(self):
+        """The peer's user name (looked up once per connection: every request's Caller asks)."""
         try:
             return pwd.getpwuid(self.uid).pw_name
         except KeyError:
@@ -169,18 +171,23 @@ class ControlServer:
 
     def __init__(self, listener, group_name, dispatch):
         self._group_name = group_name
+        self._group_gid = group_id(group_name)  # looked up once (and on SIGHUP), not per connection
         self._dispatch = dispatch
         self._server = StreamServer(listener, self._handle, spawn=Pool(MAX_SESSIONS))
 
     def start(self):
         self._server.start()
 
+    def reread_group(self):
+        """Look the socket group up again (a reload: its gid or existence may have changed)."""
+        self._group_gid = group_id(self._group_name)
+
     def stop(self, timeout=1.0):
         self._server.stop(timeout=timeout)
 
     def _handle(self, sock, _address):
         peer = Peer.of(sock)
-        if not peer.allowed(group_id(self._group_name)):
+        if not peer.allowed(self._group_gid):
             message = f"permission denied: user {peer.user} is not in group {self._group_name}"
             log.warning("refused connection from pid %s: %s", peer.pid, message)
             _send_quietly(sock, {"id": None, "response": {"ok": False, "error": message}})
@@ -225,15 +232,21 @@ class Session:
         self.closed = False
 
     def serve(self):
-        writer = gevent.spawn(self._write_loop)
+        writer = self._requests.spawn(self._write_loop)
+        writer.link_exception(self._writer_failed)
         try:
             if self._hello():
                 self._read_loop()
         finally:
             self._requests.kill()
             self.close()
-            writer.kill()
             self.sock.close()
+
+    def _writer_failed(self, writer):
+        """A bug in the writer: the session cannot answer any more, so it ends (and says why)."""
+        log.error("session %s: writer failed", self.peer, exc_info=writer.exc_info)
+        self.close()
+        self.sock.close()
 
     def _hello(self):
         try:

@@ -18,6 +18,8 @@ from .report import Result, edges_to, mebibytes, nanoseconds, replicas, resolved
 
 DEFAULT_CPU_MHZ = 100  # Nomad's defaults, written out: Kepler reserves nothing
 DEFAULT_MEMORY_MB = 300
+MIN_MEMORY_MB = 10
+DEFAULT_DISK_MB = 300  # the group's EphemeralDisk, which must hold more than each task's logs
 _INTERPOLATED = re.compile(r"\$\{[A-Za-z0-9_.-]+\}")
 
 
@@ -78,10 +80,19 @@ class GroupWriter:
             main["Services"] = services
         tasks.extend(hook_tasks(self, self.path, self.service))
         tasks.append(main)
-        group = {"Name": self.name, "Count": replicas(self.service), "Tasks": tasks}
+        count = replicas(self.service)
+        group = {"Name": self.name, "Count": count, "Tasks": tasks}
         self.result.map(self.path + ["replicas"])
+        if count > 1:
+            main["Env"]["KEPLER_REPLICAS"] = str(count)
+            self.result.warn(self.path + ["replicas"], "each instance gets KEPLER_REPLICAS but no KEPLER_REPLICA "
+                                                       "(Nomad's NOMAD_ALLOC_INDEX counts from 0)")
         if networks:
             group["Networks"] = networks
+        logs = max((task["LogConfig"]["MaxFiles"] * task["LogConfig"]["MaxFileSizeMB"] for task in tasks
+                    if "LogConfig" in task), default=0)
+        if logs >= DEFAULT_DISK_MB:
+            group["EphemeralDisk"] = {"SizeMB": logs + 1}
         if (self.service.get("restart") or {}).get("policy", "no") == "no":
             # A task that is not restarted must not come back through a reschedule either.
             group["ReschedulePolicy"] = {"Attempts": 0, "Unlimited": False}
@@ -152,7 +163,12 @@ class GroupWriter:
         common.check_unknown(self.result, path, limits, common.LIMIT_KEYS)
         memory = limits.get("memory_max")
         resources = {"CPU": DEFAULT_CPU_MHZ, "MemoryMB": mebibytes(memory) if memory else DEFAULT_MEMORY_MB}
-        self.result.map(path, path + ["memory_max"])
+        self.result.map(path)
+        if resources["MemoryMB"] < MIN_MEMORY_MB:
+            resources["MemoryMB"] = MIN_MEMORY_MB
+            self.result.warn(path + ["memory_max"], f"Nomad's minimum is {MIN_MEMORY_MB} MB; raised to it")
+        else:
+            self.result.map(path + ["memory_max"])
         reasons = {"memory": "RLIMIT_AS is not memory use", "cpu_time": "no rlimits", "max_fds": "no rlimits",
                    "cpus": "Nomad reserves CPU in MHz, not cores", "pids_max": "no process-count limit"}
         for key, reason in reasons.items():

@@ -8,6 +8,7 @@ from .report import nanoseconds
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 PORT_LABEL = "health"
+MIN_CHECK_SECONDS = 1.0  # Nomad rejects check intervals and timeouts under 1 s
 
 
 def service_name(name):
@@ -23,23 +24,44 @@ def health_service(result, path, name, service):
         result.map(path)
         return None, None
     common.check_unknown(result, path, health, common.HEALTH_KEYS)
-    check = {"Name": f"{service_name(name)}-health", "Interval": nanoseconds(health.get("interval", 30.0)),
-             "Timeout": nanoseconds(health.get("timeout", 30.0)), "FailuresBeforeCritical": health.get("retries", 3)}
-    result.map(path, path + ["interval"], path + ["timeout"], path + ["retries"])
+    check = {"Name": f"{service_name(name)}-health",
+             "Interval": _at_least_a_second(result, path + ["interval"], health.get("interval", 30.0)),
+             "Timeout": _at_least_a_second(result, path + ["timeout"], health.get("timeout", 30.0))}
+    result.map(path)
     networks = None
+    retries = health.get("retries", 3)
     if health.get("test"):
         check.update({"Type": "script", "Command": health["test"][0], "Args": list(health["test"][1:])})
         result.map(path + ["test"])
+        if retries > 1:  # Consul counts failures before critical for tcp, http and grpc checks only
+            result.warn(path + ["retries"], "no Nomad equivalent for a script check (one failure makes it "
+                                            "critical), dropped")
+        else:
+            result.map(path + ["retries"])
     else:
         kind = "http" if health.get("http") else "tcp"
+        if not isinstance(health.get(kind), str):
+            result.warn(path, "a health check of a form this exporter does not know, dropped")
+            return None, None
         port, extra = _address_check(result, path + [kind], health[kind], kind)
-        check.update({"Type": kind, **extra})
+        check.update({"Type": kind, "FailuresBeforeCritical": retries, **extra})
+        result.map(path + ["retries"])
         networks = [{"ReservedPorts": [{"Label": PORT_LABEL, "Value": port}]}]
     entry = {"Name": service_name(name), "Provider": "consul", "Checks": [check]}
     if networks:
         entry["PortLabel"] = PORT_LABEL
     _start_period(result, path, service, health, check)
     return [entry], networks
+
+
+def _at_least_a_second(result, path, seconds):
+    """Return *seconds* in nanoseconds, raised to Nomad's minimum of 1 s for check intervals and timeouts."""
+    if seconds < MIN_CHECK_SECONDS:
+        result.warn(path, f"Nomad's minimum is 1s; {seconds:g}s raised to 1s")
+        seconds = MIN_CHECK_SECONDS
+    else:
+        result.map(path)
+    return nanoseconds(seconds)
 
 
 def _address_check(result, path, address, kind):

@@ -1,9 +1,8 @@
 """Nomad task parts: the restart policy, and hooks as lifecycle tasks of the service's group."""
 
 from . import common
-from .report import nanoseconds
+from .report import QUICK_RUN, nanoseconds
 
-QUICK_RUN = 10.0  # a run shorter than this is a quick failure (SPEC §10)
 UNLIMITED_ATTEMPTS = 10  # restarts per interval when Kepler would retry forever (Mode "delay" waits, never fails)
 # Kepler hook -> Nomad lifecycle hook (Nomad: prestart tasks start in parallel, before the main task).
 LIFECYCLE = {"on_init": "prestart", "pre_start": "prestart", "post_start": "poststart", "post_stop": "poststop"}
@@ -39,8 +38,10 @@ def restart_policy(result, path, service):
         result.map(path + ["max_backoff"])
     retries = restart.get("max_retries")
     attempts = UNLIMITED_ATTEMPTS if retries is None else retries
-    # `attempts` quick failures span at most attempts x (a quick run + the longest back-off).
-    return {"Attempts": attempts, "Interval": nanoseconds(max(attempts, 1) * (QUICK_RUN + max_backoff)),
+    # `attempts` quick failures span at most attempts x (a quick run + the longest wait); Nomad
+    # requires Attempts x Delay <= Interval, and Interval >= 5 s.
+    window = max(attempts, 1) * (QUICK_RUN + max(backoff, max_backoff))
+    return {"Attempts": attempts, "Interval": nanoseconds(window),
             "Delay": nanoseconds(backoff), "Mode": "delay" if retries is None else "fail"}
 
 

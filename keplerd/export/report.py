@@ -70,6 +70,11 @@ def resolved_argv(argv, env, working_dir, options):
     return [found, *argv[1:]] if found else list(argv)
 
 
+def one_line(text):
+    """Return *text* on one line (a display name in a unit comment or description)."""
+    return " ".join(str(text).splitlines())
+
+
 def safe_prefix(name):
     """Return *name* with every run of characters not allowed in unit and job names made one ``-``."""
     cleaned = _SAFE_NAME.sub("-", name).strip("-.")
@@ -98,5 +103,5 @@ def edges_to(snapshot, name):
             if name in service.get("depends_on", {})}
 
 
-LOG_DEFAULTS = {"max_size": None, "buffer_size": 0}
+QUICK_RUN = 10.0  # a run shorter than this is a quick failure (SPEC §10)
 DEFERRED = ("service_unhealthy", "service_failed", "service_stopped")

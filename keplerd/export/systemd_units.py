@@ -24,17 +24,20 @@ def hook_lines(result, path, service, half, options):
     hooks = service.get("hooks") or {}
     table = PRE_HOOKS if half == "pre" else POST_HOOKS
     lines = []
-    for name in sorted(hooks, key=lambda name: (list(table).index(name) if name in table else len(table), name)):
-        hook_path = path + ["hooks", name]
-        if half == "post" and name in UNMAPPED_HOOKS:
-            result.warn(hook_path, f"no systemd equivalent ({UNMAPPED_HOOKS[name]}), dropped")
-        elif name not in PRE_HOOKS and name not in POST_HOOKS and name not in UNMAPPED_HOOKS and half == "post":
-            result.warn(hook_path, "not known to this exporter, dropped")
-        if name in table:
-            directive, prefix = table[name]
-            argv = hook_argv(result, hook_path, hooks[name], service, options)
+    for name, (directive, prefix) in table.items():
+        if name in hooks:
+            argv = hook_argv(result, path + ["hooks", name], hooks[name], service, options)
             lines.append(f"{directive}=" + exec_line(argv, prefix))
     return lines
+
+
+def report_unmapped_hooks(result, path, service):
+    """Warn about each hook of the service that no Exec*= line runs."""
+    for name in sorted(service.get("hooks") or {}):
+        if name in UNMAPPED_HOOKS:
+            result.warn(path + ["hooks", name], f"no systemd equivalent ({UNMAPPED_HOOKS[name]}), dropped")
+        elif name not in PRE_HOOKS and name not in POST_HOOKS:
+            result.warn(path + ["hooks", name], "not known to this exporter, dropped")
 
 
 def hook_argv(result, path, hook, service, options):
@@ -49,6 +52,8 @@ def hook_argv(result, path, hook, service, options):
             result.map(path + [key])
     if hook.get("timeout") is not None:
         result.warn(path + ["timeout"], "no systemd equivalent for one command's timeout, dropped")
+    else:
+        result.map(path + ["timeout"])
     base = service.get("env") or {}
     env = hook.get("env") or {}
     argv = resolved_argv(hook["command"], env, hook.get("working_dir") or service["working_dir"], options)

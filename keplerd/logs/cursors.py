@@ -15,6 +15,7 @@ from gevent.pool import Group
 from keplerd.logs.cursor import MAX_BATCH_BYTES, LogCursor
 from keplerd.logs.follow import LiveFeed
 from keplerd.logs.reader import selected_names
+from keplerd.model.errors import UnknownName
 
 log = logging.getLogger("keplerd.logs")
 
@@ -111,11 +112,11 @@ class CursorTable:
         return cursor_id
 
     def get(self, cursor_id):
-        """Return the reading of *cursor_id* and mark it used; raise KeyError if unknown or expired."""
+        """Return the reading of *cursor_id* and mark it used; raise ``UnknownName`` if unknown or expired."""
         self.expire()
         reading = self._open.get(cursor_id)
         if reading is None:
-            raise KeyError(f"unknown or expired log cursor: {cursor_id}")
+            raise UnknownName(f"unknown or expired log cursor: {cursor_id}")
         self._used[cursor_id] = self._clock()
         return reading
 

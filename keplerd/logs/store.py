@@ -30,6 +30,7 @@ class LogStore:
         self.listeners = listeners
         self._settings = {GLOBAL: LogSettings(global_settings)}
         self._writers = {}
+        self._owned = {}  # owner -> {name: writer}: a service's retention touches its own writers only
         self._timers = timers
 
     def writer(self, name, settings=None):
@@ -43,7 +44,8 @@ class LogStore:
             self._settings[owner] = LogSettings(settings) if isinstance(settings, dict) else settings
         writer = self._writers.get(name)
         if writer is None:
-            writer = self._writers[name] = LogWriter(self.logs_dir, name, self.listeners,
+            writer = self._writers[name] = self._owned.setdefault(owner, {})[name] = LogWriter(
+                self.logs_dir, name, self.listeners,
                                                      self.settings(owner), self._timers)
         return writer
 
@@ -64,9 +66,8 @@ class LogStore:
 
     def clear(self, owner):
         """Delete every log file of *owner* (its hook logs included), open or not."""
-        for name, writer in self._writers.items():
-            if owner_of(name) == owner:
-                writer.clear()
+        for writer in self._owned.get(owner, {}).values():
+            writer.clear()
         for name in log_names(self.logs_dir):
             if owner_of(name) == owner:
                 for stream in STREAMS:
@@ -87,9 +88,9 @@ class LogStore:
 
     def flush(self, owner=None):
         """Write out what is buffered (for *owner*, or for every log)."""
-        for name, writer in self._writers.items():
-            if owner is None or owner_of(name) == owner:
-                writer.flush()
+        writers = self._writers if owner is None else self._owned.get(owner, {})
+        for writer in writers.values():
+            writer.flush()
 
     def close(self):
         """Flush and close every file (the next write opens it again)."""

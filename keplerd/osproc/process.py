@@ -11,6 +11,7 @@ Requires a monkey-patched gevent hub (the daemon patches first).
 import _posixsubprocess
 import errno
 import functools
+import logging
 import os
 import resource
 import time
@@ -18,8 +19,11 @@ import time
 import gevent
 from gevent.event import AsyncResult
 from gevent.monkey import get_original
+from gevent.os import nb_read
 
 from keplerd.osproc import users
+
+log = logging.getLogger("keplerd.process")
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CHILD_UMASK = 0o022
@@ -69,8 +73,10 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
     if identity:
         env = identity.add_login_env(env)
     executable = find_program(argv[0], env, cwd)
-    env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
     limits = {name: value for name, value in (limits or {}).items() if value is not None}
+    if identity or limits:
+        _refuse_if_threaded(argv[0])
+    env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
     try:
@@ -91,7 +97,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         close_now(errpipe_write)
         close_now(devnull)
     try:
-        failure = _read_all(errpipe_read)
+        failure = _read_exec_report(errpipe_read)
     finally:
         close_now(errpipe_read)
     if failure:
@@ -100,13 +106,47 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
     return child
 
 
+def thread_count():
+    """Return how many OS threads this process has (gevent's greenlets are not threads)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def _refuse_if_threaded(program):
+    """Refuse to run Python between fork and exec while another thread exists.
+
+    Setting limits and switching user runs Python in the forked child; a thread
+    of the parent holding a lock at fork time (the allocator, logging, the import
+    lock) would deadlock it. The daemon has no threads (its resolver is c-ares,
+    see daemon.py), so this only fires on a bug: loudly, instead of a hang.
+    """
+    threads = thread_count()
+    if threads > 1:
+        log.error("refusing to start %s with user or limits: the daemon has %d threads, it must have one",
+                  program, threads)
+        raise SpawnError(f"cannot start {program}: the daemon has {threads} threads and cannot safely "
+                         "switch user or apply limits (a bug: see the daemon log)")
+
+
+# (user, group) -> Identity: passwd and group lookups may sit on LDAP or sssd and
+# stall the loop, so each is made once per bake (or reload: ``forget_identities``).
+_identities = {}
+
+
 def _resolve_identity(user, group):
     if user is None and group is None:
         return None
-    try:
-        return users.resolve(user, group)
-    except users.UnknownIdentity as error:
-        raise SpawnError(str(error)) from None
+    identity = _identities.get((user, group))
+    if identity is None:
+        try:
+            identity = _identities[user, group] = users.resolve(user, group)
+        except users.UnknownIdentity as error:
+            raise SpawnError(str(error)) from None  # not kept: a user created meanwhile is found
+    return identity
+
+
+def forget_identities():
+    """Look users and groups up afresh from now on (a new bake, a reload of the daemon)."""
+    _identities.clear()
 
 
 def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
@@ -184,6 +224,19 @@ def _become(uid, gid, groups):
     os.setgroups(groups)
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+
+
+def _read_exec_report(fd):
+    """Read the exec error pipe until the child has exec'd (EOF), letting other greenlets run.
+
+    A child that sets limits or switches user runs Python before exec: milliseconds
+    on a loaded machine, which a blocking read would stall the whole loop for.
+    """
+    os.set_blocking(fd, False)
+    chunks = []
+    while chunk := nb_read(fd, 4096):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _read_all(fd):

@@ -86,7 +86,7 @@ def carry_out(project, prepared):
 
 def _store(project, prepared):
     """Write the new snapshot and redefine the services; nothing here yields."""
-    project.adopt(prepared.snapshot, prepared.baked)
+    project.take_definition(prepared.snapshot, prepared.baked)
     change = {entry["service"]: entry["change"] for entry in prepared.entries}
     for name, spec in prepared.snapshot["services"].items():
         if change.get(name) == changes.ADDED:

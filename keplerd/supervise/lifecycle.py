@@ -76,7 +76,11 @@ def stop(project, names=(), signum=None, by_user=True, restarting=False):
 
 
 def _stop_in_reverse_order(project, targets, signum, by_user, restarting):
-    """Stop each target once every target depending on it is stopped; return failures."""
+    """Stop each target once every target depending on it is stopped; return failures.
+
+    The stoppers belong to the project. A bug in one stopper does not keep the
+    others from stopping their services: it is raised once all have finished.
+    """
     edges = project.edges()
     stoppers, failures = {}, []
 
@@ -90,8 +94,11 @@ def _stop_in_reverse_order(project, targets, signum, by_user, restarting):
     for name in targets:
         stoppers[name] = gevent.Greenlet(stop_after_dependents, name)
     for greenlet in stoppers.values():
-        greenlet.start()
-    gevent.joinall(list(stoppers.values()), raise_error=True)
+        project.adopt(greenlet)
+    gevent.joinall(list(stoppers.values()))
+    crashed = [greenlet for greenlet in stoppers.values() if greenlet.exception is not None]
+    if crashed:
+        raise crashed[0].exception
     return failures
 
 

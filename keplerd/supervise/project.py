@@ -3,6 +3,7 @@
 import logging
 import os
 import pwd
+import time
 
 import gevent
 from gevent.event import Event
@@ -11,6 +12,7 @@ from gevent.pool import Group
 from keplerd import persist
 from keplerd.logs.store import LogStore
 from keplerd.model import states
+from keplerd.model.errors import UnknownName
 from keplerd.paths import ConfigPaths
 from keplerd.supervise import lifecycle
 from keplerd.supervise.service import Service
@@ -19,6 +21,7 @@ from keplerd.supervise.system import System
 log = logging.getLogger("keplerd.project")
 
 STATE_FORMAT = 1
+PERSIST_INTERVAL = 0.15  # at least this many seconds between two writes of state.json
 
 
 class Project:
@@ -46,6 +49,8 @@ class Project:
         self._greenlets = Group()
         self._changed = Event()
         self._persist_pending = False
+        self._persist_timer = None
+        self._last_write = -PERSIST_INTERVAL
         self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
         if saved_state:
             self._restore(saved_state)
@@ -83,7 +88,7 @@ class Project:
             if name in self.services:
                 self.services[name].restore(service_state)
 
-    def adopt(self, snapshot, baked=None):
+    def take_definition(self, snapshot, baked=None):
         """Make *snapshot* this config's definition (``apply``); services are redefined by the caller.
 
         The copies of the files it was baked from (*baked*, when it is a whole
@@ -129,14 +134,26 @@ class Project:
         persist.write_json(self.paths.state, self.state())
 
     def persist(self):
-        """Write ``state.json`` soon: changes made in the same loop turn share one write."""
+        """Write ``state.json`` soon, at most once per PERSIST_INTERVAL: changes meanwhile share a write.
+
+        Each write is an fsync (milliseconds) that stalls every greenlet; a burst of
+        changes (300 services starting) costs a few writes instead of hundreds.
+        ``shutdown`` writes at once; a crash may lose the last PERSIST_INTERVAL.
+        """
         if self._persist_pending:
             return
         self._persist_pending = True
-        gevent.get_hub().loop.run_callback(self._write_pending_state)
+        wait = self._last_write + PERSIST_INTERVAL - time.monotonic()
+        if wait <= 0:
+            gevent.get_hub().loop.run_callback(self._write_pending_state)
+        else:
+            self._persist_timer = gevent.get_hub().loop.timer(wait)
+            self._persist_timer.start(self._write_pending_state)
 
     def _write_pending_state(self):
         self._persist_pending = False
+        self._persist_timer = None
+        self._last_write = time.monotonic()
         if os.path.isdir(self.paths.root):
             try:
                 self.write_state()
@@ -148,6 +165,10 @@ class Project:
     def spawn(self, function, *args):
         """Run *function* in a greenlet owned by this config."""
         return self._greenlets.spawn(function, *args)
+
+    def adopt(self, greenlet):
+        """Start *greenlet* (created first, so that others can refer to it) as one of this config's."""
+        self._greenlets.start(greenlet)
 
     def service_changed(self, service):
         """Record and announce a service's new state."""
@@ -176,12 +197,12 @@ class Project:
     # -- commands --------------------------------------------------------------------
 
     def select(self, names):
-        """Return the services named (all when *names* is empty); raise KeyError on unknown."""
+        """Return the services named (all when *names* is empty); raise ``UnknownName`` on unknown."""
         if not names:
             return list(self.services.values())
         unknown = [name for name in names if name not in self.services]
         if unknown:
-            raise KeyError(f"no such service: {', '.join(unknown)}")
+            raise UnknownName(f"no such service: {', '.join(unknown)}")
         return [self.services[name] for name in names]
 
     def all_terminal(self, names=()):
@@ -216,14 +237,27 @@ class Project:
         }
 
     def shutdown(self):
-        """Stop every service without changing what the user asked for, then close logs."""
-        lifecycle.stop(self, by_user=False)
-        self.close()
-        self.write_state()
+        """Stop every service without changing what the user asked for, then close logs.
+
+        Whatever goes wrong, no process of this config outlives it and ``state.json``
+        is written: a stop that fails kills what is left, and the failure is raised.
+        """
+        try:
+            lifecycle.stop(self, by_user=False)
+        except BaseException:
+            for service in self.services.values():
+                service.kill_process()
+            raise
+        finally:
+            self.close()
+            self.write_state()
 
     def close(self):
         """Let go of everything this config holds in the daemon (its services have ended)."""
         self._greenlets.kill()
+        if self._persist_timer is not None:  # a write still due happens now, not after the close
+            self._persist_timer.stop()
+            self._write_pending_state()
         self.close_logs()
 
     def close_logs(self):

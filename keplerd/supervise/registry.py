@@ -72,6 +72,7 @@ class Registry:
         with self._bake_locks[project.id]:
             baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options,
                           caller)
+            self.system.forget_identities()  # a new bake: users and groups may have changed
             fresh = Project.create(self.state_dir, project.id, baked, owner_uid(caller), system=self.system)
             project.logs.close()  # the new snapshot's settings (max_size, store...) take over
             self.projects[project.id] = fresh
@@ -93,6 +94,7 @@ class Registry:
 
     def _bake(self, config_id, config_path, sys_env, home, display_name, caller):
         baked = _bake(config_path, sys_env, home, display_name, self.bake_options, caller)
+        self.system.forget_identities()  # a new bake: users and groups may have changed
         log.info("baked %s as config %s for uid %s", config_path, config_id, owner_uid(caller))
         return Project.create(self.state_dir, config_id, baked, owner_uid(caller), system=self.system)
 

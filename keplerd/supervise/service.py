@@ -68,6 +68,7 @@ class Service:
         self._supervisor = None
         self._stop_requested = False
         self._next_spec = None  # a definition stored by apply while this one ran
+        self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
         self._idle = Event()
         self._idle.set()
 
@@ -193,8 +194,12 @@ class Service:
         if by_user:
             self.desired = DOWN
         self._stop_requested = True
-        if running:
+        if self.status in states.UP:  # running, or its process just ended and post_exit runs
             self._set_state(states.STOPPING)
+        if running:
+            if self._in_post_start:
+                # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
+                self._supervisor.kill()
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
             self._supervisor.join()
         else:
@@ -204,6 +209,12 @@ class Service:
         self._set_state(states.STOPPED, pid=None, waiting_on=None, backoff_until=None)
         if running and hooks:
             self._logged_hook("post_stop")
+
+    def kill_process(self):
+        """SIGKILL the current run's process group, if any: the last resort of a failed shutdown."""
+        child = self._child
+        if child is not None and child.returncode is None:
+            child.kill()
 
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
@@ -307,14 +318,19 @@ class Service:
         self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
                         reason=None, was_healthy=False, health_failures=0, last_probe=None)
         monitor = self._monitor_health()
-        for hook in ("post_start", *after_start):
-            self._logged_hook(hook)
-        # Only now has the start sequence run its course: dependents may go ahead.
-        self._note(reached_up=True)
-        returncode = child.wait()
+        try:
+            self._in_post_start = True
+            for hook in ("post_start", *after_start):
+                self._logged_hook(hook)
+            self._in_post_start = False
+            # Only now has the start sequence run its course: dependents may go ahead.
+            self._note(reached_up=True)
+            returncode = child.wait()
+        finally:
+            self._in_post_start = False
+            if monitor is not None:
+                monitor.kill()
         ran_for = time.monotonic() - started
-        if monitor is not None:
-            monitor.kill()
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             self.system.signal_group(child.pgid, signal.SIGKILL)

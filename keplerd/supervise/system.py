@@ -11,16 +11,31 @@ What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
 """
 
 import gevent
+from gevent.lock import Semaphore
 
 from keplerd.osproc import launch, process
+
+
+# A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
+# and greenlets that are ready run back to back: 300 services starting at once
+# would fork for a whole second before the loop looks at a timer or a pipe again.
+# One fork at a time, each followed by a turn of the loop, keeps every stall to one fork.
+FORK_PACE = 0.0002
 
 
 class System:
     """The real operating system, by way of ``osproc`` (the only code that forks or kills)."""
 
+    def __init__(self):
+        self._fork_gate = Semaphore()
+
     def spawn_logged(self, writer, spec):
         """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError."""
-        return launch.spawn_logged(writer, spec)
+        with self._fork_gate:
+            try:
+                return launch.spawn_logged(writer, spec)
+            finally:
+                gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
 
     def probe(self, test, spec, timeout):
         """Run a health probe as the service *spec* would run: a ``health.ProbeResult``."""
@@ -39,6 +54,10 @@ class System:
     def kill_leftover(self, pid, create_time):
         """Kill what an earlier daemon recorded, if that process still exists; True if it did."""
         return process.kill_leftover(pid, create_time)
+
+    def forget_identities(self):
+        """Resolve users and groups afresh at the next spawns (after a bake or a reload)."""
+        process.forget_identities()
 
     def start_time(self, pid):
         """Return when *pid* started (epoch seconds), or None if it is gone."""

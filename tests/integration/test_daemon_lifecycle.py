@@ -51,6 +51,10 @@ def test_after_a_crash_the_next_daemon_kills_leftovers_and_restarts_without_dupl
     kepler.ctl("start", "-d", "--wait")
     kepler.ctl("stop", "stopped")
     old = wait_for(lambda: pids_with_marker(marker), message="the service")
+    # state.json is written within PERSIST_INTERVAL of a change: crash only once it holds both.
+    state_path = os.path.join(kepler.inspect_path(), "state.json")
+    wait_for(lambda: _recorded(state_path, "stopped", "desired") == "down"
+             and _recorded(state_path, "web", "pid") == old[0], message="state.json up to date")
     kepler.kill_daemon()
     assert pids_with_marker(marker) == old, "a crash leaves services running"
     kepler.start_daemon()
@@ -152,3 +156,11 @@ def test_sigint_stops_the_daemon_gracefully(kepler):
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     state = json.load(open(os.path.join(kepler.inspect_path(offline=True), "state.json")))
     assert state["services"]["web"]["desired"] == "up", "the next daemon brings it back"
+
+
+def _recorded(state_path, service, key):
+    """Return *key* of *service* as the daemon last wrote it in state.json."""
+    try:
+        return json.load(open(state_path))["services"][service][key]
+    except (OSError, ValueError, KeyError):
+        return None

@@ -5,6 +5,8 @@ import os
 import shutil
 import subprocess
 
+from tests.integration import test_security_owners as owners
+
 CONFIG = """
     services:
       db:
@@ -85,3 +87,40 @@ def test_export_of_an_invalid_config_fails_with_the_located_error(kepler):
     assert result.returncode == 1
     assert "services.web.restart.policy" in result.stderr
     assert not os.path.exists(os.path.join(kepler.workdir, "kepler-export"))
+
+
+def test_bad_export_options_are_one_line_errors(kepler):
+    kepler.config(CONFIG)
+    bad_prefix = kepler.ctl("export", "--format", "systemd", "--prefix", "my shop", check=False)
+    assert bad_prefix.returncode == 1
+    assert bad_prefix.stderr == "keplerctl: invalid --prefix 'my shop': use letters, digits, '_', '.' and '-'\n"
+    bad_version = kepler.ctl("export", "--format", "systemd", "--systemd-version", "new", check=False)
+    assert bad_version.returncode == 1 and "invalid version 'new'" in bad_version.stderr
+    kepler.write("taken", "a file, not a directory")
+    taken = kepler.ctl("export", "--format", "nomad", "--output", "taken", check=False)
+    assert taken.returncode == 1 and taken.stderr.startswith("keplerctl: cannot write to taken: ")
+
+
+members = owners.members  # the daemon with socket-group members alice and bob (SPEC §21)
+
+
+def test_a_member_exports_its_own_config_and_not_another_members(members):
+    path = owners.write_config(members, "alice", {"web": {"command": ["/bin/sleep", "100"]}})
+    alice = owners.ctl(members, "alice", "export", "--format", "systemd", check=True)
+    out = os.path.join(os.path.dirname(path), "kepler-export")
+    assert os.stat(os.path.join(out, "alice-web.service")).st_uid == owners.uid(members.people["alice"])
+    assert alice.stdout.split()[0] == "kepler-export/alice-web.service"
+    bob = owners.ctl(members, "bob", "-f", path, "export", "--format", "systemd", "--output", "stolen")
+    assert bob.returncode == 1 and "permission denied" in bob.stderr
+    assert not os.path.exists(os.path.join(members.workdir, "bob", "stolen"))
+
+
+def test_a_unit_of_a_removed_service_is_deleted_by_the_next_export(kepler):
+    kepler.config(CONFIG)
+    out = os.path.join(kepler.workdir, "units")
+    kepler.write("units/mine.service", "[Service]\nExecStart=/bin/true\n")  # not ours: left alone
+    kepler.ctl("export", "--format", "systemd", "--output", out, "--prefix", "shop")
+    kepler.config("services:\n  db: {command: [/bin/sleep, '1000']}\n")
+    kepler.ctl("recreate")
+    kepler.ctl("export", "--format", "systemd", "--output", out, "--prefix", "shop")
+    assert sorted(os.listdir(out)) == ["mine.service", "shop-db.service", "shop.target"]

@@ -5,6 +5,7 @@ Every test runs the real keplerctl as throwaway members of a throwaway socket gr
 
 import json
 import os
+import signal
 import subprocess
 
 import pytest
@@ -130,6 +131,15 @@ def test_a_member_may_not_name_another_user_or_group(members, service, refusal):
     assert not os.path.exists(members.inspect_path(os.path.relpath(path, members.workdir)))
 
 
+def test_config_check_by_a_member_says_what_the_bake_would_refuse(members):
+    write_config(members, "alice", {"web": {"command": ["sleep", "1000"], "user": "root"}})
+    checked = ctl(members, "alice", "config", "check")
+    assert checked.returncode == 1
+    assert (f"kepler.yaml: services.web.user: only root may run services as root "
+            f"(caller: {members.people['alice']})") in checked.stderr
+    assert ctl(members, "root", "config", "check").returncode == 0
+
+
 def test_allow_run_as_lets_a_member_run_as_the_listed_user_only(members):
     out, carol = shared_dir(members.workdir), members.people["carol"]
     write_config(members, "alice", {"web": {"command": who(out, "web"), "user": carol}})
@@ -139,6 +149,30 @@ def test_allow_run_as_lets_a_member_run_as_the_listed_user_only(members):
     write_config(members, "bob", {"web": {"command": ["sleep", "1000"], "user": carol}})
     refused = ctl(members, "bob", "start", "-d")
     assert f"only root may run services as {carol} (caller: {members.people['bob']})" in refused.stderr
+
+
+def test_a_reload_applies_a_new_allow_run_as(members):
+    people = members.people
+    write_config(members, "bob", {"web": {"command": ["sleep", "1000"], "user": people["carol"]}})
+    assert ctl(members, "bob", "start", "-d").returncode != 0
+    with open(os.path.join(members.root, "keplerd.conf"), "w") as conf:
+        conf.write(f"autostart_dir: {os.path.join(members.root, 'conf.d')}\n"
+                   f"allow_run_as: {{{people['bob']}: [{people['carol']}]}}\n")
+    members.daemon.send_signal(signal.SIGHUP)
+    wait_for(lambda: ctl(members, "bob", "start", "-d").returncode == 0, message="the reload to grant carol to bob")
+    assert wait_running(members, "bob", "web")["owner"] == people["bob"]
+
+
+def test_a_recreate_by_root_makes_the_config_roots(members):
+    path = write_config(members, "alice", {"web": {"command": ["sleep", "1000"]}})
+    ctl(members, "alice", "start", "-d", check=True)
+    ctl(members, "alice", "stop", check=True)
+    ctl(members, "bob", "recreate", "--file", path)
+    assert ps(members, "alice")["web"]["owner"] == members.people["alice"], "bob's recreate changed nothing"
+    ctl(members, "root", "recreate", "--file", path, check=True)
+    assert ps(members, "root", "--all")["web"]["owner"] == "root"
+    refused = ctl(members, "alice", "start", "-d")
+    assert f"permission denied: {path} belongs to root" in refused.stderr
 
 
 def test_limits_above_the_members_own_hard_limits_are_refused(members):
@@ -168,6 +202,18 @@ def test_a_member_cannot_read_a_root_only_file_through_a_config(members):
     # Root may: the file is read as root for root's configs.
     write_config(members, "alice", {"web": {"command": ["sleep", "1000"], "env_file": secret}})
     ctl(members, "root", "start", "-d", check=True)
+
+
+def test_a_members_prune_removes_only_its_own_configs(members):
+    mine = write_config(members, "alice", {"web": {"command": ["sleep", "1000"]}})
+    roots = write_config(members, "bob", {"db": {"command": ["sleep", "1000"]}})
+    ctl(members, "alice", "start", "-d", check=True)
+    ctl(members, "alice", "stop", check=True)
+    members.ctl("start", "-d", cwd=os.path.dirname(roots))
+    members.ctl("stop", cwd=os.path.dirname(roots))
+    pruned = json.loads(ctl(members, "alice", "prune", "--json", check=True).stdout)
+    assert [entry["config"] for entry in pruned] == [mine]
+    assert set(ps(members, "root", "--all")) == {"db"}
 
 
 def test_only_root_may_stop_the_daemon(members):
@@ -212,9 +258,13 @@ def test_a_member_may_not_signal_its_bake_worker(members):
         with open(f"/proc/{worker}/status") as status:
             ids = {line.split(":")[0]: line.split()[1:] for line in status if line.startswith(("Uid", "Gid"))}
         assert ids["Uid"][:3] == ["0", alice, "0"]
-        kill = subprocess.run(["setpriv", f"--reuid={members.people['alice']}", f"--regid={members.people['alice']}",
-                               "--init-groups", "kill", "-KILL", str(worker)], capture_output=True, text=True)
-        assert kill.returncode != 0
+        as_alice = ["setpriv", f"--reuid={members.people['alice']}", f"--regid={members.people['alice']}",
+                    "--init-groups"]
+        kill = subprocess.run([*as_alice, "kill", "-KILL", str(worker)], capture_output=True, text=True)
+        assert kill.returncode != 0 and "not permitted" in kill.stderr, kill  # not "no such process"
+        # Reading its memory or environment takes the same right as tracing it: refused.
+        peek = subprocess.run([*as_alice, "cat", f"/proc/{worker}/environ"], capture_output=True, text=True)
+        assert peek.returncode != 0 and "Permission denied" in peek.stderr, peek
     finally:
         _out, errors = started.communicate(timeout=60)
     assert started.returncode == 0, errors

@@ -192,5 +192,8 @@ class FakeSystem:
             return True
         return False
 
+    def forget_identities(self):
+        self.journal.append(("forget-identities", None, None))
+
     def start_time(self, pid):
         return next((child.create_time for child in self.children if child.pid == pid and child.running), None)

@@ -6,6 +6,7 @@ import gevent
 import pytest
 
 from keplerd.model import states
+from keplerd.model.errors import UnknownName
 from keplerd.supervise import lifecycle
 
 TWO = """
@@ -190,7 +191,7 @@ def test_the_group_of_a_stopped_process_is_left_to_the_stop(stack):
 
 def test_unknown_names_are_refused(stack):
     stack.load(TWO)
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownName, match="no such service: nope"):
         stack.start("nope")
 
 

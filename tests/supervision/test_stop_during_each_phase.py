@@ -88,3 +88,39 @@ def test_a_stop_during_a_stop_waits_for_the_first(stack):
     assert stack.status("web") == states.STOPPED
     first.join()
     assert len(stack.system.stops()) == 1
+def test_stop_during_post_start_kills_the_hook_run(stack, ender):
+    stack.load(one(", hooks: {post_start: {run: 'sleep 8'}}"))
+    stack.system.script("web.post_start", exit_code=None)
+    stack.start("web")
+    stack.system.wait_spawn("web.post_start")
+    ender()
+    assert stack.status("web") == states.STOPPED
+    assert_nothing_runs(stack)
+
+
+def test_stop_during_a_post_exit_hook(stack, ender):
+    stack.load("services:\n  web: {command: [web], restart: always, hooks: {post_exit: {run: 'sleep 9'}}}\n")
+    stack.system.script("web.post_exit", exit_code=None)
+    stack.start()
+    stack.system.wait_spawn("web").exit(1)
+    stack.system.wait_spawn("web.post_exit")
+    ender()
+    assert stack.status("web") == states.STOPPED
+    assert_nothing_runs(stack)
+
+
+def test_a_failing_shutdown_still_kills_every_process_and_writes_the_state(stack, monkeypatch):
+    stack.load("services:\n  db: {command: [db]}\n  web: {command: [web], depends_on: [db]}\n")
+    stack.start()
+    stack.wait_status("web", states.RUNNING)
+
+    def broken_stop(*args, **kwargs):
+        raise RuntimeError("a bug in stop")
+
+    monkeypatch.setattr(stack["web"], "stop", broken_stop)
+    with pytest.raises(RuntimeError):
+        stack.project.shutdown()
+    assert_nothing_runs(stack)
+    from keplerd import persist
+
+    assert persist.read_json(stack.project.paths.state)["services"]["db"]["status"] == states.STOPPED

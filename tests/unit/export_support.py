@@ -137,7 +137,7 @@ _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
 
 
 def split_command_line(text):
-    """Split a command line as systemd dumps it: words, double-quoted with backslash and C escapes."""
+    """Split a command line as systemd dumps it: words, double-quoted with backslash, C and octal escapes."""
     words, index = [], 0
     while index < len(text):
         if text[index] == " ":
@@ -162,9 +162,72 @@ def _quoted_word(text, index):
                 chars.append(chr(int(text[index + 2:index + 4], 16)))
                 index += 4
                 continue
+            if following.isdigit():  # octal, as systemd dumps control characters
+                chars.append(chr(int(text[index + 1:index + 4], 8)))
+                index += 4
+                continue
             chars.append(_ESCAPES.get(following, following))
             index += 2
         else:
             chars.append(text[index])
             index += 1
     return "".join(chars), index + 1
+
+
+# -- Nomad's own checks of a job (nomad/structs: RestartPolicy.Validate, Resources.MeetsMinResources,
+# ServiceCheck.validateCommon and validateConsul, Task.Validate's log storage), restated for the keys we emit.
+
+SECOND = 1_000_000_000
+RESTART_MODES = ("delay", "fail")
+LIFECYCLE_HOOKS = ("prestart", "poststart", "poststop")
+DEFAULT_DISK_MB = 300
+
+
+def nomad_validation_errors(job):
+    """Return what Nomad's job validation would reject in *job* (the keys this exporter writes)."""
+    errors = []
+    for group in job["TaskGroups"]:
+        disk = group.get("EphemeralDisk", {}).get("SizeMB", DEFAULT_DISK_MB)
+        if not isinstance(group["Count"], int) or group["Count"] < 0:
+            errors.append(f"{group['Name']}: Count")
+        for task in group["Tasks"]:
+            errors.extend(f"{group['Name']}/{task['Name']}: {error}" for error in _task_errors(task, disk))
+    return errors
+
+
+def _task_errors(task, disk):
+    errors = []
+    policy = task["RestartPolicy"]
+    if policy["Mode"] not in RESTART_MODES:
+        errors.append(f"restart mode {policy['Mode']!r}")
+    if policy["Attempts"] == 0 and policy["Mode"] != "fail":
+        errors.append("restart policy with 0 attempts is ambiguous")
+    if policy["Interval"] < 5 * SECOND:
+        errors.append("restart interval under 5s")
+    if policy["Attempts"] * policy["Delay"] > policy["Interval"]:
+        errors.append("cannot restart Attempts times in Interval with Delay")
+    resources = task.get("Resources", {"CPU": 100, "MemoryMB": 300})  # Nomad's defaults when absent
+    if resources["CPU"] < 1 or resources["MemoryMB"] < 10:
+        errors.append("resources under the minimum")
+    log = task.get("LogConfig")
+    if log and (log["MaxFiles"] < 1 or log["MaxFileSizeMB"] < 1 or log["MaxFiles"] * log["MaxFileSizeMB"] >= disk):
+        errors.append("log storage")
+    if "Lifecycle" in task and task["Lifecycle"]["Hook"] not in LIFECYCLE_HOOKS:
+        errors.append("lifecycle hook")
+    if not isinstance(task["Config"].get("command"), str) or not task["Config"]["command"]:
+        errors.append("command")
+    for service in task.get("Services", []):
+        errors.extend(_check_errors(check) for check in service["Checks"] if _check_errors(check))
+    return errors
+
+
+def _check_errors(check):
+    if check["Interval"] < SECOND or check["Timeout"] < SECOND:
+        return "check interval or timeout under 1s"
+    if check["Type"] == "script" and (not check.get("Command") or check.get("FailuresBeforeCritical")):
+        return "script check"
+    if check["Type"] == "http" and (not check.get("Path") or "://" in check["Path"]):
+        return "http check path"
+    if check["Type"] not in ("script", "http", "tcp"):
+        return "check type"
+    return None

@@ -104,6 +104,16 @@ def test_unloading_another_users_config_is_refused_before_anything_happens():
     assert registry.unloaded == ["mine"]
 
 
+def test_a_registry_method_without_a_check_is_not_reachable():
+    registry = mine_and_roots()
+    registry.state_dir = "/var/lib/kepler"
+    registry.kill_leftovers = lambda project: None
+    view = CallerRegistry(registry, Caller(Peer(0, user="root")))
+    assert view.state_dir == "/var/lib/kepler"
+    with pytest.raises(AttributeError, match="add it to keplerd/control/access.py"):
+        view.kill_leftovers(None)
+
+
 def test_only_root_may_stop_the_daemon():
     with pytest.raises(PermissionDenied, match="only root may stop the daemon"):
         Caller(Peer(NOBODY)).authorize("daemon_stop")

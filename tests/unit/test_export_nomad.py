@@ -3,7 +3,7 @@
 import json
 
 from keplerd.export import Options, export
-from tests.unit.export_support import bake_text
+from tests.unit.export_support import bake_text, nomad_validation_errors
 
 SECOND = 1_000_000_000
 
@@ -94,11 +94,13 @@ def test_script_check_and_its_service(tmp_path):
             command: [/bin/sleep, "100"]
             healthcheck: {test: ["CMD", "/bin/true", "-x"], interval: 2s, timeout: 1s, retries: 5}
     """)
-    job, _ = nomad(snapshot)
+    job, result = nomad(snapshot)
     service, = task(job, "db")["Services"]
     assert service["Name"] == "db" and service["Provider"] == "consul"
     assert service["Checks"] == [{"Name": "db-health", "Type": "script", "Command": "/bin/true", "Args": ["-x"],
-                                  "Interval": 2 * SECOND, "Timeout": SECOND, "FailuresBeforeCritical": 5}]
+                                  "Interval": 2 * SECOND, "Timeout": SECOND}]
+    assert "services.db.healthcheck.retries" in warned(result)  # Consul counts failures of tcp/http checks only
+    assert nomad_validation_errors(job) == []
 
 
 def test_http_and_tcp_checks_use_a_static_port(tmp_path):
@@ -141,6 +143,8 @@ def test_replicas_are_the_group_count_and_limits_the_resources(tmp_path):
     web["limits"].update(memory_max=(256 << 20) + 1, cpus=2, pids_max=10)
     job, result = nomad(snapshot)
     assert group(job, "web")["Count"] == 3
+    assert task(job, "web")["Env"]["KEPLER_REPLICAS"] == "3"
+    assert "services.web.replicas" in warned(result)
     assert task(job, "web")["Resources"] == {"CPU": 100, "MemoryMB": 257}
     assert {"services.web.limits.memory", "services.web.limits.cpus", "services.web.limits.pids_max"} <= warned(result)
 
@@ -201,3 +205,49 @@ def test_export_is_deterministic(tmp_path):
     first = export(bake_text(tmp_path, text), "nomad", Options(prefix="shop"))
     second = export(bake_text(tmp_path, text), "nomad", Options(prefix="shop"))
     assert first.files == second.files
+
+
+def test_the_local_systemd_version_is_read_from_systemctl():
+    import shutil
+    import subprocess
+
+    from keplerd.cli.export import local_systemd_version
+
+    systemctl = shutil.which("systemctl")
+    assert systemctl, "systemctl is missing: `make test-tools` installs it (Debian package systemd)"
+    first_line = subprocess.run([systemctl, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    assert local_systemd_version() == int(first_line.split()[1])
+
+
+def test_keplerctl_export_imports_no_heavy_module():
+    import subprocess
+    import sys
+
+    code = ("import sys; from keplerd.cli import main, export; import keplerd.export.systemd, keplerd.export.nomad; "
+            "print(','.join(m for m in ('gevent', 'lupa', 'marshmallow', 'yaml', 'psutil') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_values_nomad_would_reject_are_raised_to_its_minimums_with_a_warning(tmp_path):
+    snapshot = bake_text(tmp_path, """
+        services:
+          web:
+            command: [/bin/true]
+            restart: {policy: on-failure, backoff: 1m, max_backoff: 2s, max_retries: 3}
+            logs: {max_size: 1G}
+          db:
+            command: [/bin/true]
+            healthcheck: {test: [/bin/true], interval: 200ms, timeout: 100ms, retries: 1}
+            restart: {policy: always, backoff: 0}
+    """)
+    snapshot["services"]["web"]["limits"]["memory_max"] = 1 << 20
+    job, result = nomad(snapshot)
+    assert nomad_validation_errors(job) == []
+    assert task(job, "web")["Resources"]["MemoryMB"] == 10
+    assert group(job, "web")["EphemeralDisk"] == {"SizeMB": 1025}
+    check, = task(job, "db")["Services"][0]["Checks"]
+    assert (check["Interval"], check["Timeout"]) == (SECOND, SECOND)
+    assert {"services.web.limits.memory_max", "services.db.healthcheck.interval",
+            "services.db.healthcheck.timeout"} <= warned(result)
+    assert "services.db.healthcheck.retries" in result.mapped

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from keplerd.cli.export import local_systemd_version
 from keplerd.export import Options, export
 from keplerd.export.systemd_syntax import environment_assignment, exec_line, timespan
 from tests.unit.export_support import (StubPrograms, bake_text, dumped_command, dumped_environment,
@@ -177,6 +178,7 @@ def test_new_keys_from_the_snapshot_notify_replicas_and_cgroup_limits(tmp_path):
     assert "shop-web@.service" in result.files and "shop-web.service" not in result.files
     text = result.files["shop-web@.service"]
     assert values(text, "Service", "Type") == ["notify"]
+    assert values(text, "Service", "TimeoutStartSec") == ["infinity"]  # no start_period: READY=1 for ever
     assert values(text, "Service", "MemoryMax") == [str(256 << 20)]
     assert values(text, "Service", "CPUQuota") == ["50%"]
     assert values(text, "Service", "TasksMax") == ["64"]
@@ -232,6 +234,7 @@ def test_systemd_parses_back_the_argv_and_environment_of_a_unit(tmp_path, world_
     tricky = ["two words", "", "100%", "%n", "$HOME", "${X}", "$$", ";", 'say "hi"', "it's", "back\\slash",
               "tab\there", "ünïcode", "-dash"]
     env = {f"V{index}": word for index, word in enumerate(tricky)}
+    tricky += ["new\nline", "\x01control"]  # in argv only: the dump prints env values raw
     snapshot = bake_text(tmp_path, "services:\n  echo: {command: [/bin/echo]}\n")
     service = snapshot["services"]["echo"]
     service["command"] = ["/bin/echo", *tricky]
@@ -295,3 +298,41 @@ README_EXAMPLE = """
         hooks:
           pre_start: {run: "./migrate"}
 """
+
+
+def test_the_example_stack_exports_to_units_that_pass_verify(world_readable_dir):
+    from keplerd.config.bake import bake
+
+    example = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "kepler.yaml")
+    snapshot = bake(os.path.realpath(example), {"HOME": "/root", "USER": "ann"}, "/root").snapshot
+    result = systemd(snapshot, resolve=StubPrograms(world_readable_dir))
+    assert sorted(result.files) == ["shop-flaky.service", "shop-ticker.service", "shop-web.service", "shop.target"]
+    write_units(world_readable_dir, result.files)
+    verified = systemd_analyze_verify(world_readable_dir, sorted(result.files))
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
+    assert values(unit(result, "ticker"), "Service", "Environment") == ['"GREETING=ann"']
+    assert values(unit(result, "flaky"), "Unit", "StartLimitBurst") == ["4"]
+
+
+def test_a_notify_service_waits_for_ready_as_long_as_its_start_period(tmp_path):
+    snapshot = bake_text(tmp_path, "services:\n  web: {command: [/bin/true], healthcheck: {test: [/bin/true], "
+                                   "start_period: 45s}}\n")
+    snapshot["services"]["web"]["notify"] = True
+    assert values(unit(systemd(snapshot), "web"), "Service", "TimeoutStartSec") == ["45s"]
+
+
+def test_templates_and_their_instances_pass_verify(tmp_path, world_readable_dir):
+    snapshot = bake_text(tmp_path, """
+        services:
+          web: {command: [/bin/sleep, "100"], restart: always}
+          api: {command: [/bin/sleep, "100"], depends_on: {web: {condition: service_started, restart: true}}}
+    """)
+    snapshot["services"]["web"].update(replicas=2, notify=True)
+    result = systemd(snapshot, version=local_systemd_version())  # what this systemd-analyze knows
+    write_units(world_readable_dir, result.files)
+    units = ["shop-web@.service", "shop-web@1.service", "shop-web@2.service", "shop-api.service", "shop.target"]
+    verified = systemd_analyze_verify(world_readable_dir, units)
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
+    instance = systemd_dump(world_readable_dir, "shop-web@2.service")
+    assert dumped_environment(instance) == {"KEPLER_REPLICA": "2", "KEPLER_REPLICAS": "2"}
+    assert "BindsTo: shop-web@2.service (origin-file)" in systemd_dump(world_readable_dir, "shop-api.service")

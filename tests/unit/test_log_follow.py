@@ -5,6 +5,7 @@ import pytest
 from keplerd.logs.cursor import LogCursor
 from keplerd.logs.cursors import CursorTable, FollowerDropped, Reading
 from keplerd.logs.follow import LiveFeed
+from keplerd.model.errors import UnknownName
 
 # -- live feed ---------------------------------------------------------------------------------
 
@@ -102,7 +103,7 @@ def test_idle_cursors_expire_after_five_minutes(tmp_path):
         clock.now += 299
         assert table.get(cursor_id) is reading, "using a cursor keeps it alive"
         clock.now += 300
-        with pytest.raises(KeyError, match="unknown or expired"):
+        with pytest.raises(UnknownName, match="unknown or expired"):
             table.get(cursor_id)
         assert listeners == set(), "an expired follower stops listening"
     finally:
@@ -117,7 +118,7 @@ def test_cursors_of_a_client_that_left_are_closed(tmp_path):
         other_id = table.open(make_reading(tmp_path, Owner())[0])
         owner.closed = True
         assert table.expire() == 1
-        with pytest.raises(KeyError):
+        with pytest.raises(UnknownName):
             table.get(cursor_id)
         assert table.get(other_id)
     finally:

@@ -81,3 +81,27 @@ def test_unknown_or_invalid_users_and_groups_are_refused_with_a_reason(user, gro
     with pytest.raises(UnknownIdentity) as raised:
         resolve(user, group)
     assert str(raised.value) == message
+
+
+def test_an_identity_is_resolved_once_until_forgotten(monkeypatch):
+    from keplerd.osproc import process, users
+
+    calls = []
+    real = users.resolve
+    monkeypatch.setattr(users, "resolve", lambda user, group: (calls.append((user, group)), real(user, group))[1])
+    process.forget_identities()
+    first = process._resolve_identity("root", None)
+    assert process._resolve_identity("root", None) is first and calls == [("root", None)]
+    process.forget_identities()
+    process._resolve_identity("root", None)
+    assert calls == [("root", None), ("root", None)]
+
+
+def test_an_unknown_identity_is_not_remembered(monkeypatch):
+    from keplerd.osproc import process
+
+    process.forget_identities()
+    for _ in range(2):
+        with pytest.raises(process.SpawnError, match="unknown user: no-such-user-kt"):
+            process._resolve_identity("no-such-user-kt", None)
+    assert ("no-such-user-kt", None) not in process._identities

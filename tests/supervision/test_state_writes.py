@@ -1,0 +1,40 @@
+"""state.json: written after changes, a burst of changes sharing few writes, at once on shutdown."""
+
+from keplerd import persist
+from keplerd.model import states
+
+MANY = "services:\n" + "".join(f"  s{index}: {{command: [s{index}]}}\n" for index in range(100))
+
+
+def saved(stack):
+    return persist.read_json(stack.project.paths.state)["services"]
+
+
+def count_writes(stack, monkeypatch):
+    writes = []
+    real = stack.project.write_state
+    monkeypatch.setattr(stack.project, "write_state", lambda: (writes.append(1), real()))
+    return writes
+
+
+def test_a_burst_of_changes_shares_a_few_writes_and_the_last_state_is_written(stack, monkeypatch):
+    stack.load(MANY)
+    writes = count_writes(stack, monkeypatch)
+    stack.start()
+    stack.wait_for(lambda: all(status == states.RUNNING for status in stack.statuses().values()), "all running")
+    stack.wait_for(lambda: all(row["status"] == states.RUNNING for row in saved(stack).values()), "written")
+    assert len(writes) <= 20, f"{len(writes)} writes for 200 state changes"
+
+
+def test_a_lone_change_is_written_without_waiting_for_more(stack):
+    stack.load("services:\n  web: {command: [web]}\n")
+    stack.start()
+    stack.wait_for(lambda: saved(stack)["web"]["status"] == states.RUNNING, "written")
+
+
+def test_shutdown_writes_at_once(stack, monkeypatch):
+    stack.load(MANY)
+    stack.start()
+    stack.wait_for(lambda: all(status == states.RUNNING for status in stack.statuses().values()), "all running")
+    stack.project.shutdown()
+    assert {row["status"] for row in saved(stack).values()} == {states.STOPPED}
