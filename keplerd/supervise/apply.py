@@ -119,9 +119,13 @@ def _stop_old(project, old_edges, removed, restarting):
             failures.append(f"{name}: {failure} (it keeps running as it was)")
 
     for name in targets:
-        # Spawned all before any runs (nothing here yields): each finds the others in ``stoppers``.
-        stoppers[name] = project.spawn(stop_after_dependents, name)
-    gevent.joinall(list(stoppers.values()), raise_error=True)
+        stoppers[name] = gevent.Greenlet(stop_after_dependents, name)
+    for greenlet in stoppers.values():
+        project.adopt(greenlet)  # all made first: each finds the others in ``stoppers``
+    gevent.joinall(list(stoppers.values()))
+    crashed = [greenlet for greenlet in stoppers.values() if greenlet.exception is not None]
+    if crashed:
+        raise crashed[0].exception  # a bug in one stopper, raised once the others stopped theirs
     return failures
 
 
