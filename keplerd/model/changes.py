@@ -89,17 +89,19 @@ def plan(old, new, up, names=()):
     if unknown:
         raise PlanError(f"no such service: {', '.join(unknown)}")
     chosen = set(names) if names else set(old) | set(new)
+    # A config stopped as a whole stays stopped: what it gains is stored for its next start.
+    running = bool(up) or not old
     entries = {}
     for name in [*new, *(name for name in old if name not in new)]:
         if name in chosen:
-            entries[name] = _entry(name, old.get(name), new.get(name), name in up)
+            entries[name] = _entry(name, old.get(name), new.get(name), name in up if name in old else running)
     _add_dependents(entries, old, new, up)
     return list(entries.values())
 
 
 def _entry(name, before, after, up):
     if before is None:
-        return _make(name, ADDED, [], START)
+        return _make(name, ADDED, [], START if up else STORE)
     if after is None:
         return _make(name, REMOVED, [], STOP)
     fields = changed_fields(before, after)
@@ -136,8 +138,8 @@ def plan_line(entry):
     'cache  added -> start'
     """
     name, change, action = entry["service"], entry["change"], entry["action"]
-    if change == CHANGED and action == STORE:
-        return f"{name}  changed (stopped): stored"
+    if action == STORE:
+        return f"{name}  {change} (stopped): stored"
     text = f"{name}  {change}"
     if entry["fields"]:
         text += ": " + ", ".join(entry["fields"])

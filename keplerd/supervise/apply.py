@@ -90,8 +90,10 @@ def _store(project, prepared):
     change = {entry["service"]: entry["change"] for entry in prepared.entries}
     for name, spec in prepared.snapshot["services"].items():
         if change.get(name) == changes.ADDED:
-            # Wanted up from now on: a daemon that dies before the start brings it up at boot.
-            project.add_service(name, spec).desired = UP
+            service = project.add_service(name, spec)
+            if name in prepared.named(changes.START):
+                # Wanted up from now on: a daemon that dies before the start brings it up at boot.
+                service.desired = UP
         elif change.get(name) == changes.CHANGED:
             project.services[name].redefine(spec)
         else:

@@ -108,8 +108,11 @@ def test_a_removed_service_goes_even_when_its_pre_stop_fails(stack):
     stack.wait_for(lambda: "old" not in read_json(stack.project.paths.state)["services"], "state.json without old")
 
 
-def test_added_services_run_their_on_init_but_never_the_global_one(stack):
+def test_added_services_run_their_on_init_but_not_the_global_one(stack):
     stack.load("kepler: {hooks: {on_init: {run: g}}}\nservices:\n  web: {command: [web]}\n")
+    stack.start()
+    stack.wait_status("web", states.RUNNING)
+    stack.system.journal.clear()
     apply_config(stack, """
         kepler: {hooks: {on_init: {run: g}}}
         services:
@@ -118,7 +121,15 @@ def test_added_services_run_their_on_init_but_never_the_global_one(stack):
     """)
     stack.wait_status("cache", states.RUNNING)
     assert stack.system.spawns() == ["cache.on_init", "cache"]
-    assert stack.status("web") == states.STOPPED  # not started by anyone: only stored
+
+
+def test_a_config_stopped_as_a_whole_gains_services_stopped(stack):
+    stack.load("services:\n  web: {command: [web]}\n")
+    prepared, started = apply_config(stack, "services:\n  web: {command: [web]}\n  cache: {command: [cache]}\n")
+    assert started == [] and stack.system.spawns() == []
+    assert stack.status("cache") == states.STOPPED and stack["cache"].desired == "down"
+    stack.start()
+    stack.wait_status("cache", states.RUNNING)
 
 
 def test_a_changed_service_that_exited_on_its_own_starts_with_its_new_definition(stack):

@@ -117,6 +117,13 @@ def test_a_changed_service_the_user_stopped_is_only_stored():
     assert lines(old, new, up={"web"}) == ["web  unchanged", "worker  changed (stopped): stored"]
 
 
+def test_a_config_stopped_as_a_whole_stays_stopped_and_only_stores_what_it_gains():
+    old = {"web": service()}
+    new = {"web": service(command=["new"]), "cache": service()}
+    assert lines(old, new, up=set()) == ["web  changed (stopped): stored", "cache  added (stopped): stored"]
+    assert lines(old, new, up={"web"})[1] == "cache  added -> start"
+
+
 def test_restart_true_dependents_of_a_restarted_service_restart_too_transitively():
     old = {"db": service(), "api": service(depends_on={"db": edge(restart=True)}),
            "web": service(depends_on={"api": edge(restart=True)}), "cron": service(depends_on={"db": edge()})}
