@@ -100,11 +100,12 @@ class Project:
             for name, data in baked.env_files.items():
                 persist.write_bytes(os.path.join(self.paths.env_files, name), data)
         persist.write_json(self.paths.snapshot, snapshot)
-        self.snapshot = snapshot
+        old_logs, self.snapshot = self.snapshot["kepler"]["logs"], snapshot
+        if snapshot["kepler"]["logs"] != old_logs:
+            self.logs.forget("global", snapshot["kepler"]["logs"])  # global hook logs: the new settings
         # Whoever applied the whole file owns it from now on, as after a recreate (SPEC §21).
         self.owner_uid = snapshot.get("owner", 0)
         self.owner = user_name(self.owner_uid)
-        self.logs.forget("global", snapshot["kepler"]["logs"])
 
     def add_service(self, name, spec):
         """Add a service that a new definition brings (stopped; ``apply`` starts it)."""
