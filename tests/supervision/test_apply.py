@@ -160,3 +160,14 @@ def test_restart_true_dependents_restart_after_the_changed_service(stack):
     stack.wait_status("api", states.RUNNING)
     assert not api.running and stack.system.child("api") is not api
     assert stack["api"].restart_reason == "dependency"
+
+
+def test_a_service_restarted_by_apply_logs_with_its_new_log_settings(stack):
+    stack.load("services:\n  web: {command: [web]}\n")
+    stack.start()
+    stack.wait_status("web", states.RUNNING)
+    assert stack["web"].log.settings.stores("stdout")
+    apply_config(stack, "services:\n  web: {command: [web], logs: {store: {stdout: false}}}\n")
+    stack.wait_status("web", states.RUNNING)
+    assert not stack["web"].log.settings.stores("stdout")
+    assert stack.project.logs.writer("web.pre_start").settings.stores("stdout") is False  # its hooks' too
