@@ -74,6 +74,7 @@ test-tools:
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check keplerd tests bench
+	$(BIN)/lint-imports --no-cache setup.cfg
 
 # The package and its dependencies go to LIBDIR (private to Kepler: no clash with
 # the system's Python packages); BINDIR gets two small scripts that run them.

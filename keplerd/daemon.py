@@ -21,6 +21,7 @@ monkey.patch_all(ssl=False)
 import ctypes  # noqa: E402
 import dataclasses  # noqa: E402
 import fcntl  # noqa: E402
+import socket  # noqa: E402
 import grp  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
@@ -29,31 +30,31 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
-from gevent.event import Event  # noqa: E402
+from gevent.event import AsyncResult, Event  # noqa: E402
 from gevent.pool import Group  # noqa: E402
 from gevent.queue import Queue  # noqa: E402
 
-from keplerd import __version__, bakery, paths  # noqa: E402
+from keplerd import __version__, bakery, handover, paths  # noqa: E402
 from keplerd import daemonize as background  # noqa: E402
 from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
-from keplerd.logs.cursors import CursorTable  # noqa: E402
+from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
-from keplerd.supervise.service import UP  # noqa: E402
+from keplerd.model import actions  # noqa: E402
+from keplerd.supervise.service import DESIRED_UP  # noqa: E402
 
 log = logging.getLogger("keplerd")
 
 PR_SET_CHILD_SUBREAPER = 36
-RELOAD, STOP = "reload", "stop"
-
-
-class StartupError(Exception):
-    """The daemon cannot start; the message says why."""
+RELOAD, STOP, REEXEC = "reload", "stop", "reexec"
+SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+# How long ``daemon reexec`` waits for a moment when no hook, probe, spawn or stop is under way.
+REEXEC_QUIET_TIMEOUT = 30.0
 
 
 class Daemon:
@@ -63,7 +64,8 @@ class Daemon:
     *on_ready* is called once the socket answers and boot configs are launched.
     """
 
-    def __init__(self, settings, reread=None, notifier=None, on_ready=()):
+    def __init__(self, settings, reread=None, notifier=None, on_ready=(), handed=None, log_path=None,
+                 systemd_env=None):
         self.settings = settings
         self.state_dir = settings.state_dir
         self.socket_group = settings.socket_group
@@ -81,30 +83,48 @@ class Daemon:
         self._greenlets = Group()  # the daemon's own: the watchdog, the configs' shutdowns
         self._stopped = Event()
         self._shutting_down = False
+        self._handed = handed      # the runtime an earlier image handed over (daemon reexec), if any
+        self._log_path = log_path
+        self._systemd_env = dict(systemd_env or {})  # NOTIFY_SOCKET & co. as we got them, for the next image
+        self._listener = None
+        self.generation = 1        # images of this daemon so far: daemon reexec adds one
+        if handed:
+            self.started_at, self.generation = handed["started_at"], handed["generation"] + 1
 
     def run(self):
         """Boot, serve until asked to stop, then stop every service and clean up."""
         self._handle_signals()
         self._start_watchdog()
-        self._prepare_state_dir()
-        self._lock()
-        listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
+        if self._handed:
+            # The socket never closed: clients that connected meanwhile wait in its backlog.
+            self._lock_fd = self._handed["lock_fd"]
+            self._listener = socket.socket(fileno=self._handed["listener_fd"])
+        else:
+            self._prepare_state_dir()
+            self._lock()
+            self._listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
         self._write_pid()
         _become_subreaper()
         bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
-            listener, self.socket_group,
+            self._listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request))
-        self._restore_configs()
+        if self._handed:
+            self._adopt(self._handed)
+        else:
+            self._restore_configs()
         if self.settings.autostart_dir is None:
             log.info("private state dir %s: no autostart dir is read (--autostart-dir or autostart_dir "
                      "names one)", self.state_dir)
         self.autostart.scan()
         self._server.start()
         self._announce_ready()
+        if self._handed:
+            self.request_reload()  # the new image reads keplerd.conf and the autostart dir, as on SIGHUP
         self._serve()
         self.shutdown()
         self._server.stop(timeout=2.0)
+        self.cursors.close_all()
         self._greenlets.kill()
         bakery.stop_zygote()
         self._cleanup_files()
@@ -117,6 +137,15 @@ class Daemon:
     def request_reload(self):
         """Ask the main greenlet to reload settings and the autostart dir."""
         self._mailbox.put(RELOAD)
+
+    def request_reexec(self):
+        """Ask the main greenlet to hand everything to a fresh image; returns why it could not.
+
+        On success the exec replaces this process and the caller never hears back.
+        """
+        outcome = AsyncResult()
+        self._mailbox.put((REEXEC, outcome))
+        return outcome.get()
 
     def shutdown(self):
         """Stop every service of every config (configs in parallel); idempotent."""
@@ -154,6 +183,64 @@ class Daemon:
         log.info("reloaded; autostarted %d new config(s)", len(started))
         self._notifier.ready(self._status())
 
+    def _reexec_or_say_why(self):
+        try:
+            return self.reexec()
+        except Exception as error:  # a bug here must not end the daemon: it carries on as it was
+            log.exception("re-exec failed")
+            self._server.start_accepting()
+            self._notifier.ready(self._status())
+            return f"internal error: {error}"
+
+    def reexec(self):
+        """Hand the runtime to the ``keplerd`` installed now, in this process (SPEC §20).
+
+        Returns the reason when the moment never came (the daemon then carries on as it was).
+        """
+        if self._shutting_down:
+            return "the daemon is shutting down"
+        log.info("re-executing: waiting until no hook, probe, spawn or stop is under way")
+        self._notifier.reloading()
+        self._server.stop_accepting()   # new clients wait in the socket's backlog
+        if not self._wait_quiet(REEXEC_QUIET_TIMEOUT):
+            self._server.start_accepting()
+            self._notifier.ready(self._status())
+            busy = [project.name for project in self.registry.projects.values() if not project.at_rest()]
+            reason = (f"still busy after {REEXEC_QUIET_TIMEOUT:g}s "
+                      f"({', '.join(busy) or 'hooks or probes running'}); nothing changed")
+            log.warning("re-exec: %s", reason)
+            return reason
+        # From here to the exec nothing yields: no greenlet can change what is handed over.
+        path = handover.path_in(self.state_dir)
+        command = handover.exec_command(path, self._log_path)
+        pumps = []
+        configs = {}
+        for project in self.registry.projects.values():
+            configs[project.id] = project.hand_over()
+            pumps += [pump["fd"] for record in configs[project.id]["services"].values()
+                      for pump in record.get("pumps", ())]
+        record = {"pid": self.pid, "version": __version__, "started_at": self.started_at,
+                  "generation": self.generation, "settings": dataclasses.asdict(self.settings),
+                  "log_path": self._log_path, "listener_fd": self._listener.fileno(), "lock_fd": self._lock_fd,
+                  "configs": configs}
+        handover.write(path, record, [self._listener.fileno(), self._lock_fd, *pumps])
+        bakery.stop_zygote()
+        log.info("re-executing %s (%d services handed over)", " ".join(command),
+                 sum(len(config["services"]) for config in configs.values()))
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        os.execve(command[0], command, {**os.environ, **self._systemd_env})
+
+    def _wait_quiet(self, timeout):
+        """Wait until every service is at rest and no hook or probe runs; False after *timeout*."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.registry.system.passing_children == 0 and all(
+                    project.at_rest() for project in self.registry.projects.values()):
+                return True
+            gevent.sleep(0.01)
+        return False
+
     # -- serving ---------------------------------------------------------------------
 
     def _handle_signals(self):
@@ -168,7 +255,11 @@ class Daemon:
             request = self._mailbox.get()
             if request == STOP:
                 return
-            self.reload()
+            if request == RELOAD:
+                self.reload()
+            else:
+                _, outcome = request
+                outcome.set(self._reexec_or_say_why())
 
     def _announce_ready(self):
         log.info("keplerd %s ready on %s (pid %s)", __version__, paths.socket_path(self.state_dir), self.pid)
@@ -231,16 +322,36 @@ class Daemon:
         os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, f"{self.pid}\n".encode(), 0)
 
+    def _adopt(self, handed):
+        """Carry on with the runtime an earlier image handed over; configs it did not know boot as usual."""
+        carried = 0
+        for project in self.registry.load_all():
+            record = handed["configs"].get(project.id)
+            if record is None:
+                self._restore(project)
+                continue
+            project.take_over(record)
+            carried += sum(service.supervised for service in project.services.values())
+        log.info("resumed from the previous image (generation %d): %d supervised services carried over, "
+                 "none restarted", self.generation, carried)
+
     def _restore_configs(self):
         """Load every baked config and bring back the services that were up."""
-        for project in self.registry.load_all():
-            self.registry.kill_leftovers(project)
-            wanted = [name for name, service in project.services.items() if service.desired == UP]
-            if wanted:
-                log.info("%s: restarting %s", project.name, ", ".join(wanted))
-                # In dependency order, awaiting only dependencies that come back too:
-                # the others were not up when the daemon went away.
-                lifecycle.start(project, wanted, no_deps=True, wait_on=set(wanted))
+        orphaned = sum(len(self._restore(project)) for project in self.registry.load_all())
+        if orphaned:
+            log.warning("the previous daemon did not stop its services (killed or crashed): "
+                        "%d service(s) it left running were killed and restarted", orphaned)
+
+    def _restore(self, project):
+        """Bring back *project*'s services that were up; return those a dead daemon had left running."""
+        orphaned = self.registry.kill_leftovers(project)
+        wanted = [name for name, service in project.services.items() if service.desired == DESIRED_UP]
+        if wanted:
+            log.info("%s: restarting %s", project.name, ", ".join(wanted))
+            # In dependency order, awaiting only dependencies that come back too:
+            # the others were not up when the daemon went away.
+            lifecycle.start(project, wanted, actions.Start(no_deps=True, wait_on=frozenset(wanted)))
+        return orphaned
 
     def _cleanup_files(self):
         for path in (paths.socket_path(self.state_dir), paths.pid_path(self.state_dir)):
@@ -272,16 +383,24 @@ def main(argv=None):
     if os.geteuid() != 0:
         print("keplerd: must run as root (it starts services as any user)", file=sys.stderr)
         sys.exit(1)
-    try:
-        settings = daemon_settings.resolve(args, validate=bakery.validate_settings_at_boot)
-    except ConfigError as error:
-        for line in error.errors:
-            print(f"keplerd: {line}", file=sys.stderr)
-        sys.exit(1)
+    handed, unusable = _resume(args.resume) if args.resume else (None, None)
+    if handed:
+        # Validated by the image that handed over; reading keplerd.conf again would only lengthen the pause.
+        settings = daemon_settings.Settings(**handed["settings"])
+    else:
+        try:
+            settings = daemon_settings.resolve(args, validate=bakery.validate_settings_at_boot)
+        except ConfigError as error:
+            for line in error.errors:
+                print(f"keplerd: {line}", file=sys.stderr)
+            sys.exit(1)
     os.umask(0o007)
     log_path = _log_path(args, settings)
-    readiness = _redirect_output(args, log_path)
+    # A resumed image is in the background already, its output on the log it inherited.
+    readiness = None if args.resume else _redirect_output(args, log_path)
     configure_logging(settings.log_level)
+    if unusable:
+        log.warning("cannot resume: %s; booting as after a crash (services are restarted)", unusable)
 
     def reread():
         if log_path:
@@ -294,16 +413,28 @@ def main(argv=None):
         forward = _WarningsTo(readiness)
         logging.getLogger().addHandler(forward)
         on_ready = [lambda: logging.getLogger().removeHandler(forward), readiness.ready]
-    daemon = Daemon(settings, reread, Notifier.from_environment(os.environ), on_ready=on_ready)
+    # Notifier and watchdog take these from the environment (so services never see them): keep them for a reexec.
+    systemd_env = {key: os.environ[key] for key in SYSTEMD_VARIABLES if key in os.environ}
+    daemon = Daemon(settings, reread, Notifier.from_environment(os.environ), on_ready=on_ready, handed=handed,
+                    log_path=log_path, systemd_env=systemd_env)
     try:
         daemon.run()
-    except (AlreadyRunning, StartupError) as error:
+    except AlreadyRunning as error:
         _fail(readiness, str(error))
     except OSError as error:
         _fail(readiness, f"cannot start: {error}")
     finally:
         if readiness:  # does nothing once the daemon has said it is ready
             readiness.failed(f"keplerd stopped during start-up (see {log_path})")
+
+
+def _resume(path):
+    """Return ``(record, None)`` from a usable hand-over file, else ``(None, why)`` with inherited fds closed."""
+    try:
+        return handover.read(path), None
+    except handover.CannotResume as error:
+        handover.close_inherited()
+        return None, str(error)
 
 
 class _WarningsTo(logging.Handler):

@@ -14,11 +14,12 @@ import dataclasses
 import os
 
 from keplerd import __version__, paths
+from keplerd.model import defaults
 from keplerd.config.errors import ConfigError
 
 DEFAULT_PATH = paths.DEFAULT_DAEMON_CONFIG
 DEFAULT_AUTOSTART_DIR = "/etc/kepler/conf.d"
-LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_LEVELS = defaults.LOG_LEVELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,9 +30,9 @@ class Settings:
     socket_group: str = "kepler"
     autostart_dir: str | None = DEFAULT_AUTOSTART_DIR  # None: none is read (a private daemon's, see resolve)
     log_level: str = "info"
-    lua_memory_limit: int = 64 << 20  # bytes
-    lua_time_limit: float = 2.0  # seconds of CPU per config
-    default_stop_grace_period: float = 10.0  # seconds
+    lua_memory_limit: int = defaults.LUA_MEMORY_LIMIT  # bytes
+    lua_time_limit: float = defaults.LUA_TIME_LIMIT  # seconds of CPU per config
+    default_stop_grace_period: float = defaults.STOP_GRACE_PERIOD  # seconds
     # Whom each non-root user may run services as, besides itself (SPEC §21): {user: [user or group, ...]}.
     allow_run_as: dict = dataclasses.field(default_factory=dict)
 
@@ -128,5 +129,8 @@ def build_parser():
                         help="run in the background; return once the socket answers (exit 1 if it cannot start)")
     parser.add_argument("--log-file", metavar="PATH", type=os.path.abspath,
                         help="log to PATH instead of stderr (default with --daemonize: STATE_DIR/keplerd.log)")
+    parser.add_argument("--resume", metavar="FILE", type=os.path.abspath,
+                        help="carry on with the runtime an earlier image handed over (keplerctl daemon reexec "
+                             "passes it; not for use by hand)")
     parser.add_argument("--version", action="version", version=f"keplerd {__version__}")
     return parser

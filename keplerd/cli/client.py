@@ -22,6 +22,10 @@ class CommandError(Exception):
     """The command failed; the message is the one line shown to the user (exit code 1)."""
 
 
+class ConnectionLost(CommandError):
+    """The daemon hung up without an answer (it stopped, or it re-executed itself)."""
+
+
 def permission_denied(socket_path):
     """Say who was refused and which group lets one in, in the daemon's own words."""
     try:
@@ -79,8 +83,7 @@ class Client:
                 raise DaemonUnreachable(f"keplerd is not running ({self.socket_path} is not a socket)") from None
             raise
         self._sock = sock
-        hello = self.call({"type": "hello", "version": PROTOCOL_VERSION})
-        self.daemon_version = hello.get("daemon_version")
+        self.call({"type": "hello", "version": PROTOCOL_VERSION})
         return self
 
     def close(self):
@@ -153,7 +156,7 @@ class Client:
         except ConnectionResetError:
             message = None
         if message is None:
-            raise CommandError("keplerd closed the connection")
+            raise ConnectionLost("keplerd closed the connection")
         return message
 
 

@@ -74,6 +74,7 @@ def _daemon(add, subparsers, parents):
     for name, help_text in (("start", "run keplerd (foreground; -d: in the background)"),
                             ("stop", "stop every service gracefully, then keplerd"),
                             ("restart", "stop keplerd, then start it; services that were up come back"),
+                            ("reexec", "replace keplerd with the one installed now; services keep running"),
                             ("status", "show pid, uptime, version, socket and loaded configs")):
         parser = daemon_commands.add_parser(name, help=help_text, description=help_text,
                                             parents=[parents["without_file"]])

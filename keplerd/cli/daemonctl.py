@@ -1,4 +1,4 @@
-"""keplerctl daemon start | stop | restart | status."""
+"""keplerctl daemon start | stop | restart | reexec | status."""
 
 import json
 import os
@@ -7,10 +7,12 @@ import sys
 import time
 
 from keplerd import paths
-from keplerd.cli.client import Client, CommandError, DaemonUnreachable, is_running
+from keplerd.cli.client import Client, CommandError, ConnectionLost, DaemonUnreachable, is_running
 from keplerd.units import format_age
 
 STOP_TIMEOUT = 300.0
+# The daemon waits up to 30 s for a quiet moment, then the new image boots: allow for both.
+REEXEC_TIMEOUT = 90.0
 POLL_INTERVAL = 0.02
 
 
@@ -67,6 +69,35 @@ def restart(context):
     except DaemonUnreachable:
         pass  # not running: just start it
     return start(context)
+
+
+def reexec(context):
+    """Hand the running services to the keplerd installed now, in the same process (SPEC §20)."""
+    with Client() as client:
+        before = client.call({"type": "daemon_status"})
+        try:
+            client.call({"type": "daemon_reexec"})  # answers only to say why it could not
+        except ConnectionLost:
+            pass  # the exec hung up on us: the new image is starting
+    after = _wait_generation(before["generation"])
+    print(f"keplerd re-executed: pid {after['pid']}, version {before['version']} -> {after['version']}, "
+          f"{sum(config['running'] for config in after['configs'])} service(s) running, none restarted")
+    return 0
+
+
+def _wait_generation(generation):
+    """Return the daemon's status once a newer image than *generation* answers."""
+    deadline = time.monotonic() + REEXEC_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            with Client() as client:
+                info = client.call({"type": "daemon_status"})
+            if info["generation"] > generation:
+                return info
+        except (DaemonUnreachable, ConnectionLost):
+            pass  # between images: the socket stays, but a connection may be cut
+        time.sleep(POLL_INTERVAL)
+    raise CommandError(f"keplerd did not come back from re-exec within {REEXEC_TIMEOUT:.0f}s (see its log)")
 
 
 def status(context):

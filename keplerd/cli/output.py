@@ -4,6 +4,7 @@ import os
 import sys
 import time
 
+from keplerd.logs.format import owner_of, parse_lines
 from keplerd.units import format_age, signal_name
 
 _COLOURS = ("36", "33", "32", "35", "34", "91", "96", "93", "92", "95", "94")
@@ -78,11 +79,6 @@ def use_colour(stream=sys.stdout, environ=os.environ):
     return stream.isatty()
 
 
-def owner_of(name):
-    """Return the service a log name belongs to (``web.pre_start`` → ``web``)."""
-    return name.partition(".")[0]
-
-
 class LogPrinter:
     """Prints log lines as ``name | text``, names padded and coloured per service.
 
@@ -136,18 +132,7 @@ class LogPrinter:
 
 def parse_chunk(data):
     """Return ``[(stamp_ms, text), ...]`` of stored-format lines (``<ms> <text>``, one per line)."""
-    parsed, stamp = [], 0
-    raws = data.split("\n")  # not splitlines(): a line may hold \r or other separators
-    if raws[-1] == "":
-        raws.pop()
-    for raw in raws:
-        head, space, text = raw.partition(" ")
-        if space and head.isdigit():
-            stamp = int(head)
-            parsed.append((stamp, text))
-        else:
-            parsed.append((stamp, raw))
-    return parsed
+    return parse_lines(data)[0]
 
 
 def iso_time(stamp_ms):

@@ -25,6 +25,7 @@ from .lua import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, LuaEvaluator
 from .snapshot import SnapshotBuilder
 from .stages import EnvFiles, Stager
 from .validate import Validator
+from ..model import defaults
 
 
 @dataclasses.dataclass
@@ -48,7 +49,7 @@ def stored_name(path, config_dir):
     return urllib.parse.quote(relative if inside else path, safe="")
 
 
-def bake(config_path, sys_env, home, display_name=None, default_stop_grace_period=10.0,
+def bake(config_path, sys_env, home, display_name=None, default_stop_grace_period=defaults.STOP_GRACE_PERIOD,
          lua_memory_limit=DEFAULT_MEMORY_LIMIT, lua_time_limit=DEFAULT_TIME_LIMIT, caller=None):
     """Return the Baked config of the file at absolute *config_path*; raise ConfigError.
 

@@ -25,8 +25,10 @@ module drives it:
 import os
 import time
 
-DEFAULT_MEMORY_LIMIT = 64 * 1024 * 1024
-DEFAULT_TIME_LIMIT = 2.0
+from keplerd.model import defaults
+
+DEFAULT_MEMORY_LIMIT = defaults.LUA_MEMORY_LIMIT
+DEFAULT_TIME_LIMIT = defaults.LUA_TIME_LIMIT
 HOOK_COUNT = 10_000   # VM instructions between two checks of the CPU budget
 HEADROOM = 256 * 1024  # bytes above the cap while Python pushes values into Lua
 

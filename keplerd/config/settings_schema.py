@@ -14,7 +14,7 @@ from keplerd.config.errors import ConfigError, Problems
 from keplerd.config.loader import load_yaml
 from keplerd.config.schema import StrictSchema
 from keplerd.config.validate import flatten_errors
-from keplerd.settings import LOG_LEVELS
+from keplerd.model.defaults import LOG_LEVELS
 
 MIN_LUA_MEMORY = 1 << 20
 

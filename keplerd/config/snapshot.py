@@ -11,16 +11,12 @@ relative paths of a config, are relative to the config dir.
 
 import copy
 
+from ..model import defaults
 from ..model.graph import effective_wait, topological_order
 
 FORMAT = 1
 SHELL = "/bin/sh"
-LOG_DEFAULTS = {
-    "max_size": None,
-    "buffer_size": 0,
-    "store": {"stdout": True, "stderr": True},
-    "retention": {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"},
-}
+LOG_DEFAULTS = defaults.LOG_DEFAULTS
 NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None}
 RESTART_DEFAULTS = {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None}
 HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0}
@@ -64,7 +60,8 @@ def healthcheck(data):
 class SnapshotBuilder:
     """Turn validated settings and services into the snapshot dict."""
 
-    def __init__(self, env_files, sys_env, config_dir, default_stop_grace_period=10.0, default_user=None):
+    def __init__(self, env_files, sys_env, config_dir, default_stop_grace_period=defaults.STOP_GRACE_PERIOD,
+                 default_user=None):
         self.env_files = env_files
         self.default_user = default_user  # a non-root caller's uid: what runs without `user` (SPEC §21)
         self.sys_env = dict(sys_env)

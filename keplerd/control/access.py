@@ -19,7 +19,7 @@ log = logging.getLogger("keplerd.access")
 
 ROOT = 0
 # Requests about the daemon as a whole, which reach every config: root only.
-ROOT_ONLY = {"daemon_stop": "stop the daemon"}
+ROOT_ONLY = {"daemon_stop": "stop the daemon", "daemon_reexec": "re-execute the daemon"}
 
 
 class PermissionDenied(Exception):

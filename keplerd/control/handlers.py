@@ -16,8 +16,8 @@ import gevent
 
 from keplerd import __version__, paths
 from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
-from keplerd.logs.cursors import FollowerDropped, open_reading
-from keplerd.model import states
+from keplerd.logs.cursor_table import FollowerDropped, open_reading
+from keplerd.model import actions, states
 from keplerd.model.errors import UnknownName
 from keplerd.supervise import lifecycle
 from keplerd.supervise.events import Dropped, Subscriber
@@ -156,7 +156,7 @@ def handle_start(call, request):
     running = {name for name, service in project.services.items() if service.supervised}
 
     def start():
-        ordered = lifecycle.start(project, names, no_deps=no_deps)
+        ordered = lifecycle.start(project, names, actions.Start(no_deps=no_deps))
         # Attached to named services, follow them and the dependencies this start started:
         # a dependency that was already running is not ours to wait for (or to stop on Ctrl+C).
         return ordered if not names else [name for name in ordered if name in names or name not in running]
@@ -171,17 +171,21 @@ def handle_restart(call, request):
     _select(project, names)
     timeout = _timeout(request)
     if not request.get("attach") and not request.get("wait"):
-        return {"services": _act(lambda: lifecycle.restart(project, names))}
+        # In a greenlet of the config: a client that goes away never aborts the restart half-way.
+        started, error = project.request_restart(names, "user").get()
+        if error is not None:
+            raise RequestError(error)
+        return {"services": started}
     targets = set(lifecycle.restart_closure(project, [service.name for service in project.select(names)]))
     subscriber = Subscriber()
     project.attach(subscriber, logs=False)
     progress = bool(request.get("attach"))
     try:
         # In a greenlet of the config: a client that goes away (Ctrl+C) detaches, never aborts the restart.
-        restarting = project.spawn(_quietly, lambda: _act(lambda: lifecycle.restart(project, names)))
+        restarting = project.request_restart(names, "user")
         started = _forward_until_done(call, subscriber, restarting, targets if progress else ())
         # The same wait as ``start --wait``; in the request's greenlet, so a client that leaves ends it.
-        waiting = gevent.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
+        waiting = project.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
         try:
             _forward_until_done(call, subscriber, waiting, targets if progress else ())
         finally:
@@ -476,12 +480,19 @@ def handle_daemon_status(call, request):
         configs.append({"config": project.source_path, "id": project.id,
                         "running": running, "total": len(project.services)})
     return {"pid": daemon.pid, "version": __version__, "uptime": time.time() - daemon.started_at,
+            "generation": daemon.generation,
             "socket": paths.socket_path(daemon.state_dir), "state_dir": daemon.state_dir, "configs": configs}
 
 
 def handle_daemon_stop(call, request):
     call.daemon.shutdown()
     return {}
+
+
+def handle_daemon_reexec(call, request):
+    """Hand over to a fresh image (SPEC §20); answered only when that could not happen (exec cuts the rest)."""
+    reason = call.daemon.request_reexec()
+    raise RequestError(f"cannot re-execute: {reason}")
 
 
 HANDLERS = {
@@ -500,4 +511,5 @@ HANDLERS = {
     "logs_close": handle_logs_close,
     "daemon_status": handle_daemon_status,
     "daemon_stop": handle_daemon_stop,
+    "daemon_reexec": handle_daemon_reexec,
 }

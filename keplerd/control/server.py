@@ -182,6 +182,13 @@ class ControlServer:
         """Look the socket group up again (a reload: its gid or existence may have changed)."""
         self._group_gid = group_id(self._group_name)
 
+    def stop_accepting(self):
+        """Leave new connections in the socket's backlog (the listener stays open)."""
+        self._server.stop_accepting()
+
+    def start_accepting(self):
+        self._server.start_accepting()
+
     def stop(self, timeout=1.0):
         self._server.stop(timeout=timeout)
 

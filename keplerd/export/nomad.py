@@ -14,6 +14,7 @@ from ..units import signal_name
 from . import common
 from .nomad_checks import health_service
 from .nomad_tasks import hook_tasks, restart_policy
+from ..model import defaults
 from .report import Result, edges_to, mebibytes, nanoseconds, replicas, resolved_argv
 
 DEFAULT_CPU_MHZ = 100  # Nomad's defaults, written out: Kepler reserves nothing
@@ -111,7 +112,7 @@ class GroupWriter:
         task["Resources"] = self.resources(path, service.get("limits") or {})
         task["RestartPolicy"] = restart_policy(self.result, path, service)
         task["KillSignal"] = signal_name(service.get("stop_signal", 15))
-        task["KillTimeout"] = nanoseconds(service.get("stop_grace_period", 10.0))
+        task["KillTimeout"] = nanoseconds(service.get("stop_grace_period", defaults.STOP_GRACE_PERIOD))
         self.result.map(path + ["stop_signal"], path + ["stop_grace_period"])
         self._logs(task, path, service.get("logs") or {})
         if service.get("notify"):

@@ -29,28 +29,21 @@ def health_service(result, path, name, service):
              "Timeout": _at_least_a_second(result, path + ["timeout"], health.get("timeout", 30.0))}
     result.map(path)
     networks = None
-    retries = health.get("retries", 3)
     if health.get("test"):
         check.update({"Type": "script", "Command": health["test"][0], "Args": list(health["test"][1:])})
         result.map(path + ["test"])
-        if retries > 1:  # Consul counts failures before critical for tcp, http and grpc checks only
-            result.warn(path + ["retries"], "no Nomad equivalent for a script check (one failure makes it "
-                                            "critical), dropped")
-        else:
-            result.map(path + ["retries"])
     else:
         kind = "http" if health.get("http") else "tcp"
         if not isinstance(health.get(kind), str):
             result.warn(path, "a health check of a form this exporter does not know, dropped")
             return None, None
         port, extra = _address_check(result, path + [kind], health[kind], kind)
-        check.update({"Type": kind, "FailuresBeforeCritical": retries, **extra})
-        result.map(path + ["retries"])
+        check.update({"Type": kind, "FailuresBeforeCritical": health.get("retries", 3), **extra})
         networks = [{"ReservedPorts": [{"Label": PORT_LABEL, "Value": port}]}]
     entry = {"Name": service_name(name), "Provider": "consul", "Checks": [check]}
     if networks:
         entry["PortLabel"] = PORT_LABEL
-    _start_period(result, path, service, health, check)
+    _retries_and_restart(result, path, service, health, check)
     return [entry], networks
 
 
@@ -81,14 +74,26 @@ def _address_check(result, path, address, kind):
     return port, extra
 
 
-def _start_period(result, path, service, health, check):
-    """``start_period`` becomes the grace of a restart on failed checks; alone it has no equivalent."""
-    on_unhealthy = (service.get("restart") or {}).get("on_unhealthy")
-    if on_unhealthy:
-        check["CheckRestart"] = {"Limit": 1, "Grace": nanoseconds(health.get("start_period", 0.0)),
-                                 "IgnoreWarnings": False}
-        result.map(path + ["start_period"], ["services", *path[1:2], "restart", "on_unhealthy"])
-    elif health.get("start_period"):
+def _retries_and_restart(result, path, service, health, check):
+    """Map ``retries``, ``start_period`` and ``restart.on_unhealthy`` onto the check.
+
+    Consul counts failures before critical for tcp and http checks only; a script
+    check is critical at its first failure. Nomad's ``CheckRestart`` restarts after
+    ``Limit`` critical results in a row, after ``Grace``: for a script check the
+    limit carries ``retries``.
+    """
+    retries, script = health.get("retries", 3), check["Type"] == "script"
+    if (service.get("restart") or {}).get("on_unhealthy"):
+        check["CheckRestart"] = {"Limit": retries if script else 1,
+                                 "Grace": nanoseconds(health.get("start_period", 0.0)), "IgnoreWarnings": False}
+        result.map(path + ["retries"], path + ["start_period"], ["services", path[1], "restart", "on_unhealthy"])
+        return
+    if script and retries > 1:
+        result.warn(path + ["retries"], "no Nomad equivalent for a script check (one failure makes it "
+                                        "critical), dropped")
+    else:
+        result.map(path + ["retries"])
+    if health.get("start_period"):
         result.warn(path + ["start_period"], "no Nomad equivalent (checks start with the task), dropped")
     else:
         result.map(path + ["start_period"])

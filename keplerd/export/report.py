@@ -5,6 +5,8 @@ import math
 import posixpath
 import re
 
+from keplerd.model import defaults
+
 FORMATS = ("systemd", "nomad")
 DEFAULT_SYSTEMD_VERSION = 252
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -53,7 +55,7 @@ def _dotted(path):
     return path if isinstance(path, str) else ".".join(str(part) for part in path)
 
 
-KEPLER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"  # SPEC §2, without PATH
+KEPLER_PATH = defaults.DEFAULT_PATH  # SPEC §2, without PATH
 
 
 def resolved_argv(argv, env, working_dir, options):

@@ -1,6 +1,7 @@
 """Lines of a systemd service unit that come from one part of a service: hooks, stop, limits."""
 
 from ..units import signal_name
+from ..model import defaults
 from . import common
 from .report import resolved_argv
 from .systemd_syntax import exec_line, timespan
@@ -69,7 +70,7 @@ def stop_lines(result, path, service):
     return [
         f"KillSignal={signal_name(service.get('stop_signal', 15))}",
         "KillMode=mixed",
-        f"TimeoutStopSec={timespan(service.get('stop_grace_period', 10.0))}",
+        f"TimeoutStopSec={timespan(service.get('stop_grace_period', defaults.STOP_GRACE_PERIOD))}",
     ]
 
 

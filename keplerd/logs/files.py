@@ -209,7 +209,3 @@ class StreamLog:
         self._buffer.clear()
         self.flush()
         self.file.clear()
-
-    @property
-    def buffered(self):
-        return len(self._buffer)

@@ -1,9 +1,10 @@
 """A follower's live feed: the chunks written after its cursor began, bounded by bytes.
 
-It is a listener of the config's log writers, called in the pump's greenlet for
-every chunk, stored or not. It never blocks and never copies: it keeps a
-reference to the chunk, or, when the follower has fallen more than its budget
-behind, drops the follower and unhooks itself so it costs the pumps nothing more.
+It is a listener of the config's log writers, called from the pump's loop watcher
+callback (in the hub: a pump has no greenlet) for every chunk, stored or not. It
+never blocks and never copies: it keeps a reference to the chunk, or, when the
+follower has fallen more than its budget behind, drops the follower and unhooks
+itself so it costs the pumps nothing more.
 """
 
 from collections import deque

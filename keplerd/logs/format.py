@@ -17,6 +17,11 @@ def now_stamp():
     return b"%d " % int(time.time() * 1000)
 
 
+def kepler_note(text):
+    """Return a stored line of the daemon's own, ``kepler: <text>``, stamped now (for a service's log)."""
+    return now_stamp() + f"kepler: {text}\n".encode()
+
+
 class LineFormatter:
     """Turn raw chunks of one stream into complete, timestamped log lines.
 
@@ -28,8 +33,13 @@ class LineFormatter:
     (b'1 a\\n', b'2 bc\\n', b'')
     """
 
-    def __init__(self):
-        self._partial = b""
+    def __init__(self, partial=b""):
+        self._partial = partial
+
+    @property
+    def pending(self):
+        """The text after the last newline seen, waiting for the rest of its line."""
+        return self._partial
 
     def feed(self, chunk, stamp):
         """Return the complete lines of *chunk* (plus what was pending), each prefixed with *stamp*."""
@@ -107,3 +117,25 @@ def parse_line(raw, previous_stamp=0):
     if space and stamp.isdigit():
         return int(stamp), text
     return previous_stamp, raw
+
+
+def parse_lines(text, stamp=0):
+    """Return ``[(timestamp_ms, text), ...]`` of stored lines (``<ms> <text>\\n``...) and the last stamp.
+
+    Split on ``\\n`` only (a line may hold ``\\r`` or other separators); the reader
+    of files and the CLI's live output both parse with this.
+    """
+    raws = text.split("\n")
+    if raws[-1] == "":
+        raws.pop()
+    parsed = []
+    append = parsed.append
+    for raw in raws:
+        stamp, line = parse_line(raw, stamp)
+        append((stamp, line))
+    return parsed, stamp
+
+
+def owner_of(name):
+    """Return the service (or ``global``) a log name belongs to: ``web.pre_start`` -> ``web``."""
+    return name.partition(".")[0]

@@ -14,6 +14,7 @@ import re
 import stat
 
 from keplerd.logs.files import log_path, segment_paths
+from keplerd.logs.format import parse_lines
 from keplerd.logs.settings import STREAMS
 
 _LOG_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\.(?P<stream>stdout|stderr)\.log(?:\.1)?$")
@@ -29,11 +30,6 @@ def log_names(logs_dir):
     except FileNotFoundError:
         return []
     return sorted({match["name"] for entry in entries if (match := _LOG_FILE.match(entry))})
-
-
-def owner_of(name):
-    """Return the service (or ``global``) a log name belongs to: ``web.pre_start`` → ``web``."""
-    return name.partition(".")[0]
 
 
 def belongs_to(name, services, no_hook):
@@ -219,20 +215,7 @@ def _start_of_last_lines(path, end, count):
 
 def parse_block(data, stamp=0):
     """Return ``[(timestamp_ms, text), ...]`` of a block of stored lines, and the last stamp."""
-    text = data.decode("utf-8", "replace")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    parsed = []
-    append = parsed.append
-    for raw in lines:
-        head, space, rest = raw.partition(" ")
-        if space and head.isdigit():
-            stamp = int(head)
-            append((stamp, rest))
-        else:
-            append((stamp, raw))  # a damaged line: it takes the previous line's time
-    return parsed, stamp
+    return parse_lines(data.decode("utf-8", "replace"), stamp)
 
 
 def stream_files(logs_dir, names):

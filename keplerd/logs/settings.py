@@ -4,8 +4,9 @@ The snapshot already holds every field, merged field by field from the service's
 ``logs``, ``kepler.logs`` and the defaults of SPEC §11; this only reads it.
 """
 
+from keplerd.model.defaults import LOG_DEFAULTS
+
 STREAMS = ("stdout", "stderr")
-EVENTS = ("on_start", "on_stop", "on_restart", "on_exit")
 
 
 class LogSettings:
@@ -21,10 +22,8 @@ class LogSettings:
         baked = baked or {}
         self.max_size = baked.get("max_size")
         self.buffer_size = baked.get("buffer_size") or 0
-        self.store = {stream: True for stream in STREAMS}
-        self.store.update(baked.get("store") or {})
-        self.retention = {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"}
-        self.retention.update(baked.get("retention") or {})
+        self.store = {**LOG_DEFAULTS["store"], **(baked.get("store") or {})}
+        self.retention = {**LOG_DEFAULTS["retention"], **(baked.get("retention") or {})}
 
     def stores(self, stream):
         """Tell whether lines of *stream* are written to disk (followers see them either way)."""

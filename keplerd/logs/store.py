@@ -9,7 +9,8 @@ import logging
 import os
 
 from keplerd.logs.files import remove_files
-from keplerd.logs.reader import log_names, owner_of
+from keplerd.logs.format import owner_of
+from keplerd.logs.reader import log_names
 from keplerd.logs.settings import STREAMS, LogSettings
 from keplerd.logs.writer import HubTimer, LogWriter
 

@@ -62,9 +62,12 @@ class LogWriter:
         for listener in tuple(self._listeners):
             listener(self.name, stream, data)
 
-    def start_pump(self, stream, fd):
-        """Copy the non-blocking pipe *fd* into *stream* until EOF; return the ``Pump``."""
-        pump = Pump(self, stream, fd)
+    def start_pump(self, stream, fd, partial=b""):
+        """Copy the non-blocking pipe *fd* into *stream* until EOF; return the ``Pump``.
+
+        *partial* is an unfinished last line an earlier image of the daemon had read (``daemon reexec``).
+        """
+        pump = Pump(self, stream, fd, partial)
         self._pumps.add(pump)
         return pump
 
@@ -94,14 +97,14 @@ class Pump:
     like a greenlet (``gevent.joinall``); it is done at EOF or when stopped.
     """
 
-    def __init__(self, writer, stream, fd):
+    def __init__(self, writer, stream, fd, partial=b""):
         from gevent import get_hub
         from gevent.event import Event
 
         self._writer = writer
         self._stream = stream
         self._fd = fd
-        self._formatter = LineFormatter()
+        self._formatter = LineFormatter(partial)
         self._done = Event()
         self._links = {}
         self._watcher = get_hub().loop.io(fd, 1)
@@ -122,6 +125,17 @@ class Pump:
         except Exception:
             log.exception("log pump of %s.%s failed; its output is lost from here", self._writer.name, self._stream)
             self.stop()
+
+    def hand_over(self):
+        """Stop copying but keep the pipe open for the next image of the daemon: ``{stream, fd, partial}``.
+
+        What the pipe holds now stays in it, and the unfinished last line goes with the record,
+        so the next image stores every line once.
+        """
+        self._watcher.close()
+        self._writer._pumps.discard(self)
+        os.set_inheritable(self._fd, True)
+        return {"stream": self._stream, "fd": self._fd, "partial": self._formatter.pending}
 
     def stop(self):
         """Stop copying (at EOF, or when the log is closed) and close the pipe."""

@@ -21,11 +21,13 @@ from gevent.event import AsyncResult
 from gevent.monkey import get_original
 from gevent.os import nb_read
 
+from keplerd.model import defaults
+from keplerd.osproc.groups import signal_group
 from keplerd.osproc import users
 
 log = logging.getLogger("keplerd.process")
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_PATH = defaults.DEFAULT_PATH
 CHILD_UMASK = 0o022
 KILL_POLL_INTERVAL = 0.01
 
@@ -275,6 +277,25 @@ class Child:
         self._watcher.start(self._on_exit, self._watcher)
         self.create_time = start_time(pid)
 
+    @classmethod
+    def adopt(cls, pid, create_time):
+        """Watch a child an earlier image of this daemon spawned (``daemon reexec``: same pid, same children).
+
+        Returns None if *pid* is no longer that process. A child that ended while the
+        new image started is a zombie whose SIGCHLD went to the old image: reap it here.
+        """
+        if create_time is None or start_time(pid) != create_time:
+            return None
+        gevent.get_hub().loop.install_sigchld()  # from now on an exit reaches the child watcher
+        child = cls(pid)
+        if child.returncode is None and _is_zombie(pid):
+            reaped, status = _waitpid(pid, os.WNOHANG)
+            if reaped == pid:
+                child._watcher.stop()
+                child.returncode = os.waitstatus_to_exitcode(status)
+                child._exit.set(child.returncode)
+        return child
+
     def _on_exit(self, watcher):
         watcher.stop()
         self.returncode = os.waitstatus_to_exitcode(watcher.rstatus)
@@ -331,15 +352,6 @@ def _proctree():
     return proctree
 
 
-def signal_group(pgid, signum):
-    """Send *signum* to a process group; a group that is already gone is fine."""
-    try:
-        os.killpg(pgid, signum)
-        return True
-    except ProcessLookupError:
-        return False
-
-
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -350,6 +362,18 @@ def _boot_time():
             if line.startswith(b"btime "):
                 return float(line.split()[1])
     raise OSError("no btime in /proc/stat")
+
+
+def _is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            data = stat.read()
+    except OSError:
+        return False
+    return data[data.rfind(b")") + 2:].startswith(b"Z")
+
+
+_waitpid = get_original("os", "waitpid")
 
 
 def start_time(pid):

@@ -8,7 +8,7 @@ import signal
 
 import psutil
 
-from keplerd.osproc.process import signal_group
+from keplerd.osproc.groups import group_alive, signal_group
 
 # Kernels built without CONFIG_PROC_CHILDREN lack these files; psutil's scan still works there.
 _PROC_CHILDREN = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
@@ -65,24 +65,9 @@ def kill_all(pgid, processes):
 
 
 def any_alive(pgid, processes):
-    if _group_alive(pgid):
+    if group_alive(pgid):
         return True
     return any(_alive(process) for process in processes)
-
-
-def _group_alive(pgid):
-    """Return True while a member of the group exists.
-
-    A zombie member counts, but not for long: the daemon is a child subreaper, so
-    orphans of its services become its children and gevent's loop reaps them.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _alive(process):

@@ -25,10 +25,10 @@ import time
 
 import gevent
 
-from keplerd.model import changes
+from keplerd.model import actions, changes
 from keplerd.supervise import lifecycle
 from keplerd.supervise.hooks import HookFailed
-from keplerd.supervise.service import UP
+from keplerd.supervise.service import DESIRED_UP
 
 log = logging.getLogger("keplerd.apply")
 
@@ -53,7 +53,7 @@ def prepare(project, baked, names=()):
         # Services baked for two users in one config: run-as defaults and limits would differ.
         raise changes.PlanError(f"only {project.owner} (who owns this config) may apply some of its services; "
                                 f"apply the whole config instead")
-    up = {name for name, service in project.services.items() if service.desired == UP or service.supervised}
+    up = {name for name, service in project.services.items() if service.desired == DESIRED_UP or service.supervised}
     entries = changes.plan(old["services"], baked.snapshot["services"], up, names)
     snapshot = changes.merge(old, baked.snapshot, entries, names)
     global_fields = [] if names else changes.global_changes(old, baked.snapshot)
@@ -93,7 +93,7 @@ def _store(project, prepared):
             service = project.add_service(name, spec)
             if name in prepared.named(changes.START):
                 # Wanted up from now on: a daemon that dies before the start brings it up at boot.
-                service.desired = UP
+                service.desired = DESIRED_UP
         elif change.get(name) == changes.CHANGED:
             project.services[name].redefine(spec)
         else:
@@ -115,8 +115,8 @@ def _stop_old(project, old_edges, removed, restarting):
     def stop_after_dependents(name):
         gevent.joinall([stoppers[other] for other in targets if name in old_edges.get(other, ())])
         try:
-            # by_user=False: the user still wants it up, also if the daemon dies right now.
-            project.services[name].stop(by_user=False, restarting=not targets[name])
+            # Either way the desired state stays: the user still wants it up, also if the daemon dies now.
+            project.services[name].stop(why=actions.SHUTDOWN if targets[name] else actions.APPLY)
         except HookFailed as failure:
             failures.append(f"{name}: {failure} (it keeps running as it was)")
 
@@ -139,9 +139,9 @@ def _start_new(project, prepared, restarting):
         project.services[name].note_restart("apply" if name in changed else "dependency")
     started = []
     if restarted:
-        started += lifecycle.start(project, restarted, after_start=("post_restart",), restarting=True,
-                                   global_init=False)
+        started += lifecycle.start(project, restarted, dataclasses.replace(actions.AFTER_RESTART, global_init=False))
     added = prepared.named(changes.START)
     if added:
-        started += [name for name in lifecycle.start(project, added, global_init=False) if name not in started]
+        started += [name for name in lifecycle.start(project, added, actions.Start(global_init=False))
+                    if name not in started]
     return started

@@ -23,11 +23,12 @@ import gevent
 
 from keplerd import paths
 from keplerd.config.errors import ConfigError
+from keplerd.model import defaults
 from keplerd.supervise import lifecycle
 
 log = logging.getLogger("keplerd.autostart")
 
-AUTOSTART_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+AUTOSTART_ENV = {"PATH": defaults.DEFAULT_PATH}
 
 
 def config_files(directory):
@@ -68,7 +69,8 @@ class Autostart:
         for path in files:
             if path not in self._handled and self._launch(path):
                 started.append(path)
-            # Baking is CPU work on the hub: let the watchdog and clients have a turn.
+            # Starting a config (and, for the zygote-less fallback, reading a bake) runs
+            # on the hub between waits: let the watchdog and clients have a turn.
             gevent.sleep(0)
         return started
 

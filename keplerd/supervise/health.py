@@ -78,7 +78,7 @@ def _read_output(fd):
 class HealthMonitor:
     """Probes one run of *service* until it is killed with the run.
 
-    Reports to the service through ``health_verdict(result, consecutive_failures)``.
+    Reports to the service through ``health_verdict(result, consecutive_failures, unhealthy)``.
     """
 
     def __init__(self, service, check):

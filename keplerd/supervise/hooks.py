@@ -10,7 +10,7 @@ import signal
 
 import gevent
 
-from keplerd.logs.format import now_stamp
+from keplerd.logs.format import kepler_note
 from keplerd.osproc import process
 
 log = logging.getLogger("keplerd.hooks")
@@ -26,7 +26,11 @@ def run_hook(project, owner, name, hook):
     Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
     group, killed whole when its ``timeout`` expires.
     """
-    writer = project.logs.writer(f"{owner}.{name}")
+    with project.system.passing_child():
+        _run(project, project.logs.writer(f"{owner}.{name}"), name, hook)
+
+
+def _run(project, writer, name, hook):
     child, pumps = _spawn(project, writer, hook)
     if child is None:
         raise _failure(writer, name, pumps)
@@ -55,6 +59,6 @@ def _spawn(project, writer, hook):
 
 
 def _failure(writer, name, reason):
-    writer.write("stderr", now_stamp() + f"kepler: hook {name} failed: {reason}\n".encode())
+    writer.write("stderr", kepler_note(f"hook {name} failed: {reason}"))
     log.warning("hook %s failed: %s", writer.name, reason)
     return HookFailed(f"{name} hook {reason}")

@@ -11,12 +11,13 @@ Global ``pre_start``/``post_start``/``pre_stop``/``post_stop`` run only when the
 whole config is acted on, not for named services.
 """
 
+import dataclasses
 import logging
 
 import gevent
 
 from keplerd.logs.store import GLOBAL
-from keplerd.model import deps, graph
+from keplerd.model import actions, deps, graph
 from keplerd.supervise.hooks import HookFailed, run_hook
 
 log = logging.getLogger("keplerd.lifecycle")
@@ -26,56 +27,53 @@ class ActionFailed(Exception):
     """A start, stop or restart was aborted (a guarding hook failed); the message says why."""
 
 
-def start(project, names=(), no_deps=False, wait_on=None, after_start=(), then=(), restarting=False,
-          global_init=True):
-    """Start *names* (all when empty) and, unless *no_deps*, what they depend on.
+def start(project, names=(), how=actions.PLAIN):
+    """Start *names* (all when empty) and, unless ``how.no_deps``, what they depend on.
 
-    *wait_on* limits the dependencies awaited (default: all, or none with *no_deps*).
+    *how* (an ``actions.Start``) says what is awaited and which hooks follow.
     Returns the started names in start order. Global ``on_init``/``pre_start`` run
-    before any service and abort everything when they fail (``on_init`` not at all
-    without *global_init*: ``apply`` never runs it); ``post_start`` (and the global
-    hooks in *then*) run in the background once the startup cluster is up.
+    before any service and abort everything when they fail; ``post_start`` (and the
+    global hooks in ``how.then``) run in the background once the startup cluster is up.
     """
     whole = not names
     wanted = {service.name for service in project.select(names)}
-    if names and not no_deps:
+    if names and not how.no_deps:
         wanted = graph.dependencies_closure(wanted, project.edges())
     ordered = [name for name in project.snapshot["start_order"] if name in wanted]
-    if global_init:
+    if how.global_init:
         _global_on_init(project)
     if whole:
         _guard(project, "pre_start")
-        project.logs.apply_retention(GLOBAL, "on_restart" if restarting else "on_start")
-    if wait_on is None and no_deps:
-        wait_on = set()
+        project.logs.apply_retention(GLOBAL, "on_restart" if how.restarting else "on_start")
     for name in ordered:
-        project.services[name].start(wait_on=wait_on, after_start=after_start, restarting=restarting)
-    hooks = (("post_start",) if whole else ()) + tuple(then)
+        project.services[name].start(how)
+    hooks = (("post_start",) if whole else ()) + tuple(how.then)
     if any(hook in project.global_hooks for hook in hooks):
         project.spawn(_after_startup, project, ordered, hooks)
     return ordered
 
 
-def stop(project, names=(), signum=None, by_user=True, restarting=False):
+def stop(project, names=(), signum=None, why=actions.BY_USER):
     """Stop *names* (all when empty), dependents before their dependencies.
 
-    A failing guard hook (global or per service ``pre_stop``/``pre_restart``)
-    aborts with ``ActionFailed``; services already stopped stay stopped.
+    *why* is ``actions.BY_USER``, ``SHUTDOWN`` or ``RESTART``. A failing guard hook
+    (global or per service ``pre_stop``/``pre_restart``) aborts with
+    ``ActionFailed``; services already stopped stay stopped.
     """
     whole = not names
     targets = {service.name for service in project.select(names)}
-    if whole and by_user:
+    if whole and why != actions.SHUTDOWN:
         _guard(project, "pre_stop")
-    failures = _stop_in_reverse_order(project, targets, signum, by_user, restarting)
+    failures = _stop_in_reverse_order(project, targets, signum, why)
     if failures:
         raise ActionFailed("; ".join(failures))
-    if whole and by_user:
-        if not restarting:
+    if whole and why != actions.SHUTDOWN:
+        if why == actions.BY_USER:
             project.logs.apply_retention(GLOBAL, "on_stop")
         _logged(project, "post_stop")
 
 
-def _stop_in_reverse_order(project, targets, signum, by_user, restarting):
+def _stop_in_reverse_order(project, targets, signum, why):
     """Stop each target once every target depending on it is stopped; return failures.
 
     The stoppers belong to the project. A bug in one stopper does not keep the
@@ -87,7 +85,7 @@ def _stop_in_reverse_order(project, targets, signum, by_user, restarting):
     def stop_after_dependents(name):
         gevent.joinall([stoppers[other] for other in targets if other != name and name in edges[other]])
         try:
-            project.services[name].stop(signum, by_user=by_user, restarting=restarting)
+            project.services[name].stop(signum, why)
         except HookFailed as failure:
             failures.append(f"{name}: {failure}")
 
@@ -122,11 +120,11 @@ def restart(project, names=(), reason="user"):
                           if name not in selected and project.services[name].supervised]
     if whole:
         _guard(project, "pre_restart")
-    stop(project, [] if whole else targets, restarting=True)
+    stop(project, [] if whole else targets, why=actions.RESTART)
     for name in targets:
         project.services[name].note_restart(reason if name in selected else "dependency")
-    return start(project, [] if whole else targets, after_start=("post_restart",),
-                 then=("post_restart",) if whole else (), restarting=True)
+    how = dataclasses.replace(actions.AFTER_RESTART, then=("post_restart",)) if whole else actions.AFTER_RESTART
+    return start(project, [] if whole else targets, how)
 
 
 def restart_closure(project, names):
@@ -142,32 +140,31 @@ def restart_closure(project, names):
     return found
 
 
-def bounce_dependents(project, dependency):
-    """Restart the ``restart: true`` dependents of *dependency*, which is being restarted."""
-    dependents = [name for name in restart_closure(project, [dependency.name]) if name != dependency.name]
-    running = [name for name in dependents if project.services[name].supervised]
-    if running:
-        log.info("%s: %s restarts, so %s restart too", project.name, dependency.name, ", ".join(running))
-        project.spawn(_restart_logged, project, running)
+def dependents_to_restart(project, name):
+    """Return the running ``restart: true`` dependents of *name* (transitively), which restart with it."""
+    return [other for other in restart_closure(project, [name])
+            if other != name and project.services[other].supervised]
 
 
-def restart_on_change(project, name, change):
-    """Restart *name* because the watched path *change* changed; a failure is only logged."""
-    if not project.services[name].supervised:
-        return  # stopped meanwhile: a stopped service is not restarted by file changes
-    log.info("%s: restarting %s: watch: %s changed", project.name, name, change)
+def restart_requested(project, names, reason):
+    """Restart *names* for *reason*; return ``(started names, None)`` or ``(None, why it failed)``.
+
+    What ``Project.request_restart`` runs. A restart the daemon makes on its own
+    (watch, dependency) leaves alone a service that stopped meanwhile, and its
+    failure is only logged; a user's starts a stopped service and reports failure.
+    """
+    if reason != "user":
+        names = [name for name in names if project.services[name].supervised]
+        if not names:
+            return [], None
+        if reason == "dependency":  # a watch restart logged its changed path already
+            log.info("%s: %s restart too: a dependency restarted", project.name, ", ".join(names))
     try:
-        restart(project, [name], reason="watch")
+        return restart(project, names, reason), None
     except (ActionFailed, HookFailed) as failure:
-        log.warning("%s: restart of %s after %s changed: %s", project.name, name, change, failure)
-
-
-def _restart_logged(project, names):
-    try:
-        restart(project, names, reason="dependency")
-    except (ActionFailed, HookFailed) as failure:
-        log.warning("%s: restart of %s after their dependency restarted: %s", project.name,
-                    ", ".join(names), failure)
+        if reason != "user":
+            log.warning("%s: restart of %s (%s) failed: %s", project.name, ", ".join(names), reason, failure)
+        return None, str(failure)
 
 
 def wait_startup(project, names, timeout=None):

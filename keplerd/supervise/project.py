@@ -11,7 +11,7 @@ from gevent.pool import Group
 
 from keplerd import persist
 from keplerd.logs.store import LogStore
-from keplerd.model import states
+from keplerd.model import actions, states
 from keplerd.model.errors import UnknownName
 from keplerd.paths import ConfigPaths
 from keplerd.supervise import lifecycle
@@ -217,9 +217,15 @@ class Project:
     def global_hooks(self):
         return self.snapshot["kepler"]["hooks"]
 
-    def dependency_restarting(self, service):
-        """*service* is being restarted by its policy: restart its ``restart: true`` dependents."""
-        lifecycle.bounce_dependents(self, service)
+    def request_restart(self, names, reason):
+        """Restart *names* for *reason* (``actions.RESTART_REASONS``) in a greenlet of this config.
+
+        The one door of every restart: a user's, a watch's, and those propagated to
+        ``restart: true`` dependents (a policy restart happens inside the service's
+        supervisor, which then asks here for its dependents). Returns the greenlet;
+        its value is ``(started names, None)`` or ``(None, why it failed)``.
+        """
+        return self.spawn(lifecycle.restart_requested, self, list(names), reason)
 
     # -- views -----------------------------------------------------------------------
 
@@ -237,6 +243,26 @@ class Project:
                          for service in self.select(names)},
         }
 
+    # -- hand-over to the next image of the daemon (SPEC §20) ---------------------------
+
+    def at_rest(self):
+        """Tell whether every supervisor only waits (see ``Service.at_rest``)."""
+        return all(service.at_rest() for service in self.services.values())
+
+    def hand_over(self):
+        """Return this config's runtime for the next image, having written ``state.json`` for a fallback."""
+        self.logs.flush()
+        self.write_state()
+        return {"on_init_done": self.on_init_done,
+                "services": {name: service.hand_over() for name, service in self.services.items()}}
+
+    def take_over(self, record):
+        """Carry on with the runtime the previous image handed over."""
+        self.on_init_done = record["on_init_done"]
+        for name, service_record in record["services"].items():
+            if name in self.services:
+                self.services[name].take_over(service_record)
+
     def shutdown(self):
         """Stop every service without changing what the user asked for, then close logs.
 
@@ -244,7 +270,7 @@ class Project:
         is written: a stop that fails kills what is left, and the failure is raised.
         """
         try:
-            lifecycle.stop(self, by_user=False)
+            lifecycle.stop(self, why=actions.SHUTDOWN)
         except BaseException:
             for service in self.services.values():
                 service.kill_process()

@@ -122,10 +122,13 @@ class Registry:
         return found
 
     def kill_leftovers(self, project):
-        """Kill process groups a previous daemon left running for *project*'s services."""
+        """Kill process groups a previous daemon left running for *project*'s services; return their names."""
+        killed = []
         for name, saved in project.saved_services().items():
             if self.system.kill_leftover(saved.get("pid"), saved.get("create_time")):
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
+                killed.append(name)
+        return killed
 
 
 def owner_uid(caller):

@@ -5,6 +5,7 @@ alone waits on the process and decides what happens next. ``stop`` asks for the
 end and waits for the supervisor to see it.
 """
 
+import base64
 import logging
 import signal
 import time
@@ -12,8 +13,8 @@ import time
 import gevent
 from gevent.event import Event
 
-from keplerd.logs.format import now_stamp
-from keplerd.model import deps, states
+from keplerd.logs.format import kepler_note
+from keplerd.model import actions, deps, states
 from keplerd.model.backoff import Backoff, wants_restart
 from keplerd.osproc import process
 from keplerd.supervise import lifecycle
@@ -22,13 +23,16 @@ from keplerd.supervise.hooks import HookFailed, run_hook
 
 log = logging.getLogger("keplerd.service")
 
-UP = "up"
-DOWN = "down"
+# The desired state (what the user asked for), not a status: states.UP is the set of up statuses.
+DESIRED_UP = "up"
+DESIRED_DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
               "restart_reason", "retries")
-# Restarts the daemon makes on its own count in ``restarts``; asked-for and propagated ones do not.
-COUNTED_RESTARTS = ("policy", "watch")
+# What a supervised service's runtime carries over a ``daemon reexec`` (SPEC §20).
+_ADOPTED = ("status", "desired", "pid", "create_time", "exit_code", "signal", "since", "started_at", "restarts",
+            "restart_reason", "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on",
+            "reached_up", "was_healthy", "health_failures", "last_probe")
 
 
 class Service:
@@ -44,7 +48,7 @@ class Service:
         self.project = project
         self.system = project.system   # the OS seam: spawns, signals, probes (supervise/system.py)
         self.status = states.STOPPED
-        self.desired = DOWN
+        self.desired = DESIRED_DOWN
         self.pid = self.create_time = self.exit_code = self.signal = None
         self.since = time.time()
         self.started_at = None
@@ -65,6 +69,10 @@ class Service:
         self._watcher = None
         self._watch_restart = None
         self._child = None
+        self._pumps = ()             # the running child's output pumps
+        self._started = None         # when the running child started (monotonic)
+        self._backoff = None         # the supervisor's crash-loop back-off
+        self._wait_on = None         # the dependencies the supervisor awaits (None: all)
         self._supervisor = None
         self._stop_requested = False
         self._next_spec = None  # a definition stored by apply while this one ran
@@ -118,8 +126,12 @@ class Service:
         self.project.service_changed(self)
 
     def note_restart(self, reason):
-        """Record why the service restarts (``inspect`` shows it); see ``COUNTED_RESTARTS``."""
-        self._note(restart_reason=reason, restarts=self.restarts + (reason in COUNTED_RESTARTS))
+        """Record why the service restarts (``inspect`` shows it) and count it if it counts."""
+        self._note(**self._restart_record(reason))
+
+    def _restart_record(self, reason):
+        """Return the changes a restart for *reason* makes: ``restart_reason`` and ``restarts``."""
+        return {"restart_reason": reason, "restarts": self.restarts + actions.counted(reason)}
 
     def redefine(self, spec):
         """Take a new baked definition (``apply``): now when not running, else at the next start.
@@ -140,41 +152,42 @@ class Service:
 
     # -- commands --------------------------------------------------------------------
 
-    def start(self, wait_on=None, after_start=(), restarting=False):
+    def start(self, how=actions.PLAIN):
         """Make the service run; returns once its supervisor is on its way.
 
-        *wait_on* limits the dependencies whose conditions are awaited (None: all);
-        *after_start* names hooks to run after ``post_start`` (``post_restart``);
-        *restarting*: the start half of a restart (log retention ``on_restart``, not ``on_start``).
+        *how* (an ``actions.Start``) says which dependencies are awaited, which hooks
+        follow ``post_start``, and whether this is the start half of a restart (log
+        retention ``on_restart``, not ``on_start``).
         """
         self._idle.wait()
-        self.desired = UP
+        self.desired = DESIRED_UP
         if self.supervised:
             self.project.persist()
             return
         if self._next_spec is not None:
             self.redefine(self._next_spec)
-        self.project.logs.apply_retention(self.name, "on_restart" if restarting else "on_start")
+        self.project.logs.apply_retention(self.name, "on_restart" if how.restarting else "on_start")
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
-        self._supervisor = self.project.spawn(self._supervise, wait_on, tuple(after_start))
+        self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
-    def stop(self, signum=None, by_user=True, hooks=True, restarting=False):
+    def stop(self, signum=None, why=actions.BY_USER):
         """Stop the service and everything it spawned; returns when it is stopped.
 
-        *by_user* is False when the daemon itself shuts down: the desired state then
-        stays as it is, so the next daemon brings the service back. A failing
-        ``pre_stop`` hook aborts a user's stop (``HookFailed``); when *restarting*,
-        ``pre_restart`` runs first and guards the same way, and log retention is left
-        to the start half.
+        *why* (``actions.BY_USER``, ``SHUTDOWN``, ``RESTART``, ``APPLY``): a daemon
+        shutdown (and apply's stop half) leaves the desired state as it is, so the next daemon brings the service
+        back. A failing ``pre_stop`` hook aborts a user's stop (``HookFailed``); a
+        restart runs ``pre_restart`` first, which guards the same way, and leaves
+        log retention to its start half.
         """
-        if restarting:
-            self._guard_hook("pre_restart", abort=True)
+        by_user = why not in actions.KEEPS_DESIRED
+        if why in (actions.RESTART, actions.APPLY):
+            self._guard_hook("pre_restart")
         if not self.supervised:
             if by_user:
-                self.desired = DOWN
+                self.desired = DESIRED_DOWN
             self.project.persist()
             return
         if self._stop_requested:
@@ -182,17 +195,19 @@ class Service:
             return
         self._idle.clear()
         try:
-            self._stop_supervised(signum, by_user, hooks, restarting)
+            self._stop_supervised(signum, why)
         finally:
             self._idle.set()
 
-    def _stop_supervised(self, signum, by_user, hooks, restarting):
+    def _stop_supervised(self, signum, why):
+        by_user = why not in actions.KEEPS_DESIRED
         child = self._child
         running = child is not None and child.returncode is None
-        if running and hooks:
-            self._guard_hook("pre_stop", abort=by_user)
+        if running:
+            # A shutdown runs pre_stop too, but nothing may abort it.
+            (self._guard_hook if by_user else self._logged_hook)("pre_stop")
         if by_user:
-            self.desired = DOWN
+            self.desired = DESIRED_DOWN
         self._stop_requested = True
         if self.status in states.UP:  # running, or its process just ended and post_exit runs
             self._set_state(states.STOPPING)
@@ -205,9 +220,9 @@ class Service:
         else:
             self._supervisor.kill()
         self._child = None
-        self.project.logs.apply_retention(self.name, "on_stop" if by_user and not restarting else None)
+        self.project.logs.apply_retention(self.name, "on_stop" if why == actions.BY_USER else None)
         self._set_state(states.STOPPED, pid=None, waiting_on=None, backoff_until=None)
-        if running and hooks:
+        if running:
             self._logged_hook("post_stop")
 
     def kill_process(self):
@@ -231,32 +246,41 @@ class Service:
     # -- supervision -----------------------------------------------------------------
 
     def _supervise(self, wait_on, after_start):
+        self._wait_on = wait_on
         if not self._await_dependencies(wait_on) or not self._start_hooks():
             return
-        backoff = Backoff.from_spec(self.spec["restart"])
-        while True:
-            outcome = self._run_once(after_start)
-            after_start = ()
-            if outcome is None or self._stop_requested:
-                return
+        self._backoff = Backoff.from_spec(self.spec["restart"])
+        self._keep_running(self._run_once(after_start))
+
+    def _keep_running(self, outcome):
+        """After a run ended with *outcome* (None: it failed to start), restart it as long as the policy says."""
+        while outcome is not None and not self._stop_requested:
             returncode, ran_for = outcome
             self._logged_hook("post_exit")
-            delay = backoff.next_delay(ran_for)
+            delay = self._backoff.next_delay(ran_for)
             self.project.logs.apply_retention(self.name, "on_exit")
             if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
                 self._finish(returncode, gave_up=delay is None)
                 return
             self.project.logs.apply_retention(self.name, "on_restart")
             # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
-            self._set_state(states.STARTING, restarts=self.restarts + 1, restart_reason="policy", reached_up=False,
+            self._set_state(states.STARTING, **self._restart_record("policy"), reached_up=False,
                             reason=f"restarting after exit {_describe(returncode)}", pid=None,
-                            retries=backoff.quick_failures, backoff_until=time.time() + delay if delay else None)
-            self.project.dependency_restarting(self)
-            if delay:
-                self.system.sleep(delay)
-                self._note(backoff_until=None)
-            if not self._start_hooks():
+                            retries=self._backoff.quick_failures,
+                            backoff_until=time.time() + delay if delay else None)
+            dependents = lifecycle.dependents_to_restart(self.project, self.name)
+            if dependents:
+                self.project.request_restart(dependents, "dependency")
+            if not self._back_off(delay):
                 return
+            outcome = self._run_once(())
+
+    def _back_off(self, delay):
+        """Wait out the back-off, then run the start hooks again; False if one failed the service."""
+        if delay:
+            self.system.sleep(delay)
+            self._note(backoff_until=None)
+        return self._start_hooks()
 
     def _await_dependencies(self, wait_on):
         """Wait until every awaited dependency condition holds; fail the service if one cannot."""
@@ -290,9 +314,9 @@ class Service:
         """Run ``on_init`` (once per bake) and ``pre_start``; fail the service if one fails."""
         try:
             if not self.on_init_done:
-                self._guard_hook("on_init", abort=True)
+                self._guard_hook("on_init")
                 self._note(on_init_done=True)
-            self._guard_hook("pre_start", abort=True)
+            self._guard_hook("pre_start")
         except HookFailed as failure:
             self._fail(str(failure))
             return False
@@ -313,14 +337,17 @@ class Service:
         except process.SpawnError as error:
             self._fail(str(error))
             return None
-        self._child = child
-        started = time.monotonic()
         self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
                         reason=None, was_healthy=False, health_failures=0, last_probe=None)
+        return self._wait_run(child, pumps, time.monotonic(), ("post_start", *after_start))
+
+    def _wait_run(self, child, pumps, started, hooks):
+        """Run *hooks*, then wait for the run of *child* to end; return ``(returncode, seconds run)``."""
+        self._child, self._pumps, self._started = child, pumps, started
         monitor = self._monitor_health()
         try:
             self._in_post_start = True
-            for hook in ("post_start", *after_start):
+            for hook in hooks:
                 self._logged_hook(hook)
             self._in_post_start = False
             # Only now has the start sequence run its course: dependents may go ahead.
@@ -336,7 +363,7 @@ class Service:
             self.system.signal_group(child.pgid, signal.SIGKILL)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
-        self._child = None
+        self._child, self._pumps = None, ()
         return returncode, ran_for
 
     # -- file watching ---------------------------------------------------------------
@@ -354,7 +381,8 @@ class Service:
             self._note(watch_error=None)
         self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
                                 self._watch_failed, spawn=self.project.spawn,
-                                exclude=[self.project.state_dir, *daemon_log_files()])
+                                exclude=[self.project.state_dir, *daemon_log_files()],
+                                open_inotify=self.system.open_inotify)
         self._watcher.arm()
 
     def _disarm_watch(self):
@@ -372,13 +400,14 @@ class Service:
         from keplerd.supervise.watch import describe_path  # loaded: _arm_watch made the watcher
 
         change = describe_path(path, self.spec["working_dir"])
-        self.log.write("stderr", now_stamp() + f"kepler: {self.name} restarting: watch: {change} changed\n".encode())
-        self._watch_restart = self.project.spawn(lifecycle.restart_on_change, self.project, self.name, change)
+        self.log.write("stderr", kepler_note(f"{self.name} restarting: watch: {change} changed"))
+        log.info("%s: restarting %s: watch: %s changed", self.project.name, self.name, change)
+        self._watch_restart = self.project.request_restart([self.name], "watch")
 
     def _watch_failed(self, message):
         """Report a watch that cannot (fully) work; the service keeps running."""
         log.error("%s/%s: %s", self.project.name, self.name, message)
-        self.log.write("stderr", now_stamp() + f"kepler: {self.name}: {message}\n".encode())
+        self.log.write("stderr", kepler_note(f"{self.name}: {message}"))
         self._note(watch_error=message)
 
     def _monitor_health(self):
@@ -408,26 +437,94 @@ class Service:
         self._set_state(status, pid=None, exit_code=exit_code, signal=signum, gave_up=gave_up, reason=reason)
 
     def _fail(self, reason):
-        self.log.write("stderr", now_stamp() + f"kepler: {self.name} failed: {reason}\n".encode())
+        self.log.write("stderr", kepler_note(f"{self.name} failed: {reason}"))
         self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None)
         return False
 
+    # -- hand-over to the next image of the daemon (SPEC §20) ---------------------------
+
+    def at_rest(self):
+        """Tell whether the supervisor only waits: on a running process, a back-off or a dependency.
+
+        Only then can the next image of the daemon carry on from a record of the service.
+        """
+        if not self.supervised:
+            return True
+        if not self._idle.is_set() or self._stop_requested:
+            return False
+        if self._child is not None:
+            return self._child.returncode is None and self.reached_up
+        return self.backoff_until is not None or self.waiting_on is not None
+
+    def hand_over(self):
+        """Return the record the next image adopts (at rest, and without yielding until the exec)."""
+        runtime = {**self.runtime(), "reached_up": self.reached_up, "was_healthy": self.was_healthy}
+        record = {"runtime": runtime, "supervised": self.supervised, "wait_on": None,
+                  "quick_failures": self._backoff.quick_failures if self._backoff else 0}
+        if self._wait_on is not None:
+            record["wait_on"] = sorted(self._wait_on)
+        if self.supervised and self._child is not None:
+            record["ran_for"] = time.monotonic() - self._started
+            record["pumps"] = [_encoded(pump.hand_over()) for pump in self._pumps if not pump.dead]
+        return record
+
+    def take_over(self, record):
+        """Carry on supervising where the previous image of the daemon handed the service over."""
+        runtime = record["runtime"]
+        for key in _ADOPTED:
+            setattr(self, key, runtime.get(key))
+        if not record["supervised"]:
+            return
+        self._backoff = Backoff.from_spec(self.spec["restart"])
+        self._backoff.quick_failures = record["quick_failures"]
+        wait_on = None if record["wait_on"] is None else set(record["wait_on"])
+        if "ran_for" in record:
+            pumps = [self.log.start_pump(pump["stream"], pump["fd"], base64.b64decode(pump["partial"]))
+                     for pump in record["pumps"]]
+            child = self.system.adopt_child(self.pid, self.create_time)
+            supervise = self._carry_on_running, child, pumps, record["ran_for"]
+        elif self.backoff_until is not None:
+            supervise = self._carry_on_backing_off, max(0.0, self.backoff_until - time.time())
+        else:
+            supervise = self._supervise, wait_on, ()
+        self._supervisor = self.project.spawn(*supervise)
+        self._supervisor.link_exception(self._supervisor_crashed)
+
+    def _carry_on_running(self, child, pumps, ran_for):
+        if child is None:  # not ours any more: the pid was reaped or reused
+            for pump in pumps:
+                pump.stop()
+            self._keep_running((-signal.SIGKILL, ran_for))
+            return
+        self._arm_watch()
+        try:
+            outcome = self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=())
+        finally:
+            self._disarm_watch()
+        self._keep_running(outcome)
+
+    def _carry_on_backing_off(self, delay):
+        if self._back_off(delay):
+            self._keep_running(self._run_once(()))
+
     # -- hooks -----------------------------------------------------------------------
 
-    def _guard_hook(self, name, abort):
-        """Run a ``pre_*``/``on_init`` hook; its failure raises when *abort*, else is logged."""
+    def _guard_hook(self, name):
+        """Run a ``pre_*``/``on_init`` hook that guards what follows: its failure raises ``HookFailed``."""
         hook = self.spec["hooks"].get(name)
-        if hook is None:
-            return
-        try:
+        if hook is not None:
             run_hook(self.project, self.name, name, hook)
-        except HookFailed:
-            if abort:
-                raise
 
     def _logged_hook(self, name):
-        """Run a ``post_*`` hook; a failure is only logged."""
-        self._guard_hook(name, abort=False)
+        """Run a hook whose failure changes nothing (``post_*``): run_hook has logged it."""
+        try:
+            self._guard_hook(name)
+        except HookFailed:
+            pass
+
+
+def _encoded(pump):
+    return {**pump, "partial": base64.b64encode(pump["partial"]).decode("ascii")}
 
 
 def _split_returncode(returncode):

@@ -15,18 +15,30 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture
 def staging():
-    """A DESTDIR and a throwaway group name; the group is deleted afterwards if it was created."""
+    """A DESTDIR, a copy of the checkout to install from, and a throwaway group name.
+
+    ``make install`` builds in the tree it runs in (build/, egg-info): on a copy,
+    so that tests running meanwhile never see the live checkout change. The copy
+    uses the checkout's venv, which make is told never to remake.
+    """
     root = tempfile.mkdtemp(prefix="kinst-", dir="/tmp")
+    source = os.path.join(root, "src")
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".state", "build", "*.egg-info", "__pycache__", ".pytest_cache", "results"))
+    os.symlink(os.path.join(REPO, ".venv"), os.path.join(source, ".venv"))
+    staged = os.path.join(root, "dest")
     group = f"ktg{uuid.uuid4().hex[:6]}"
     try:
-        yield root, group
+        yield staged, group, source
     finally:
         subprocess.run(["groupdel", group], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _make(target, root, group):
-    return subprocess.run(["make", "--no-print-directory", "-C", REPO, target, f"DESTDIR={root}",
+def _make(target, root, group, source):
+    # -o: the venv is the checkout's own, never remade from here.
+    return subprocess.run(["make", "--no-print-directory", "-C", source, "-o", ".venv/bin/.installed", target,
+                           f"DESTDIR={root}",
                            "PREFIX=/usr/local", f"GROUP={group}", "CREATE_GROUP=yes"],
                           capture_output=True, text=True, timeout=300)
 
@@ -36,13 +48,13 @@ def _mode(path):
 
 
 def test_make_install_lays_out_a_system_service_and_uninstall_removes_it(staging):
-    root, group = staging
+    root, group, source = staging
     at = lambda path: os.path.join(root, path.lstrip("/"))  # noqa: E731
     os.makedirs(at("/etc/kepler"))
     with open(at("/etc/kepler/keplerd.conf"), "w") as file:
         file.write("log_level: debug\n")  # the admin's: never overwritten
 
-    installed = _make("install", root, group)
+    installed = _make("install", root, group, source)
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
     for path in ("/usr/local/bin/keplerd", "/usr/local/bin/keplerctl", "/etc/init.d/keplerd"):
@@ -76,7 +88,7 @@ def test_make_install_lays_out_a_system_service_and_uninstall_removes_it(staging
                            capture_output=True, text=True)
     assert where.stdout.startswith(at("/usr/local/lib/kepler/keplerd/")), where.stderr
 
-    removed = _make("uninstall", root, group)
+    removed = _make("uninstall", root, group, source)
     assert removed.returncode == 0, removed.stdout + removed.stderr
     for path in ("/usr/local/bin/keplerd", "/usr/local/bin/keplerctl", "/usr/local/lib/kepler",
                  "/etc/init.d/keplerd", "/usr/local/lib/systemd/system/keplerd.service",

@@ -216,13 +216,25 @@ def test_sd_notify_ready_reloading_watchdog_and_stopping(system, notify_socket):
     assert system.kepler.daemon.wait(30) == 0
 
 
+def test_reexec_says_reloading_then_ready_to_systemd_and_keeps_the_pid(system, notify_socket):
+    config = system.add("app.yaml", SLEEPER.format(name="web"))
+    system.kepler.start_daemon(env={"NOTIFY_SOCKET": notify_socket.name})
+    notify_socket.until("READY=1")
+    web = system.ps(config)["web"]["pid"]
+    system.kepler.ctl("daemon", "reexec")
+    notify_socket.until("RELOADING=1")
+    notify_socket.until("READY=1")
+    assert system.kepler.daemon.poll() is None, "exec keeps the pid systemd watches"
+    assert system.ps(config)["web"]["pid"] == web
+
+
 def test_the_systemd_unit_uses_notify_and_lets_keplerd_stop_its_services():
     with open(os.path.join(REPO, "etc", "systemd", "keplerd.service")) as file:
         unit = dict(line.strip().split("=", 1) for line in file if "=" in line and not line.startswith("#"))
     assert unit["Type"] == "notify"
     assert unit["KillMode"] == "mixed"
     assert unit["ExecStart"] == "/usr/local/bin/keplerd"
-    assert unit["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert unit["ExecReload"] == "/usr/local/bin/keplerctl daemon reexec"
     assert unit["WatchdogSec"] and unit["Restart"] == "on-failure"
 
 

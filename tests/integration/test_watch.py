@@ -6,8 +6,6 @@ restart is shown by a later sentinel change that does: the log then names only
 the sentinel.
 """
 
-import fcntl
-import json
 import os
 import re
 import subprocess
@@ -17,18 +15,6 @@ import pytest
 
 from tests.integration.harness import wait_for
 from tests.integration.test_dependencies import config
-
-# Tests that watch files hold this lock shared; the one that lowers the system-wide
-# inotify watch limit holds it exclusively, so it never starves another.
-LIMIT_LOCK = "/tmp/kepler-tests-inotify-limit.lock"
-MAX_WATCHES = "/proc/sys/fs/inotify/max_user_watches"
-
-
-@pytest.fixture(autouse=True)
-def inotify_limit_lock():
-    with open(LIMIT_LOCK, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_SH)
-        yield lock
 
 
 def watched(patterns, policy="always", **extra):
@@ -191,45 +177,3 @@ def test_policy_no_with_watch_is_rejected_at_validation(kepler):
     assert "services.web.restart.watch: not allowed with policy 'no'" in result.stderr
     assert kepler.ctl("start", "-d", check=False).returncode == 1
     assert kepler.ps() == {}
-
-
-def _root_inotify_watches():
-    """Count the inotify watches held by root's processes (the limit is per user)."""
-    count = 0
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if os.stat(f"/proc/{pid}").st_uid != 0:
-                continue
-            for fd in os.listdir(f"/proc/{pid}/fdinfo"):
-                with open(f"/proc/{pid}/fdinfo/{fd}") as info:
-                    count += sum(line.startswith("inotify wd:") for line in info)
-        except OSError:
-            continue  # the process or fd went away meanwhile
-    return count
-
-
-@pytest.fixture
-def few_inotify_watches(inotify_limit_lock):
-    """Lower fs.inotify.max_user_watches to a few above root's current use; restore it whatever happens."""
-    fcntl.flock(inotify_limit_lock, fcntl.LOCK_EX)   # upgrade: wait for the other watch tests
-    with open(MAX_WATCHES) as file:
-        original = file.read().strip()
-    try:
-        with open(MAX_WATCHES, "w") as file:
-            file.write(str(_root_inotify_watches() + 3))
-        yield
-    finally:
-        with open(MAX_WATCHES, "w") as file:
-            file.write(original)
-
-
-def test_watch_limit_exhaustion_is_reported_and_the_service_keeps_running(kepler, few_inotify_watches):
-    for index in range(30):
-        os.makedirs(os.path.join(kepler.workdir, "src", f"d{index}"))
-    config(kepler, {"web": watched(["src/**"])})
-    kepler.ctl("start", "-d", "--wait")
-    web = state(kepler, "web")
-    assert "inotify watch limit reached (fs.inotify.max_user_watches" in web["watch_error"]
-    assert web["status"] == "running" and 0 < web["watched_dirs"] < 31
-    assert "inotify watch limit reached" in kepler.read_daemon_log()
-    assert json.loads(kepler.ctl("ps", "--json").stdout)[0]["status"] == "running"

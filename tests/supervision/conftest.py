@@ -7,6 +7,7 @@ import gevent
 import pytest
 
 from keplerd.config.bake import bake
+from keplerd.model import actions
 from keplerd.supervise import lifecycle
 from keplerd.supervise.project import Project
 from tests.supervision.fake_system import FakeSystem
@@ -35,7 +36,7 @@ class Stack:
         return self.project.services[name]
 
     def start(self, *names, **options):
-        return lifecycle.start(self.project, list(names), **options)
+        return lifecycle.start(self.project, list(names), actions.Start(**options))
 
     def stop(self, *names, **options):
         return lifecycle.stop(self.project, list(names), **options)

@@ -8,6 +8,7 @@ a service runs until it is stopped or the test ends it (``child.exit(code)``);
 script a hook with ``exit_code=None`` to have it run until it is killed.
 """
 
+import contextlib
 import itertools
 import signal
 
@@ -89,6 +90,12 @@ class FakeSystem:
         self.probe_results = {}  # service name -> (passed, exit_code) still to give: a list, or held (Queue)
         self.leftovers = set()   # (pid, create_time) an earlier daemon left running
         self.spawned = Event()
+        self.inotify = None      # an INotify class to use instead of the real one
+
+    @contextlib.contextmanager
+    def passing_child(self):
+        """A hook run or probe is under way (the real System counts them for ``daemon reexec``)."""
+        yield
 
     # -- the test's side -------------------------------------------------------------
 
@@ -170,6 +177,12 @@ class FakeSystem:
             passed, exit_code = results.pop(0) if results else (True, 0)
         self.journal.append(("probe", name, passed))
         return ProbeResult(passed, exit_code, "" if passed else "probe failed")
+
+    def open_inotify(self, **options):
+        """A real inotify by default (watches on temp dirs are harmless); tests may set ``inotify``."""
+        from inotify_simple import INotify
+
+        return (self.inotify or INotify)(**options)
 
     def sleep(self, seconds):
         """Record a back-off delay and let the loop turn once instead of waiting it."""

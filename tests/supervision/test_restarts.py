@@ -189,3 +189,28 @@ def test_restarting_everything_keeps_the_dependency_order(stack):
     assert stopped.index("web") < stopped.index("api") < stopped.index("db")
     spawned = stack.system.spawns()
     assert spawned.index("db") < spawned.index("api") < spawned.index("web")
+
+
+def test_a_watch_restart_is_counted_and_says_why(stack):
+    stack.load(job("always"))
+    stack.start()
+    stack.wait_status("job", states.RUNNING)
+    started, error = stack.project.request_restart(["job"], "watch").get()
+    assert (started, error) == (["job"], None)
+    assert (stack["job"].restarts, stack["job"].restart_reason) == (1, "watch")
+
+
+def test_an_automatic_restart_leaves_a_stopped_service_alone(stack):
+    stack.load(job("always"))
+    for reason in ("watch", "dependency"):
+        assert stack.project.request_restart(["job"], reason).get() == ([], None)
+    assert stack.system.spawns() == [] and stack.status("job") == states.STOPPED
+
+
+def test_a_users_restart_reports_why_it_failed(stack):
+    stack.load("services:\n  job: {command: [job], hooks: {pre_restart: {run: 'false'}}}\n")
+    stack.system.script("job.pre_restart", exit_code=1)
+    stack.start()
+    stack.wait_status("job", states.RUNNING)
+    started, error = stack.project.request_restart(["job"], "user").get()
+    assert started is None and error == "job: pre_restart hook exited with code 1"

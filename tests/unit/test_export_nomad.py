@@ -108,6 +108,7 @@ def test_http_and_tcp_checks_use_a_static_port(tmp_path):
     health = {"interval": 1.0, "timeout": 1.0, "retries": 2, "start_period": 0.0}
     snapshot["services"]["web_app"]["healthcheck"] = {**health, "http": "http://127.0.0.1:8080/health?full=1"}
     snapshot["services"]["db"]["healthcheck"] = {**health, "tcp": "10.0.0.5:5432"}
+    snapshot["services"]["db"]["restart"].update(policy="always", on_unhealthy=True)
     job, result = nomad(snapshot)
     web, = task(job, "web_app")["Services"]
     assert web["Name"] == "web-app" and web["PortLabel"] == "health"
@@ -116,7 +117,8 @@ def test_http_and_tcp_checks_use_a_static_port(tmp_path):
     assert group(job, "web_app")["Networks"] == [{"ReservedPorts": [{"Label": "health", "Value": 8080}]}]
     assert "services.web_app.healthcheck.http" in warned(result)  # loopback: checked on the node's address
     db, = task(job, "db")["Services"]
-    assert db["Checks"][0]["Type"] == "tcp"
+    assert db["Checks"][0]["Type"] == "tcp" and db["Checks"][0]["FailuresBeforeCritical"] == 2
+    assert db["Checks"][0]["CheckRestart"] == {"Limit": 1, "Grace": 0, "IgnoreWarnings": False}
     assert group(job, "db")["Networks"] == [{"ReservedPorts": [{"Label": "health", "Value": 5432}]}]
     assert "services.db.healthcheck.tcp" not in warned(result)
 
@@ -132,8 +134,10 @@ def test_restart_on_unhealthy_is_a_check_restart_after_start_period(tmp_path):
     snapshot["services"]["db"]["restart"]["on_unhealthy"] = True
     job, result = nomad(snapshot)
     check, = task(job, "db")["Services"][0]["Checks"]
-    assert check["CheckRestart"] == {"Limit": 1, "Grace": 5 * SECOND, "IgnoreWarnings": False}
-    assert {"services.db.restart.on_unhealthy", "services.db.healthcheck.start_period"} <= result.mapped
+    assert check["CheckRestart"] == {"Limit": 3, "Grace": 5 * SECOND, "IgnoreWarnings": False}  # script: retries
+    assert {"services.db.restart.on_unhealthy", "services.db.healthcheck.start_period",
+            "services.db.healthcheck.retries"} <= result.mapped
+    assert not warned(result) & {"services.db.healthcheck.retries", "services.db.healthcheck.start_period"}
 
 
 def test_replicas_are_the_group_count_and_limits_the_resources(tmp_path):

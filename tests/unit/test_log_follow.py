@@ -3,7 +3,7 @@
 import pytest
 
 from keplerd.logs.cursor import LogCursor
-from keplerd.logs.cursors import CursorTable, FollowerDropped, Reading
+from keplerd.logs.cursor_table import CursorTable, FollowerDropped, Reading
 from keplerd.logs.follow import LiveFeed
 from keplerd.model.errors import UnknownName
 

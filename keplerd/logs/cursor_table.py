@@ -141,6 +141,7 @@ class CursorTable:
         return len(stale)
 
     def close_all(self):
+        """Close every cursor and stop sweeping (the daemon shuts down)."""
         self._sweeper.kill()
         for cursor_id in list(self._open):
             self.close(cursor_id)
