@@ -34,14 +34,15 @@ from gevent.event import AsyncResult, Event  # noqa: E402
 from gevent.pool import Group  # noqa: E402
 from gevent.queue import Queue  # noqa: E402
 
-from keplerd import __version__, bakery, handover, paths  # noqa: E402
+from keplerd import __version__, bakery, handover, paths, persist  # noqa: E402
 from keplerd import daemonize as background  # noqa: E402
 from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
-from keplerd.control.server import AlreadyRunning, ControlServer, bind_socket  # noqa: E402
+from keplerd.control.server import AlreadyRunning, ControlServer, SessionLimits, bind_socket  # noqa: E402
 from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
+from keplerd.osproc import strays  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
@@ -105,10 +106,12 @@ class Daemon:
             self._listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
         self._write_pid()
         _become_subreaper()
+        persist.keep_reserve(self.state_dir)  # space for state.json when the disk is full
         bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
             self._listener, self.socket_group,
-            lambda session, request_id, request: handlers.dispatch(self, session, request_id, request))
+            lambda session, request_id, request: handlers.dispatch(self, session, request_id, request),
+            SessionLimits(**self.settings.session_limits()))
         if self._handed:
             self._adopt(self._handed)
         else:
@@ -161,6 +164,8 @@ class Daemon:
         for project, stopper in zip(projects, stoppers):
             if stopper.exception is not None:
                 log.error("%s: shutdown failed: %r", project.name, stopper.exception, exc_info=stopper.exc_info)
+        # Every service has ended: whatever still carries this state dir's mark is a stray.
+        strays.collect_all(self.state_dir)
         self._stopped.set()
         self._mailbox.put(STOP)
 
@@ -292,6 +297,8 @@ class Daemon:
                             key, getattr(fresh, key))
         logging.getLogger().setLevel(fresh.log_level.upper())
         self.registry.bake_options = fresh.bake_options()
+        if self._server is not None:
+            self._server.limits = SessionLimits(**fresh.session_limits())
         self.autostart.directory = fresh.autostart_dir
         self.settings = dataclasses.replace(fresh, state_dir=self.state_dir, socket_group=self.socket_group)
 
@@ -337,21 +344,24 @@ class Daemon:
 
     def _restore_configs(self):
         """Load every baked config and bring back the services that were up."""
-        orphaned = sum(len(self._restore(project)) for project in self.registry.load_all())
+        projects = self.registry.load_all()
+        orphaned = sum(len(self.registry.kill_leftovers(project)) for project in projects)
+        # Processes an earlier daemon left that state.json does not name (strays, a full disk).
+        strays.collect_all(self.state_dir)
+        for project in projects:
+            self._restore(project)
         if orphaned:
             log.warning("the previous daemon did not stop its services (killed or crashed): "
                         "%d service(s) it left running were killed and restarted", orphaned)
 
     def _restore(self, project):
-        """Bring back *project*'s services that were up; return those a dead daemon had left running."""
-        orphaned = self.registry.kill_leftovers(project)
+        """Bring back *project*'s services that were up (their leftovers are already killed)."""
         wanted = [name for name, service in project.services.items() if service.desired == DESIRED_UP]
         if wanted:
             log.info("%s: restarting %s", project.name, ", ".join(wanted))
             # In dependency order, awaiting only dependencies that come back too:
             # the others were not up when the daemon went away.
             lifecycle.start(project, wanted, actions.Start(no_deps=True, wait_on=frozenset(wanted)))
-        return orphaned
 
     def _cleanup_files(self):
         for path in (paths.socket_path(self.state_dir), paths.pid_path(self.state_dir)):
@@ -368,6 +378,24 @@ def _become_subreaper():
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         log.warning("cannot become a child subreaper: %s", os.strerror(ctypes.get_errno()))
+
+
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
+
+
+def _return_big_buffers_to_the_os():
+    """Keep glibc from moving big buffers into its heap, where freed memory is never given back.
+
+    By default glibc raises its mmap threshold each time a large mmapped block is
+    freed (up to 32 MiB): after one client sent a 16 MiB frame, later big frames came
+    from the heap and the daemon's RSS stayed high after they were freed. A fixed
+    threshold keeps every buffer over 128 KiB in its own mapping, unmapped when freed.
+    """
+    try:
+        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass  # not glibc: its allocator decides
 
 
 def configure_logging(level):
@@ -395,6 +423,7 @@ def main(argv=None):
                 print(f"keplerd: {line}", file=sys.stderr)
             sys.exit(1)
     os.umask(0o007)
+    _return_big_buffers_to_the_os()
     log_path = _log_path(args, settings)
     # A resumed image is in the background already, its output on the log it inherited.
     readiness = None if args.resume else _redirect_output(args, log_path)

@@ -1,7 +1,83 @@
-"""Atomic JSON files: write a temp file, fsync it, rename it over the old one."""
+"""Atomic JSON files: write a temp file, fsync it, rename it over the old one.
 
+A full disk must not keep a pid out of ``state.json`` (the next daemon would not
+recognise the process and start a second one): the daemon keeps a ``Reserve`` of
+preallocated space in its state dir, given up to let a write through when the
+disk is full, and taken again once there is room.
+"""
+
+import errno
 import json
+import logging
 import os
+
+log = logging.getLogger("keplerd.persist")
+
+RESERVE_BYTES = 1 << 20
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+_reserves = {}  # state dir -> Reserve
+
+
+class Reserve:
+    """Space held in a preallocated file, released for a write that found the disk full."""
+
+    def __init__(self, path, size=RESERVE_BYTES):
+        self.path = path
+        self.size = size
+        self.held = False
+
+    def hold(self):
+        """Preallocate the file if it is missing; True when the space is held."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return False
+        try:
+            os.posix_fallocate(fd, 0, self.size)
+            self.held = True
+            return True
+        except OSError:
+            os.unlink(self.path)  # a partial reserve would hold space and promise more
+            return False
+        finally:
+            os.close(fd)
+
+    def release(self):
+        """Give the space back to the file system; True if there was any to give."""
+        self.held = False
+        try:
+            os.unlink(self.path)
+            return True
+        except FileNotFoundError:
+            return False
+
+
+def keep_reserve(state_dir):
+    """Hold a ``Reserve`` in *state_dir* for the ``state.json`` writes under it (at boot)."""
+    reserve = _reserves[state_dir] = Reserve(os.path.join(state_dir, "reserve"))
+    if not reserve.hold():
+        log.warning("cannot preallocate %s: a full disk may keep state.json from being written", reserve.path)
+    return reserve
+
+
+def write_state_json(state_dir, path, data):
+    """``write_json``, falling back on the reserve of *state_dir* when the disk is full.
+
+    Returns True when the write needed the reserve. Raises OSError when even that
+    was not enough (the caller retries).
+    """
+    reserve = _reserves.get(state_dir)
+    try:
+        write_json(path, data)
+    except OSError as error:
+        if error.errno not in _FULL or reserve is None or not reserve.release():
+            raise
+        log.warning("disk full: released the reserve %s to write %s", reserve.path, path)
+        write_json(path, data)
+        return True
+    if reserve is not None and not reserve.held:
+        reserve.hold()  # taken again as soon as there is room
+    return False
 
 
 def write_json(path, data):
@@ -12,11 +88,22 @@ def write_json(path, data):
     (1 ms instead of 4.8 ms per write at 300 services).
     """
     tmp = f"{path}.tmp"
-    with _create(tmp) as file:
-        file.write(json.dumps(data, separators=(",", ":")).encode())
-        file.flush()
-        os.fsync(file.fileno())
+    try:
+        with _create(tmp) as file:
+            file.write(json.dumps(data, separators=(",", ":")).encode())
+            file.flush()
+            os.fsync(file.fileno())
+    except OSError:
+        _unlink_quietly(tmp)  # a half-written temp file holds space a retry needs
+        raise
     os.rename(tmp, path)
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # never created: nothing to remove
 
 
 def read_json(path, default=None):

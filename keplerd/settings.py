@@ -35,6 +35,14 @@ class Settings:
     default_stop_grace_period: float = defaults.STOP_GRACE_PERIOD  # seconds
     # Whom each non-root user may run services as, besides itself (SPEC §21): {user: [user or group, ...]}.
     allow_run_as: dict = dataclasses.field(default_factory=dict)
+    client_hello_timeout: float = 5.0  # seconds (control/server.py SessionLimits)
+    client_idle_timeout: float = 600.0
+    client_sessions_per_user: int = 64
+
+    def session_limits(self):
+        """Return the limits of client sessions, as keyword arguments of ``SessionLimits``."""
+        return {"hello_timeout": self.client_hello_timeout, "idle_timeout": self.client_idle_timeout,
+                "per_user": self.client_sessions_per_user}
 
     def bake_options(self):
         """Return the settings that shape a bake, as keyword arguments of ``bake()``."""

@@ -14,6 +14,9 @@ from keplerd import PROTOCOL_VERSION, paths
 from keplerd.control.protocol import BadFrame, ProtocolError, encode, read_frame
 
 
+CONNECT_TIMEOUT = 10.0  # seconds to connect and get the hello answer
+
+
 class DaemonUnreachable(Exception):
     """No daemon listens on the socket (exit code 2)."""
 
@@ -65,9 +68,14 @@ class Client:
         self._listeners = {}
 
     def connect(self):
+        """Connect and say hello, each within ``CONNECT_TIMEOUT``; later answers may take as long as they need."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT)
         try:
             sock.connect(self.socket_path)
+        except TimeoutError:
+            sock.close()
+            raise CommandError(self._no_answer()) from None
         except FileNotFoundError:
             sock.close()
             raise DaemonUnreachable(f"keplerd is not running (no socket at {self.socket_path})") from None
@@ -83,8 +91,17 @@ class Client:
                 raise DaemonUnreachable(f"keplerd is not running ({self.socket_path} is not a socket)") from None
             raise
         self._sock = sock
-        self.call({"type": "hello", "version": PROTOCOL_VERSION})
+        try:
+            self.call({"type": "hello", "version": PROTOCOL_VERSION})
+        except TimeoutError:
+            self.close()
+            raise CommandError(self._no_answer()) from None
+        sock.settimeout(None)
         return self
+
+    def _no_answer(self):
+        return (f"keplerd did not answer within {CONNECT_TIMEOUT:g}s on {self.socket_path} "
+                f"(overloaded, or out of sessions: see the daemon log)")
 
     def close(self):
         if self._sock is not None:

@@ -17,7 +17,8 @@ def status_text(row, now=None):
     age = format_age(now - (row.get("since") or now))
     if status in ("running", "healthy", "unhealthy"):
         up = f"Up {format_age(now - (row.get('started_at') or row.get('since') or now))}"
-        return up if status == "running" else f"{up} ({status})"
+        notes = ([] if status == "running" else [status]) + (["paused"] if row.get("paused") else [])
+        return f"{up} ({', '.join(notes)})" if notes else up
     if status == "exited":
         return f"Exited ({row.get('exit_code')}) {age} ago{_gave_up(row)}"
     if status == "killed":
@@ -54,6 +55,7 @@ def ps_json_row(row):
         "config_changed": bool(row.get("config_changed")),
         **({"backoff_until": row["backoff_until"], "retries": row.get("retries", 0)}
            if row.get("backoff_until") else {}),
+        **({"paused": True} if row.get("paused") else {}),
     }
 
 

@@ -90,11 +90,25 @@ def _located(display_name, mark, problem):
     return f"{display_name}:{mark.line + 1}:{mark.column + 1}: {problem}"
 
 
+def _decoded(data, display_name):
+    """Return *data* as text; invalid UTF-8 is one located error (YAML's own says only a byte offset)."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        offset = error.start
+        line = data.count(b"\n", 0, offset) + 1
+        column = offset - (data.rfind(b"\n", 0, offset) + 1) + 1
+        raise ConfigError([f"{display_name}:{line}:{column}: invalid UTF-8 "
+                           f"(byte 0x{data[offset]:02x})"]) from None
+
+
 def load_yaml(data, display_name):
     """Return the data of the YAML document *data* (bytes or str).
 
     Raises ConfigError with ``<file>:<line>:<column>: <problem>`` messages.
     """
+    if isinstance(data, bytes):
+        data = _decoded(data, display_name)
     loader = _Loader(data)
     try:
         tree = loader.get_single_data()
@@ -105,7 +119,7 @@ def load_yaml(data, display_name):
             raise ConfigError([f"{display_name}: {problem}"]) from None
         raise ConfigError([_located(display_name, mark, problem)]) from None
     except yaml.YAMLError as error:
-        raise ConfigError([f"{display_name}: {error}"]) from None
+        raise ConfigError([f"{display_name}: " + " ".join(str(error).split())]) from None
     finally:
         loader.dispose()
     if loader.problems:

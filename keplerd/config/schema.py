@@ -13,6 +13,7 @@ snapshot is built, because log settings merge field by field.
 
 import difflib
 import re
+from collections.abc import Mapping
 
 from marshmallow import RAISE, Schema, ValidationError, validates_schema
 from marshmallow import fields as ma
@@ -21,6 +22,9 @@ from ..model.graph import CONDITIONS, EXIT_CODE_CONDITIONS
 from . import fields
 
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# The longest file named after a service, <name>.post_healthcheck_success.stderr.log.1,
+# adds 38 characters: 128 keeps every derived name far below NAME_MAX (255).
+MAX_SERVICE_NAME = 128
 RESERVED_NAMES = ("global",)
 _COMMON_HOOKS = ("on_init", "pre_start", "post_start", "pre_stop", "post_stop", "pre_restart", "post_restart")
 GLOBAL_HOOKS = _COMMON_HOOKS + ("pre_cleanup",)
@@ -41,6 +45,12 @@ class StrictSchema(Schema):
         unknown = RAISE
 
     error_messages = {"unknown": "unknown key", "type": "must be a mapping"}
+
+    def load(self, data, **kwargs):
+        """Refuse anything but a mapping before any field or validator looks inside it."""
+        if not isinstance(data, Mapping):
+            raise ValidationError(self.error_messages["type"])
+        return super().load(data, **kwargs)
 
     def on_bind_field(self, field_name, field_obj):
         if not field_obj.required:
@@ -239,6 +249,8 @@ def service_name_problem(name):
     """Return why *name* cannot name a service, or None."""
     if name in RESERVED_NAMES:
         return f"'{name}' is a reserved name"
+    if len(name) > MAX_SERVICE_NAME:
+        return f"service name of {len(name)} characters: at most {MAX_SERVICE_NAME}"
     if not SERVICE_NAME.match(name):
         return f"invalid service name '{name}': use letters, digits, '_' and '-'"
     return None

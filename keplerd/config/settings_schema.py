@@ -58,14 +58,23 @@ class SettingsSchema(StrictSchema):
         metadata={"description": "stop_grace_period of services that set none; default 10s."})
     allow_run_as = _RunAs(
         metadata={"description": "Users and groups each non-root user may run services as; default none."})
+    client_hello_timeout = fields.Duration(
+        metadata={"description": "A client that says no hello within this is dropped; default 5s."})
+    client_idle_timeout = fields.Duration(
+        metadata={"description": "A client silent this long, with no request in flight, is dropped; default 10m."})
+    client_sessions_per_user = fields.Count(
+        metadata={"description": "Sessions one non-root user may hold at once; default 64."})
 
     @validates_schema
     def _limits_are_usable(self, data, **kwargs):
         problems = {}
         if data.get("lua_memory_limit") is not None and data["lua_memory_limit"] < MIN_LUA_MEMORY:
             problems["lua_memory_limit"] = ["must be at least 1M"]
-        if data.get("lua_time_limit") is not None and data["lua_time_limit"] <= 0:
-            problems["lua_time_limit"] = ["must be more than 0"]
+        for key in ("lua_time_limit", "client_hello_timeout", "client_idle_timeout"):
+            if data.get(key) is not None and data[key] <= 0:
+                problems[key] = ["must be more than 0"]
+        if data.get("client_sessions_per_user") is not None and data["client_sessions_per_user"] < 1:
+            problems["client_sessions_per_user"] = ["must be at least 1"]
         if problems:
             raise ValidationError(problems)
 

@@ -16,16 +16,48 @@ _MESSAGES = {
 }
 
 
-def flatten_errors(messages, path=()):
-    """Yield ``(key path, message)`` for marshmallow's nested error *messages*."""
+def flatten_errors(messages, path=(), data=None):
+    """Yield ``(key path, message)`` for marshmallow's nested error *messages*.
+
+    Known keys in the schema's order, then unknown ones in the order of *data* (the
+    document's): marshmallow gathers unknown keys in a set, whose order changes
+    from run to run.
+    """
     if isinstance(messages, dict):
-        for key, value in messages.items():
-            yield from flatten_errors(value, path if key == "_schema" else (*path, key))
+        for key, value in _stable(messages, data):
+            inner = path if key == "_schema" else (*path, key)
+            yield from flatten_errors(value, inner, data if key == "_schema" else _child(data, key))
     elif isinstance(messages, list):
         for item in messages:
-            yield from flatten_errors(item, path)
+            yield from flatten_errors(item, path, data)
     else:
         yield list(path), _MESSAGES.get(messages, messages)
+
+
+def _stable(messages, data):
+    known = [item for item in messages.items() if not _is_unknown(item[1])]
+    unknown = [item for item in messages.items() if _is_unknown(item[1])]
+    return known + sorted(unknown, key=lambda item: _document_order(data, item[0]))
+
+
+def _is_unknown(value):
+    return isinstance(value, list) and len(value) == 1 and str(value[0]).startswith("unknown key")
+
+
+def _document_order(data, key):
+    if key == "_schema":
+        return (-1, "")
+    keys = list(data) if isinstance(data, dict) else range(len(data)) if isinstance(data, list) else []
+    position = next((index for index, each in enumerate(keys) if each == key or str(each) == str(key)), len(keys))
+    return (position, str(key))
+
+
+def _child(data, key):
+    if isinstance(data, dict):
+        return data.get(key)
+    if isinstance(data, list) and isinstance(key, int) and 0 <= key < len(data):
+        return data[key]
+    return None
 
 
 class Validator:
@@ -73,7 +105,7 @@ class Validator:
         try:
             return _instance(schema).load(data)
         except ValidationError as error:
-            for where, message in flatten_errors(error.messages, path):
+            for where, message in flatten_errors(error.messages, path, data):
                 self.report(where, message)
             return None
 

@@ -15,6 +15,7 @@ import time
 import gevent
 
 from keplerd import __version__, paths
+from keplerd.control import requests
 from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
 from keplerd.logs.cursor_table import FollowerDropped, open_reading
 from keplerd.model import actions, states
@@ -51,6 +52,10 @@ class Call:
 
 def dispatch(daemon, session, request_id, request):
     """Run the handler of *request* and return its response (never raises)."""
+    try:
+        requests.check(request)
+    except requests.BadRequest as error:
+        return {"ok": False, "error": str(error)}
     handler = HANDLERS.get(request["type"])
     if handler is None:
         return {"ok": False, "error": f"unknown request type: {request['type']!r}"}

@@ -4,13 +4,14 @@ Each frame is a 4-byte big-endian length and a UTF-8 JSON object. Clients send
 ``{"id": n, "request": {"type": ..., ...}}``; the daemon answers
 ``{"id": n, "response": {"ok": true, ...}}`` (or ``{"ok": false, "error": ...}``)
 after any number of ``{"id": n, "event": {...}}``. Used by both sides, so it
-works on any socket object with ``recv_into`` and ``sendall`` (gevent's or not).
+works on any socket object with ``recv`` and ``sendall`` (gevent's or not).
 """
 
 import json
 import struct
 
 MAX_FRAME = 16 * 1024 * 1024
+RECV_CHUNK = 64 * 1024
 _HEADER = struct.Struct(">I")
 
 
@@ -30,21 +31,28 @@ def encode(message):
     return _HEADER.pack(len(body)) + body
 
 
-def read_frame(sock):
+def read_frame(sock, max_size=MAX_FRAME):
     """Return the next message from *sock*, or ``None`` at a clean end of stream.
 
-    Raises ``ProtocolError`` for an oversized or truncated frame, ``BadFrame`` for
-    one that is not a JSON object.
+    Raises ``ProtocolError`` for a frame over *max_size* bytes or truncated,
+    ``BadFrame`` for one that is not a JSON object (or nests too deeply, or holds
+    NaN or Infinity, which are not JSON).
     """
     header = _recv_exactly(sock, _HEADER.size, eof_ok=True)
     if header is None:
         return None
     (length,) = _HEADER.unpack(header)
-    if length > MAX_FRAME:
-        raise ProtocolError(f"frame of {length} bytes exceeds the {MAX_FRAME} byte limit")
-    body = _recv_exactly(sock, length)
+    if length > max_size:
+        raise ProtocolError(f"frame of {length} bytes exceeds the {max_size} byte limit")
+    return decode(_recv_exactly(sock, length))
+
+
+def decode(body):
+    """Return the JSON object of one frame's *body*; raise ``BadFrame``."""
     try:
-        message = json.loads(body)
+        message = json.loads(body, parse_constant=_reject_constant)
+    except RecursionError:
+        raise BadFrame("invalid JSON frame: nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as error:
         raise BadFrame(f"invalid JSON frame: {error}") from None
     if not isinstance(message, dict):
@@ -52,15 +60,22 @@ def read_frame(sock):
     return message
 
 
+def _reject_constant(name):
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def _recv_exactly(sock, size, eof_ok=False):
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    received = 0
-    while received < size:
-        count = sock.recv_into(view[received:])
-        if count == 0:
-            if eof_ok and received == 0:
+    """Return *size* bytes, read in chunks as they arrive.
+
+    Never allocates more than what was received (plus one chunk): a length prefix
+    announcing 16 MiB costs nothing until the bytes come.
+    """
+    buffer = bytearray()
+    while len(buffer) < size:
+        chunk = sock.recv(min(size - len(buffer), RECV_CHUNK))
+        if not chunk:
+            if eof_ok and not buffer:
                 return None
             raise ProtocolError("connection closed in the middle of a frame")
-        received += count
+        buffer += chunk
     return bytes(buffer)

@@ -13,21 +13,16 @@ import os
 import pwd
 import socket
 import struct
+from collections import Counter
 
-import gevent
-from gevent.pool import Group, Pool
-from gevent.queue import Full, Queue
+from gevent.pool import Pool
 from gevent.server import StreamServer
 
-from keplerd import PROTOCOL_VERSION, __version__
-from keplerd.control.protocol import BadFrame, ProtocolError, encode, read_frame
+from keplerd.control.session import Session, SessionLimits, linger, send_quietly
 
 log = logging.getLogger("keplerd.control")
 
-MAX_SESSIONS = 1024
-SEND_QUEUE_FRAMES = 256
-SEND_TIMEOUT = 30.0
-LINGER_SECONDS = 1.0
+MAX_SESSIONS = 1024            # root's sessions, and (separately) all other users' together
 _PEERCRED = struct.Struct("3i")
 # The rlimits a config may set (SPEC §12), by ``limits.<name>``, as /proc/<pid>/limits names them.
 _LIMIT_ROWS = {"memory": "Max address space", "cpu_time": "Max cpu time", "max_fds": "Max open files"}
@@ -167,13 +162,20 @@ def _proc_ids(pid):
 
 
 class ControlServer:
-    """Serves CLI sessions on the bound socket; *dispatch* answers each request."""
+    """Serves CLI sessions on the bound socket; *dispatch* answers each request.
 
-    def __init__(self, listener, group_name, dispatch):
+    Root has its own budget of sessions, so that other users, whatever they do,
+    never lock it out; each other user may hold ``limits.per_user`` of theirs.
+    """
+
+    def __init__(self, listener, group_name, dispatch, limits=None):
         self._group_name = group_name
         self._group_gid = group_id(group_name)  # looked up once (and on SIGHUP), not per connection
         self._dispatch = dispatch
-        self._server = StreamServer(listener, self._handle, spawn=Pool(MAX_SESSIONS))
+        self.limits = limits or SessionLimits()
+        self._sessions = Counter()  # by uid
+        self._before_hello = {}     # sessions that have not said hello yet, oldest first: uid
+        self._server = StreamServer(listener, self._handle, spawn=Pool(2 * MAX_SESSIONS + 64))
 
     def start(self):
         self._server.start()
@@ -197,152 +199,53 @@ class ControlServer:
         if not peer.allowed(self._group_gid):
             message = f"permission denied: user {peer.user} is not in group {self._group_name}"
             log.warning("refused connection from pid %s: %s", peer.pid, message)
-            _send_quietly(sock, {"id": None, "response": {"ok": False, "error": message}})
-            _linger(sock)
-            sock.close()
+            _refuse(sock, message)
             return
-        Session(sock, peer, self._dispatch).serve()
-
-
-def _send_quietly(sock, message):
-    try:
-        sock.sendall(encode(message))
-    except OSError:
-        pass  # the refused client may have left already; nothing to tell it
-
-
-def _linger(sock):
-    """Let the client read our last words before we hang up on it.
-
-    Closing a Unix socket with unread input makes the peer's next read fail with
-    ECONNRESET, losing the error frame: so stop writing, then discard what the
-    client still sends, for a bounded time.
-    """
-    try:
-        sock.shutdown(socket.SHUT_WR)
-        with gevent.Timeout(LINGER_SECONDS, False):
-            while sock.recv(65536):
-                pass
-    except OSError:
-        pass  # the client left first: nothing to protect
-
-
-class Session:
-    """One client connection: hello, then multiplexed requests."""
-
-    def __init__(self, sock, peer, dispatch):
-        self.sock = sock
-        self.peer = peer
-        self._dispatch = dispatch
-        self._outbox = Queue(SEND_QUEUE_FRAMES)
-        self._requests = Group()
-        self.closed = False
-
-    def serve(self):
-        writer = self._requests.spawn(self._write_loop)
-        writer.link_exception(self._writer_failed)
+        refusal = self._over_limit(peer)
+        if refusal and not self._evict_a_silent_session(peer.uid):
+            log.warning("refused connection from pid %s: %s", peer.pid, refusal)
+            _refuse(sock, refusal)
+            return
+        session = Session(sock, peer, self._dispatch, self.limits)
+        self._sessions[peer.uid] += 1
+        self._before_hello[session] = peer.uid
         try:
-            if self._hello():
-                self._read_loop()
+            session.serve(on_hello=lambda: self._before_hello.pop(session, None))
         finally:
-            self._requests.kill()
-            self.close()
-            self.sock.close()
+            self._before_hello.pop(session, None)
+            if session.counted:
+                self._uncount(peer.uid)
 
-    def _writer_failed(self, writer):
-        """A bug in the writer: the session cannot answer any more, so it ends (and says why)."""
-        log.error("session %s: writer failed", self.peer, exc_info=writer.exc_info)
-        self.close()
-        self.sock.close()
+    def _uncount(self, uid):
+        self._sessions[uid] -= 1
+        if not self._sessions[uid]:
+            del self._sessions[uid]
 
-    def _hello(self):
-        try:
-            message = read_frame(self.sock)
-        except (ProtocolError, BadFrame, OSError) as error:
-            self._send_now({"id": None, "response": {"ok": False, "error": str(error)}})
-            self._linger()
+    def _evict_a_silent_session(self, uid):
+        """Make room for a new session of *uid* by closing its oldest one still without a hello."""
+        oldest = next((session for session, owner in self._before_hello.items() if owner == uid), None)
+        if oldest is None:
             return False
-        if message is None:
-            return False
-        request = message.get("request") if isinstance(message.get("request"), dict) else {}
-        if request.get("type") != "hello":
-            self._send_now({"id": message.get("id"),
-                            "response": {"ok": False, "error": "expected a hello request first"}})
-            return False
-        if request.get("version") != PROTOCOL_VERSION:
-            self._send_now({"id": message.get("id"), "response": {
-                "ok": False, "error": f"protocol version mismatch: client speaks {request.get('version')}, "
-                                      f"daemon speaks {PROTOCOL_VERSION}"}})
-            return False
-        self.send({"id": message.get("id"), "response": {
-            "ok": True, "version": PROTOCOL_VERSION, "daemon_version": __version__}})
+        del self._before_hello[oldest]
+        log.info("closing a session of pid %s that said no hello: a new one needs its place", oldest.peer.pid)
+        oldest.counted = False  # this connection takes its place now, not when its greenlet ends
+        self._uncount(uid)
+        oldest.close()
         return True
 
-    def _read_loop(self):
-        while not self.closed:
-            try:
-                message = read_frame(self.sock)
-            except BadFrame as error:
-                self.send({"id": None, "response": {"ok": False, "error": str(error)}})
-                continue
-            except ProtocolError as error:
-                self._send_now({"id": None, "response": {"ok": False, "error": str(error)}})
-                self._linger()
-                return
-            except OSError:
-                return
-            if message is None:
-                return
-            self._requests.spawn(self._answer, message)
+    def _over_limit(self, peer):
+        """Return why *peer* may not open one more session, or None."""
+        if peer.uid == 0:
+            held = self._sessions[0]
+            return f"too many sessions: root holds {held}" if held >= MAX_SESSIONS else None
+        if self._sessions[peer.uid] >= self.limits.per_user:
+            return (f"too many sessions: user {peer.user} holds {self._sessions[peer.uid]} "
+                    f"(client_sessions_per_user: {self.limits.per_user})")
+        others = sum(count for uid, count in self._sessions.items() if uid != 0)
+        return f"too many sessions: {others} are open" if others >= MAX_SESSIONS else None
 
-    def _answer(self, message):
-        request_id = message.get("id")
-        request = message.get("request")
-        if not isinstance(request, dict) or not isinstance(request.get("type"), str):
-            self.send({"id": request_id, "response": {"ok": False, "error": "a request needs a type"}})
-            return
-        response = self._dispatch(self, request_id, request)
-        self.send({"id": request_id, "response": response})
 
-    def emit(self, request_id, event):
-        self.send({"id": request_id, "event": event})
-
-    def send(self, message):
-        """Queue *message* for the client; drop the client if it does not read."""
-        if self.closed:
-            return
-        try:
-            frame = encode(message)
-        except (TypeError, ValueError, ProtocolError) as error:
-            log.exception("cannot encode an answer to request %s", message.get("id"))
-            frame = encode({"id": message.get("id"), "response": {"ok": False, "error": f"internal error: {error}"}})
-        try:
-            self._outbox.put(frame, timeout=SEND_TIMEOUT)
-        except Full:
-            log.warning("dropping client pid %s: it stopped reading", self.peer.pid)
-            self.close()
-
-    def _send_now(self, message):
-        _send_quietly(self.sock, message)
-
-    def _linger(self):
-        _linger(self.sock)
-
-    def _write_loop(self):
-        while True:
-            frame = self._outbox.get()
-            try:
-                self.sock.sendall(frame)
-            except OSError:
-                self.close()
-                return
-
-    def close(self):
-        """End the session: the read loop sees the end of stream."""
-        if self.closed:
-            return
-        self.closed = True
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already disconnected
+def _refuse(sock, message):
+    send_quietly(sock, {"id": None, "response": {"ok": False, "error": message}})
+    linger(sock)
+    sock.close()

@@ -12,11 +12,13 @@ import errno
 import logging
 import os
 import stat
+import time
 
 log = logging.getLogger("keplerd.logs")
 
 FLUSH_SECONDS = 1.0
 SEGMENT_SUFFIX = ".1"
+CHECK_SECONDS = 1.0  # how often a written file is checked for a deletion or rename from outside
 
 
 def log_path(logs_dir, name, stream):
@@ -53,6 +55,7 @@ class SegmentedFile:
         self._fd = None
         self._size = 0
         self._failing = False
+        self._next_check = 0.0
 
     def write(self, data):
         """Append *data* (complete lines), rotating when the current segment is full."""
@@ -94,6 +97,8 @@ class SegmentedFile:
             self._rotate()
 
     def _append(self, data):
+        if self._fd is not None and time.monotonic() >= self._next_check:
+            self._reopen_if_gone()
         if self._fd is None:
             self._open()
         view = memoryview(data)
@@ -105,6 +110,24 @@ class SegmentedFile:
     def _open(self):
         self._fd = open_for_append(self.path)
         self._size = os.fstat(self._fd).st_size
+        self._next_check = time.monotonic() + CHECK_SECONDS
+
+    def _reopen_if_gone(self):
+        """Reopen the file when it was deleted or renamed from outside (link count 0, other inode).
+
+        Checked at most every ``CHECK_SECONDS``: otherwise every line written after
+        an ``rm`` would go to a file no one can see any more.
+        """
+        self._next_check = time.monotonic() + CHECK_SECONDS
+        mine = os.fstat(self._fd)
+        try:
+            there = os.stat(self.path, follow_symlinks=False)
+            replaced = (there.st_ino, there.st_dev) != (mine.st_ino, mine.st_dev)
+        except FileNotFoundError:
+            replaced = True
+        if mine.st_nlink == 0 or replaced:
+            log.warning("log file %s was deleted or replaced from outside: reopening it", self.path)
+            self.close()
 
     def _rotate(self):
         """Make the current file the previous segment and start a new, empty one."""

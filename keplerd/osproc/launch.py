@@ -9,10 +9,11 @@ import os
 from keplerd.osproc import process
 
 
-def spawn_logged(writer, spec):
+def spawn_logged(writer, spec, env=None):
     """Spawn *spec* with its output going to *writer*; return ``(child, pumps)``.
 
-    Pumps are waitable like greenlets (``gevent.joinall``). Raises ``process.SpawnError``.
+    *env* replaces ``spec["env"]`` (the service's, with the stray mark). Pumps are
+    waitable like greenlets (``gevent.joinall``). Raises ``process.SpawnError``.
     """
     try:
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
@@ -25,9 +26,9 @@ def spawn_logged(writer, spec):
             os.close(fd)
         raise process.SpawnError(f"cannot create pipes for the output: {error.strerror}") from None
     try:
-        child = process.spawn(spec["command"], spec["env"], spec["working_dir"], user=spec.get("user"),
-                              group=spec.get("group"), limits=spec.get("limits"), stdout=out_write,
-                              stderr=err_write)
+        child = process.spawn(spec["command"], spec["env"] if env is None else env, spec["working_dir"],
+                              user=spec.get("user"), group=spec.get("group"), limits=spec.get("limits"),
+                              stdout=out_write, stderr=err_write)
     except BaseException:
         for fd in (out_read, err_read):
             os.close(fd)

@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 import resource
+import signal
 import time
 
 import gevent
@@ -30,6 +31,7 @@ log = logging.getLogger("keplerd.process")
 DEFAULT_PATH = defaults.DEFAULT_PATH
 CHILD_UMASK = 0o022
 KILL_POLL_INTERVAL = 0.01
+KILLED_GONE_SECONDS = 2.0   # how long a stop waits for SIGKILLed processes to be gone
 
 # gevent's patched os.close defers closing pipes until the loop runs; the write ends
 # we hand to a child must be closed at once or the reader never sees EOF.
@@ -38,6 +40,11 @@ _write_now = get_original("os", "write")
 
 # What the child writes to the exec error pipe when it cannot apply limits or identity.
 _SETUP_FAILURE = "KeplerSetup"
+
+_STOPPING_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+# Pids of the children this daemon spawned that have not been reaped: strays.collect spares them.
+LIVE_PIDS = set()
 
 _RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
 
@@ -276,6 +283,7 @@ class Child:
         self._watcher = gevent.get_hub().loop.child(pid, ref=False)
         self._watcher.start(self._on_exit, self._watcher)
         self.create_time = start_time(pid)
+        LIVE_PIDS.add(pid)
 
     @classmethod
     def adopt(cls, pid, create_time):
@@ -291,6 +299,7 @@ class Child:
         if child.returncode is None and _is_zombie(pid):
             reaped, status = _waitpid(pid, os.WNOHANG)
             if reaped == pid:
+                LIVE_PIDS.discard(pid)
                 child._watcher.stop()
                 child.returncode = os.waitstatus_to_exitcode(status)
                 child._exit.set(child.returncode)
@@ -298,6 +307,7 @@ class Child:
 
     def _on_exit(self, watcher):
         watcher.stop()
+        LIVE_PIDS.discard(self.pid)
         self.returncode = os.waitstatus_to_exitcode(watcher.rstatus)
         self._exit.set(self.returncode)
 
@@ -318,12 +328,21 @@ class Child:
         tree = _proctree()
         survivors = self.descendants()
         signal_group(self.pgid, signum)
+        if signum not in _STOPPING_SIGNALS:
+            # A stopped (SIGSTOP) process would only see the signal once continued: continue it.
+            signal_group(self.pgid, signal.SIGCONT)
         deadline = time.monotonic() + grace
         self.wait(timeout=grace)
         while tree.any_alive(self.pgid, survivors) and time.monotonic() < deadline:
             gevent.sleep(KILL_POLL_INTERVAL)
-        tree.kill_all(self.pgid, survivors + self.descendants())
-        return self.wait()
+        killed = survivors + self.descendants()
+        tree.kill_all(self.pgid, killed)
+        returncode = self.wait()
+        # SIGKILL is delivered, not instant: the stop is over once nothing of the service runs.
+        deadline = time.monotonic() + KILLED_GONE_SECONDS
+        while tree.any_alive(self.pgid, killed) and time.monotonic() < deadline:
+            gevent.sleep(KILL_POLL_INTERVAL)
+        return returncode
 
     def kill(self):
         """SIGKILL the process group and every descendant at once."""
@@ -364,13 +383,23 @@ def _boot_time():
     raise OSError("no btime in /proc/stat")
 
 
-def _is_zombie(pid):
+def _state(pid):
+    """Return the state letter of *pid* in ``/proc/<pid>/stat`` (R, S, T, Z...), or None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             data = stat.read()
     except OSError:
-        return False
-    return data[data.rfind(b")") + 2:].startswith(b"Z")
+        return None
+    return data[data.rfind(b")") + 2:][:1].decode()
+
+
+def stopped(pid):
+    """True when *pid* is stopped by a signal or traced (state T or t)."""
+    return _state(pid) in ("T", "t")
+
+
+def _is_zombie(pid):
+    return _state(pid) == "Z"
 
 
 _waitpid = get_original("os", "waitpid")

@@ -27,11 +27,12 @@ def run_hook(project, owner, name, hook):
     group, killed whole when its ``timeout`` expires.
     """
     with project.system.passing_child():
-        _run(project, project.logs.writer(f"{owner}.{name}"), name, hook)
+        mark = project.system.service_mark(project.id, owner)
+        _run(project, project.logs.writer(f"{owner}.{name}"), name, hook, mark)
 
 
-def _run(project, writer, name, hook):
-    child, pumps = _spawn(project, writer, hook)
+def _run(project, writer, name, hook, mark):
+    child, pumps = _spawn(project, writer, hook, mark)
     if child is None:
         raise _failure(writer, name, pumps)
     try:
@@ -50,10 +51,11 @@ def _run(project, writer, name, hook):
         raise _failure(writer, name, reason)
 
 
-def _spawn(project, writer, hook):
+def _spawn(project, writer, hook, mark):
     """Return ``(child, pumps)``, or ``(None, reason)`` when the hook cannot start."""
     try:
-        return project.system.spawn_logged(writer, hook)
+        env = project.system.marked_env(hook["env"], project.state_dir, mark)
+        return project.system.spawn_logged(writer, hook, env=env)
     except process.SpawnError as error:
         return None, str(error)
 

@@ -21,6 +21,7 @@ from keplerd.supervise.system import System
 log = logging.getLogger("keplerd.project")
 
 STATE_FORMAT = 1
+STATE_RETRY_SECONDS = 1.0
 PERSIST_INTERVAL = 0.15  # at least this many seconds between two writes of state.json
 
 
@@ -49,6 +50,8 @@ class Project:
         self._greenlets = Group()
         self._changed = Event()
         self._persist_pending = False
+        self._state_unwritten = False  # the last write failed: a retry is due
+        self._retry = None             # the timer of that retry
         self._persist_timer = None
         self._last_write = -PERSIST_INTERVAL
         self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
@@ -132,7 +135,11 @@ class Project:
         }
 
     def write_state(self):
-        persist.write_json(self.paths.state, self.state())
+        """Write ``state.json`` now (the one place it is written); raise OSError.
+
+        A full disk releases the state dir's reserve first (``persist.Reserve``).
+        """
+        persist.write_state_json(self.state_dir, self.paths.state, self.state())
 
     def persist(self):
         """Write ``state.json`` soon, at most once per PERSIST_INTERVAL: changes meanwhile share a write.
@@ -153,6 +160,26 @@ class Project:
 
     def _write_pending_state(self):
         self._persist_pending = False
+        if not os.path.isdir(self.paths.root):
+            return
+        try:
+            self.write_state()
+        except OSError as error:
+            if not self._state_unwritten:
+                log.error("%s: cannot write state.json: %s (retrying every %gs)", self.name, error,
+                          STATE_RETRY_SECONDS)
+            self._state_unwritten = True
+            if self._retry is None:
+                self._retry = gevent.get_hub().loop.timer(STATE_RETRY_SECONDS)
+                self._retry.start(self._retry_state_write)
+            return
+        if self._state_unwritten:
+            self._state_unwritten = False
+            log.info("%s: state.json written again", self.name)
+
+    def _retry_state_write(self):
+        self._retry = None
+        self.persist()
         self._persist_timer = None
         self._last_write = time.monotonic()
         if os.path.isdir(self.paths.root):
@@ -230,8 +257,10 @@ class Project:
     # -- views -----------------------------------------------------------------------
 
     def ps_rows(self):
+        """The rows of ``ps``: each service's runtime, and whether its process is stopped (SIGSTOP)."""
         return [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
-                 **service.runtime()} for service in self.services.values()]
+                 **service.runtime(), "paused": bool(service.pid) and self.system.paused(service.pid)}
+                for service in self.services.values()]
 
     def inspect(self, names=()):
         return {
@@ -285,6 +314,8 @@ class Project:
         if self._persist_timer is not None:  # a write still due happens now, not after the close
             self._persist_timer.stop()
             self._write_pending_state()
+        if self._retry is not None:
+            self._retry.stop()
         self.close_logs()
 
     def close_logs(self):

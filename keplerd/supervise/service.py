@@ -20,6 +20,7 @@ from keplerd.osproc import process
 from keplerd.supervise import lifecycle
 from keplerd.supervise.health import HealthMonitor
 from keplerd.supervise.hooks import HookFailed, run_hook
+from keplerd.supervise.service_watch import ServiceWatch
 
 log = logging.getLogger("keplerd.service")
 
@@ -33,6 +34,10 @@ _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "
 _ADOPTED = ("status", "desired", "pid", "create_time", "exit_code", "signal", "since", "started_at", "restarts",
             "restart_reason", "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on",
             "reached_up", "was_healthy", "health_failures", "last_probe")
+
+
+class HelperCrashed(Exception):
+    """A greenlet the supervisor relies on died of a bug; the message says which and why."""
 
 
 class Service:
@@ -65,9 +70,9 @@ class Service:
         self.health_failures = 0
         self.last_probe = None
         self.log = project.logs.writer(name, spec.get("logs"))
+        self.mark = project.system.service_mark(project.id, name)
         self.watch_error = None
-        self._watcher = None
-        self._watch_restart = None
+        self._watch = ServiceWatch(self)
         self._child = None
         self._pumps = ()             # the running child's output pumps
         self._started = None         # when the running child started (monotonic)
@@ -92,7 +97,7 @@ class Service:
             "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
             "restart_reason": self.restart_reason, "watch_error": self.watch_error,
-            "watched_dirs": self._watcher.watched if self._watcher is not None else None,
+            "watched_dirs": self._watch.watched,
         }
 
     def _health(self):
@@ -124,6 +129,11 @@ class Service:
         for key, value in changes.items():
             setattr(self, key, value)
         self.project.service_changed(self)
+
+    def set_watch_error(self, message):
+        """Record why the file watch cannot fully work (None: it works again); ``inspect`` shows it."""
+        if message != self.watch_error:
+            self._note(watch_error=message)
 
     def note_restart(self, reason):
         """Record why the service restarts (``inspect`` shows it) and count it if it counts."""
@@ -216,6 +226,7 @@ class Service:
                 # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
                 self._supervisor.kill()
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
+            self._end_strays()
             self._supervisor.join()
         else:
             self._supervisor.kill()
@@ -231,17 +242,41 @@ class Service:
         if child is not None and child.returncode is None:
             child.kill()
 
+    def _end_strays(self):
+        """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop)."""
+        self.system.collect_strays(self.mark)
+
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
         log.error("%s/%s: supervisor crashed", self.project.name, self.name, exc_info=supervisor.exc_info)
         child, self._child = self._child, None
         if child is not None and child.returncode is None:
             child.kill()
+        self._end_strays()
         if self._stop_requested:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
             self.status = states.STARTING  # a crash may leave any state: fail from a known one
-            self._fail(f"internal error: {supervisor.exception!r}")
+            error = supervisor.exception
+            self._fail(f"internal error: {error if isinstance(error, HelperCrashed) else repr(error)}")
+
+    def spawn_helper(self, what):
+        """Return a spawn for the greenlets the supervisor relies on (health monitor, file watch).
+
+        Each belongs to the project; a bug that ends one fails the service with a
+        reason (through the supervisor, which then crashes on purpose) instead of
+        leaving it running unwatched.
+        """
+        def spawn(function, *args):
+            helper = self.project.spawn(function, *args)
+            helper.link_exception(lambda dead: self._helper_crashed(what, dead))
+            return helper
+        return spawn
+
+    def _helper_crashed(self, what, helper):
+        log.error("%s/%s: %s crashed", self.project.name, self.name, what, exc_info=helper.exc_info)
+        if self.supervised:
+            self._supervisor.kill(HelperCrashed(f"{what} crashed: {helper.exception!r}"), block=False)
 
     # -- supervision -----------------------------------------------------------------
 
@@ -324,16 +359,17 @@ class Service:
 
     def _run_once(self, after_start):
         """Spawn and wait once, watching the service's files meanwhile (SPEC §10)."""
-        self._arm_watch()
+        self._watch.arm()
         try:
             return self._spawn_and_wait(after_start)
         finally:
-            self._disarm_watch()
+            self._watch.disarm()
 
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         try:
-            child, pumps = self.system.spawn_logged(self.log, self.spec)
+            child, pumps = self.system.spawn_logged(
+                self.log, self.spec, env=self.system.marked_env(self.spec["env"], self.project.state_dir, self.mark))
         except process.SpawnError as error:
             self._fail(str(error))
             return None
@@ -361,60 +397,17 @@ class Service:
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             self.system.signal_group(child.pgid, signal.SIGKILL)
+            self._end_strays()
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         self.exit_code, self.signal = _split_returncode(returncode)
         self._child, self._pumps = None, ()
         return returncode, ran_for
 
-    # -- file watching ---------------------------------------------------------------
-
-    def _arm_watch(self):
-        """Watch ``restart.watch`` while a process runs: armed before spawn, so no change is missed."""
-        patterns = self.spec["restart"]["watch"]
-        if not patterns:
-            return
-        # Loaded by the first service that watches: inotify (ctypes) costs the others nothing.
-        from keplerd.model.globs import GlobSet
-        from keplerd.supervise.watch import Watcher, daemon_log_files
-
-        if self.watch_error:
-            self._note(watch_error=None)
-        self._watcher = Watcher(GlobSet(patterns, self.spec["working_dir"]), self._watched_change,
-                                self._watch_failed, spawn=self.project.spawn,
-                                exclude=[self.project.state_dir, *daemon_log_files()],
-                                open_inotify=self.system.open_inotify)
-        self._watcher.arm()
-
-    def _disarm_watch(self):
-        watcher, self._watcher = self._watcher, None
-        if watcher is not None:
-            watcher.disarm()
-
-    def _watched_change(self, path):
-        """A burst of changes ended: restart through the normal path, in a greenlet of the project.
-
-        Not in the watcher's own greenlet: the restart stops the service, which disarms the watcher.
-        """
-        if self._watch_restart is not None and not self._watch_restart.dead:
-            return  # a restart is on its way: the new process will see this change too
-        from keplerd.supervise.watch import describe_path  # loaded: _arm_watch made the watcher
-
-        change = describe_path(path, self.spec["working_dir"])
-        self.log.write("stderr", kepler_note(f"{self.name} restarting: watch: {change} changed"))
-        log.info("%s: restarting %s: watch: %s changed", self.project.name, self.name, change)
-        self._watch_restart = self.project.request_restart([self.name], "watch")
-
-    def _watch_failed(self, message):
-        """Report a watch that cannot (fully) work; the service keeps running."""
-        log.error("%s/%s: %s", self.project.name, self.name, message)
-        self.log.write("stderr", kepler_note(f"{self.name}: {message}"))
-        self._note(watch_error=message)
-
     def _monitor_health(self):
         check = self.spec.get("healthcheck")
         if not check:
             return None
-        return self.project.spawn(HealthMonitor(self, check).run)
+        return self.spawn_helper("health monitor")(HealthMonitor(self, check).run)
 
     def health_verdict(self, result, failures, unhealthy):
         """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""
@@ -496,11 +489,11 @@ class Service:
                 pump.stop()
             self._keep_running((-signal.SIGKILL, ran_for))
             return
-        self._arm_watch()
+        self._watch.arm()
         try:
             outcome = self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=())
         finally:
-            self._disarm_watch()
+            self._watch.disarm()
         self._keep_running(outcome)
 
     def _carry_on_backing_off(self, delay):

@@ -15,7 +15,7 @@ import contextlib
 import gevent
 from gevent.lock import Semaphore
 
-from keplerd.osproc import groups, launch, process
+from keplerd.osproc import groups, launch, process, strays
 
 
 # A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
@@ -45,13 +45,32 @@ class System:
         """Watch a service process an earlier image of this daemon spawned: a child, or None if gone."""
         return process.Child.adopt(pid, create_time)
 
-    def spawn_logged(self, writer, spec):
-        """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError."""
+    def spawn_logged(self, writer, spec, env=None):
+        """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError.
+
+        *env* replaces the spec's environment (it adds the stray mark, ``osproc/strays.py``).
+        """
         with self._fork_gate:
             try:
-                return launch.spawn_logged(writer, spec)
+                return launch.spawn_logged(writer, spec, env=env)
             finally:
                 gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
+
+    def paused(self, pid):
+        """True when *pid* is stopped (SIGSTOP, a debugger): ``ps`` says ``(paused)``."""
+        return process.stopped(pid)
+
+    def service_mark(self, config_id, owner):
+        """The mark of a service's (or ``global``'s) processes: ``<config id>/<owner>``."""
+        return strays.service_mark(config_id, owner)
+
+    def marked_env(self, env, state_dir, mark):
+        """*env* with the stray mark of *mark* under *state_dir* (what ``collect_strays`` looks for)."""
+        return strays.marked_env(env, state_dir, mark)
+
+    def collect_strays(self, mark):
+        """Kill what a service left outside its process tree (it carries *mark*); return their pids."""
+        return strays.collect(mark)
 
     def probe(self, test, spec, timeout):
         """Run a health probe as the service *spec* would run: a ``health.ProbeResult``."""

@@ -47,7 +47,7 @@ def zsh_complete(cwd, *words):
 @pytest.mark.parametrize("complete", [bash_complete, zsh_complete], ids=["bash", "zsh"])
 def test_completion_offers_commands_flags_and_service_names(project, complete):
     assert {"start", "stop", "logs", "daemon", "completion"} <= set(complete(project, ""))
-    assert set(complete(project, "daemon", "")) == {"start", "stop", "restart", "status"}
+    assert set(complete(project, "daemon", "")) == {"start", "stop", "restart", "reexec", "status"}
     assert {"--no-deps", "--detach", "--wait", "--timeout"} <= set(complete(project, "start", "--"))
     assert set(complete(project, "stop", "")) == {"web", "worker"}
     # After `logs`, -f is --follow (no value); the service names still come.

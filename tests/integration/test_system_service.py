@@ -206,7 +206,7 @@ def test_sd_notify_ready_reloading_watchdog_and_stopping(system, notify_socket):
     started = time.monotonic()
     for _ in range(3):
         notify_socket.until("WATCHDOG=1")
-    assert 0.25 < time.monotonic() - started < 3
+    assert time.monotonic() - started > 0.25  # paced, not a burst (no upper bound: the machine may be busy)
     system.kepler.daemon.send_signal(signal.SIGHUP)
     reload_messages = notify_socket.until("RELOADING=1")
     assert reload_messages[-1][1].startswith("MONOTONIC_USEC=")

@@ -84,7 +84,7 @@ def test_double_star_matches_nested_and_newly_created_directories(kepler):
     assert watch_restarts(kepler, "web") == ["src/a/b/deep.py", "src/new/er/fresh.py", "src/top.py"]
 
 
-def test_fifty_writes_in_200ms_give_one_restart(kepler):
+def test_a_burst_of_fifty_writes_gives_one_restart(kepler):
     starts = os.path.join(kepler.workdir, "starts")
     config(kepler, {"web": watched(["*.py"], command=["sh", "-c", f"echo start >> {starts}; exec sleep 1000"])})
     kepler.ctl("start", "-d", "--wait")
@@ -93,7 +93,6 @@ def test_fifty_writes_in_200ms_give_one_restart(kepler):
     for index in range(50):
         with open(path, "w") as file:
             file.write(str(index))
-        time.sleep(0.004)
     burst = time.monotonic() - began
     if burst >= 0.45:
         pytest.skip(f"the machine is too busy: the burst took {burst:.2f}s, not less than the 500 ms debounce")

@@ -17,6 +17,7 @@ from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
 
 from keplerd.logs.format import now_stamp
+from keplerd.osproc import strays
 from keplerd.osproc.process import SpawnError
 from keplerd.supervise.health import ProbeResult
 
@@ -85,6 +86,8 @@ class FakeSystem:
 
     def __init__(self):
         self.journal = []       # ("spawn" | "exit" | "stop" | "signal" | "probe", name, detail)
+        self.environments = {}  # log name -> the environment of its last spawn (with the stray mark)
+        self.stray_sweeps = []  # the marks strays were collected for, in order
         self.children = []      # every FakeChild, in spawn order
         self.behaviours = {}
         self.probe_results = {}  # service name -> (passed, exit_code) still to give: a list, or held (Queue)
@@ -151,8 +154,9 @@ class FakeSystem:
 
     # -- the seam --------------------------------------------------------------------
 
-    def spawn_logged(self, writer, spec):
+    def spawn_logged(self, writer, spec, env=None):
         name = writer.name
+        self.environments[name] = env
         behaviour = self.behaviours.get(name) or Behaviour(exit_code=0 if "." in name else None)
         if behaviour.spawn_error:
             self.journal.append(("spawn-failed", name, behaviour.spawn_error))
@@ -197,6 +201,20 @@ class FakeSystem:
                     child.kill()
                 return True
         return False
+
+    def paused(self, pid):
+        return False
+
+    def service_mark(self, config_id, owner):
+        return strays.service_mark(config_id, owner)
+
+    def marked_env(self, env, state_dir, mark):
+        return strays.marked_env(env, state_dir, mark)
+
+    def collect_strays(self, mark):
+        """Nothing escapes a fake tree: record the sweep (services sweep at every end)."""
+        self.stray_sweeps.append(mark)
+        return []
 
     def kill_leftover(self, pid, create_time):
         if (pid, create_time) in self.leftovers:

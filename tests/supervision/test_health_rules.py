@@ -82,3 +82,16 @@ def test_a_verdict_after_the_process_ended_is_ignored(stack):
     stack.system.child("web").exit(0)
     stack.wait_status("web", states.EXITED)
     assert web.runtime()["health"] is None
+
+
+def test_a_crashing_health_monitor_fails_the_service_with_the_reason(stack, monkeypatch):
+    def broken_probe(test, spec, timeout):
+        raise RuntimeError("probe bug")
+
+    stack.load(CHECKED % "")
+    monkeypatch.setattr(stack.system, "probe", broken_probe)
+    stack.start()
+    stack.wait_status("web", states.FAILED)
+    assert stack["web"].reason == "internal error: health monitor crashed: RuntimeError('probe bug')"
+    assert not stack.system.running("web"), "the process goes with its supervisor"
+    assert stack.system.spawns() == ["web"], "a crash is not a reason to restart"

@@ -4,7 +4,6 @@ import inspect
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -140,9 +139,7 @@ TIME_LIMIT = ["kepler.yaml: services.web.command: Lua time limit exceeded (0.3s 
     'return {("a"):rep(300):gsub("a-a-a-a-b", "")}',
 ])
 def test_endless_computations_end_at_the_time_limit(tmp_path, chunk):
-    started = time.monotonic()
-    assert evaluate(tmp_path, chunk, lua_time_limit=0.3) == TIME_LIMIT
-    assert time.monotonic() - started < 10, "generous bound: a limit of 0.3s of CPU"
+    assert evaluate(tmp_path, chunk, lua_time_limit=0.3) == TIME_LIMIT  # a hang is pytest-timeout's to catch
 
 
 def test_the_time_limit_is_for_the_whole_bake(tmp_path):

@@ -26,13 +26,28 @@ class FakeLogs:
         pass
 
 
+class SweepOnlySystem:
+    """The crash handler still sweeps strays; nothing else of the OS is asked for."""
+
+    def __init__(self):
+        self.sweeps = []
+
+    def service_mark(self, config_id, owner):
+        return f"{config_id}/{owner}"
+
+    def collect_strays(self, mark):
+        self.sweeps.append(mark)
+        return []
+
+
 class FakeProject:
     """Just enough of a Project for one Service, without processes or files."""
 
     name = "test.yaml"
+    id = "0123456789abcdef"
 
     def __init__(self):
-        self.system = None  # the supervisor crashes before it asks the OS anything
+        self.system = SweepOnlySystem()  # the supervisor crashes before it spawns anything
         self.greenlets = Group()
         self.logs = FakeLogs()
 

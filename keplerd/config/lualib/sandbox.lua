@@ -19,7 +19,7 @@ local tick, read_module, arm, errors, patterns, encode, hook_count = ...
 local error, type, next, pcall, xpcall, select, tostring = error, type, next, pcall, xpcall, select, tostring
 local setmetatable, getmetatable = setmetatable, getmetatable
 local rawget, rawset, rawequal, rawlen, load = rawget, rawset, rawequal, rawlen, load
-local sethook = debug.sethook
+local sethook, getinfo = debug.sethook, debug.getinfo
 local find = string.find
 local relocate = errors.relocate
 
@@ -178,11 +178,26 @@ local function describe(problem)
   return "(error object is a " .. kind .. " value)"
 end
 
+-- xpcall handler: an error object that is not text (error({})) gets the place it was
+-- raised, as error("text") would (`lua:3: ...`); text and the kernel's own sentinels pass.
+local function locate(problem)
+  local kind = type(problem)
+  if kind == "string" or kind == "number" then return problem end
+  for level = 2, 20 do
+    local info = getinfo(level, "Sl")
+    if not info then break end
+    if info.what ~= "C" and info.currentline and info.currentline > 0 then
+      return info.short_src .. ":" .. info.currentline .. ": " .. describe(problem)
+    end
+  end
+  return describe(problem)
+end
+
 -- Run a chunk in *env*; return "ok", its value, or a failure: status, message.
 local function call_chunk(source, chunkname, env)
   local chunk, problem = load(source, chunkname, "t", env)
   if not chunk then return "error", problem end
-  local ok, value = pcall(chunk)
+  local ok, value = xpcall(chunk, locate)
   if stopped then return stopped, "" end
   if ok then return "ok", value end
   if value == MEMORY then
