@@ -187,8 +187,8 @@ class Service:
         """Stop the service and everything it spawned; returns when it is stopped.
 
         *why* (``actions.BY_USER``, ``SHUTDOWN``, ``RESTART``, ``APPLY``): a daemon
-        shutdown (and apply's stop half) leaves the desired state as it is, so the next daemon brings the service
-        back. A failing ``pre_stop`` hook aborts a user's stop (``HookFailed``); a
+        shutdown (and apply's stop half) leaves the desired state as it is, so the
+        next daemon brings the service back. A failing ``pre_stop`` hook aborts a user's stop (``HookFailed``); a
         restart runs ``pre_restart`` first, which guards the same way, and leaves
         log retention to its start half.
         """
