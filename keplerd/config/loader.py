@@ -10,6 +10,7 @@ differ from a plain ``yaml.safe_load``:
   error instead of silently replacing the first.
 """
 
+import codecs
 import dataclasses
 
 import yaml
@@ -17,6 +18,9 @@ import yaml
 from .errors import ConfigError
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Looked up now, while the bake worker is still root: a non-root caller's bake decodes
+# after taking the caller's ids, when the interpreter's codec files may be out of reach.
+codecs.lookup("utf-8-sig")
 
 #: Returned by a Lua evaluator for a chunk whose value is ``nil``: drop the key.
 ABSENT = object()
