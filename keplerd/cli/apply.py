@@ -3,7 +3,7 @@
 import json
 import sys
 
-from keplerd.cli.lifecycle import EXIT_INTERRUPTED, AttachedView, _mode
+from keplerd.cli.lifecycle import EXIT_INTERRUPTED, AttachedView, _mode, _print_ready_line
 from keplerd.model.changes import plan_line
 
 
@@ -27,6 +27,8 @@ def apply(context):
             shown.append(True)
         elif view is not None:
             view.event(event)
+        elif not (args.quiet or args.json):
+            _print_ready_line(event)  # --wait: one line per service once it is up
 
     with context.client() as client:
         try:

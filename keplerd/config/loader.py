@@ -10,17 +10,16 @@ differ from a plain ``yaml.safe_load``:
   error instead of silently replacing the first.
 """
 
-import codecs
 import dataclasses
+# Imported now, in the warm zygote that still runs as root: a member's bake drops to the
+# member before it decodes the file, and the standard library may not be readable then.
+import encodings.utf_8_sig  # noqa: F401
 
 import yaml
 
 from .errors import ConfigError
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-# Looked up now, while the bake worker is still root: a non-root caller's bake decodes
-# after taking the caller's ids, when the interpreter's codec files may be out of reach.
-codecs.lookup("utf-8-sig")
 
 #: Returned by a Lua evaluator for a chunk whose value is ``nil``: drop the key.
 ABSENT = object()
@@ -97,7 +96,9 @@ def _located(display_name, mark, problem):
 def _decoded(data, display_name):
     """Return *data* as text; invalid UTF-8 is one located error (YAML's own says only a byte offset)."""
     try:
-        return data.decode("utf-8-sig")
+        # "utf-8", not "utf-8-sig": a bake worker running as a member cannot import a codec
+        # not loaded yet; YAML skips a byte order mark itself.
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         offset = error.start
         line = data.count(b"\n", 0, offset) + 1

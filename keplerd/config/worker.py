@@ -31,7 +31,7 @@ def answer(request):
         return settings_answer(request)
     try:
         baked = bake(request["config"], request["env"], request["home"], request.get("display_name"),
-                     caller=request.get("caller"), **request.get("options", {}))
+                     caller=request.get("caller"), check_host=True, **request.get("options", {}))
     except ConfigError as error:
         return {"ok": False, "errors": error.errors}
     except OSError as error:
@@ -67,6 +67,8 @@ def act_as(caller):
     non-dumpable), and what it answers is still the worker's own work. Lupa is
     imported first: the interpreter's own files need not be readable by the caller.
     """
+    import encodings.utf_8_sig  # noqa: F401 (the loader's codec, looked up lazily: load it while still root)
+
     from lupa import lua54  # noqa: F401 (imported while still root)
 
     os.setgroups(caller["groups"])

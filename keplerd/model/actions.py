@@ -21,8 +21,8 @@ KEEPS_DESIRED = frozenset({SHUTDOWN, APPLY})
 
 # Why a service restarts. The ones the daemon makes on its own count in
 # ``restarts`` (crash loops, edit loops); asked-for and propagated ones do not.
-RESTART_REASONS = ("user", "policy", "watch", "dependency", "apply")
-_COUNTED = frozenset({"policy", "watch"})
+RESTART_REASONS = ("user", "policy", "watch", "dependency", "unhealthy", "apply")
+_COUNTED = frozenset({"policy", "watch", "unhealthy"})
 
 
 def counted(reason):

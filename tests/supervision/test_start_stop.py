@@ -266,3 +266,16 @@ def _log_bytes(stack, name, stream):
     stack.project.logs.flush()
     path = os.path.join(stack.project.paths.logs, f"{name}.{stream}.log")
     return open(path, "rb").read() if os.path.exists(path) else b""
+
+
+def test_a_bug_in_the_supervisor_fails_the_service_visibly(stack, monkeypatch):
+    def broken_spawn(writer, spec, env=None):
+        raise RuntimeError("boom")  # not a SpawnError: a bug, which nothing expects
+
+    stack.load("services:\n  web: {command: [web], restart: always}\n")
+    monkeypatch.setattr(stack.system, "spawn_logged", broken_spawn)
+    stack.start()
+    stack.wait_status("web", states.FAILED)
+    assert stack["web"].reason == "internal error: RuntimeError('boom')"
+    assert b"kepler: web failed: internal error" in _log_bytes(stack, "web", "stderr")
+    assert stack.system.stray_sweeps == [stack["web"].mark], "the crash handler still sweeps strays"
