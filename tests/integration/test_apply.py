@@ -151,7 +151,7 @@ def test_naming_services_limits_the_apply_to_them(kepler):
     output = kepler.ctl("apply", "a").stdout.splitlines()
     # The plan first, then the progress of what it restarts (as `restart` shows it).
     assert output[0] == "a  changed: environment.V -> restart"
-    assert [line for line in output if not line.startswith("[+] a: ")] == output[:1]
+    assert [line for line in output if not line.startswith(("[+] a: ", "a  running"))] == output[:1]
     assert any(line.startswith("[+] a: started (pid ") for line in output)
     after = pids(kepler)
     assert after["b"] == before["b"] and after["a"] != before["a"]
@@ -242,12 +242,15 @@ def test_apply_fails_naming_a_changed_service_that_cannot_start(kepler):
     config(kepler, {"web": sleeper(), "db": sleeper()})
     kepler.ctl("start", "-d", "--wait")
     db = pids(kepler)["db"]
-    config(kepler, {"web": {"command": ["/nonexistent/web"]}, "db": sleeper()})
+    # With a healthcheck, the wait catches a crash before the service is healthy (SPEC §13).
+    config(kepler, {"web": {"command": ["sh", "-c", "echo broken; exit 3"],
+                            "healthcheck": {"test": ["true"], "interval": "1s", "start_period": "1s"}},
+                    "db": sleeper()})
     result = kepler.ctl("apply", check=False)
     assert result.returncode == 1
-    assert "web  changed: command -> restart" in result.stdout
-    assert "failed to start: web" in result.stderr
-    assert kepler.status("web") == "failed" and pids(kepler)["db"] == db
+    assert "web  changed: command, healthcheck -> restart" in result.stdout
+    assert "web exited with code 3 before it was healthy" in result.stderr
+    assert kepler.status("web") == "exited" and pids(kepler)["db"] == db
 
 
 def test_apply_needs_a_loaded_config(kepler):
