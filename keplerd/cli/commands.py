@@ -163,6 +163,13 @@ def _recreate(add, subparsers, parents):
     add("recreate", "re-bake the config from its file and the current environment", "lifecycle", "recreate")
 
 
+def _apply(add, subparsers, parents):
+    apply = add("apply", "re-bake the config; restart only the services whose definition changed", "apply",
+                "apply")
+    _start_flags(apply, "apply")
+    apply.add_argument("--dry-run", action="store_true", help="only print the plan; change nothing")
+
+
 def _ps(add, subparsers, parents):
     ps = add("ps", "list services and their status", "views", "ps")
     ps.add_argument("-a", "--all", action="store_true", help="every loaded config, with a CONFIG column")
@@ -234,7 +241,7 @@ def _completion(add, subparsers, parents):
 
 
 COMMANDS = {
-    "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate,
+    "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate, "apply": _apply,
     "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
     "export": _export, "completion": _completion, "scale": _scale, "signal": _signal_command,
     "exec": _exec,

@@ -147,7 +147,11 @@ def handle_ps(call, request):
             projects = [_project(call, request)]
         except NotLoaded:
             projects = []
-    return {"services": [row for project in projects for row in project.ps_rows()]}
+    rows = []
+    for project in projects:
+        changed = call.registry.config_changed(project)
+        rows.extend({**row, "config_changed": changed} for row in project.ps_rows())
+    return {"services": rows}
 
 
 def handle_start(call, request):
@@ -223,6 +227,72 @@ def _forward_until_done(call, subscriber, worker, services):
     if error is not None:
         raise RequestError(error)
     return result
+
+
+def handle_apply(call, request):
+    """Re-bake, print the plan, restart only what changed (SPEC §16); then as ``restart`` does.
+
+    Unless detached, progress goes to the client and the answer comes once what
+    was restarted or added is up (the wait of ``start --wait``).
+    """
+    from keplerd.model.changes import RESTART, START
+    from keplerd.supervise import apply
+
+    project = _project(call, request)
+    names = _names(request)
+    timeout = _timeout(request)
+    progress = bool(request.get("attach"))
+    subscriber = Subscriber()
+    # The config's bake lock, from the bake until the plan is carried out: applies never interleave.
+    with call.registry.bake_lock(project):
+        prepared = _prepare_apply(call, project, request, names)
+        plan = {"plan": prepared.entries, "global": prepared.global_fields}
+        if request.get("dry_run"):
+            return {**plan, "dry_run": True, "services": []}
+        call.emit({"kind": "plan", **plan})
+        targets = set(prepared.named(RESTART, START))
+        project.attach(subscriber, logs=False)
+        # In a greenlet of the config: a client that goes away (Ctrl+C) detaches, never aborts the apply.
+        worker = project.spawn(_quietly, lambda: _act(lambda: apply.carry_out(project, prepared)))
+        try:
+            started = _forward_until_done(call, subscriber, worker, targets if progress else ())
+        except BaseException:
+            worker.join()  # the lock is released once this apply is carried out, not before
+            project.detach(subscriber)
+            raise
+    try:
+        if progress or request.get("wait"):
+            waiting = project.spawn(_quietly, lambda: _wait_ready(call, project, started, timeout))
+            try:
+                _forward_until_done(call, subscriber, waiting, targets if progress else ())
+            finally:
+                waiting.kill()
+        return {**plan, "dry_run": False, "services": started}
+    except Dropped as error:
+        raise RequestError(str(error)) from None
+    finally:
+        project.detach(subscriber)
+
+
+def _prepare_apply(call, project, request, names):
+    """Bake *project*'s file again with the caller's environment and plan the apply."""
+    from keplerd.config.errors import ConfigError
+    from keplerd.model.changes import PlanError
+    from keplerd.supervise import apply
+
+    env = request.get("env") or {}
+    if not isinstance(env, dict):
+        raise RequestError("field 'env' must be an object")
+    began = time.monotonic()
+    try:
+        baked = call.registry.bake_again(project, env, _text(request, "home", "/"), _text(request, "display_name"))
+        baked_at = time.monotonic()
+        prepared = apply.prepare(project, baked, names)
+    except (ConfigError, PlanError) as error:
+        raise RequestError(str(error)) from None
+    log.info("%s: apply: baked in %.0f ms, planned in %.1f ms", project.name, (baked_at - began) * 1000,
+             (time.monotonic() - baked_at) * 1000)
+    return prepared
 
 
 def _run_in_mode(call, project, request, action):
@@ -487,6 +557,7 @@ HANDLERS = {
     "restart": handle_restart,
     "stop": handle_stop,
     "recreate": handle_recreate,
+    "apply": handle_apply,
     "inspect": handle_inspect,
     "export": handle_export,
     "logs": handle_logs,

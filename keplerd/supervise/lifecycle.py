@@ -40,7 +40,8 @@ def start(project, names=(), how=actions.PLAIN):
     if names and not how.no_deps:
         wanted = graph.dependencies_closure(wanted, project.edges())
     ordered = project.start_order(wanted)
-    _global_on_init(project)
+    if how.global_init:
+        _global_on_init(project)
     if whole:
         _guard(project, "pre_start")
         project.logs.apply_retention(GLOBAL, "on_restart" if how.restarting else "on_start")

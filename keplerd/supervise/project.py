@@ -133,6 +133,39 @@ class Project:
         for name in existing.keys() - self.services.keys():
             self.logs.release(name)  # a removed instance: its log files stay, its writers go
 
+    def take_definition(self, snapshot, baked=None):
+        """Make *snapshot* this config's definition (``apply``); services are redefined by the caller.
+
+        The copies of the files it was baked from (*baked*, when it is a whole
+        bake) are written first; ``snapshot.json`` last, by an atomic rename: a
+        daemon that dies at any point loads the old snapshot or the new one.
+        """
+        if baked is not None:
+            persist.write_bytes(self.paths.config_copy, baked.config_bytes)
+            for name, data in baked.env_files.items():
+                persist.write_bytes(os.path.join(self.paths.env_files, name), data)
+        persist.write_json(self.paths.snapshot, snapshot)
+        old_logs, self.snapshot = self.snapshot["kepler"]["logs"], snapshot
+        if snapshot["kepler"]["logs"] != old_logs:
+            self.logs.forget("global", snapshot["kepler"]["logs"])  # global hook logs: the new settings
+        # Whoever applied the whole file owns it from now on, as after a recreate (SPEC §21).
+        self.owner_uid = snapshot.get("owner", 0)
+        self.owner = user_name(self.owner_uid)
+
+    def add_service(self, name, spec):
+        """Add a service that a new definition brings (stopped; ``apply`` starts it)."""
+        service = self.services[name] = Service(name, spec, self, base=name, index=1)
+        self._instances[name] = [service]
+        return service
+
+    def forget_service(self, name):
+        """Drop a stopped service that the definition no longer has, and delete its logs."""
+        self.services.pop(name)
+        self._instances.pop(name, None)
+        self.logs.clear(name)
+        self.logs.forget(name)
+        self.persist()
+
     def saved_services(self):
         """Return the service states of ``state.json`` as the previous daemon left them."""
         saved = persist.read_json(self.paths.state) or {}

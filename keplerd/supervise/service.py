@@ -87,6 +87,7 @@ class Service(HealthAndReadiness):
         self._wait_on = None         # the dependencies the supervisor awaits (None: all)
         self._supervisor = None
         self._stop_requested = False
+        self._next_spec = None  # a definition stored by apply while this one ran
         self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
         self._unhealthy = Event()    # set by a health verdict when restart.on_unhealthy ends the run
         self._ready = Event()        # READY=1 of this run (notify services)
@@ -162,6 +163,19 @@ class Service(HealthAndReadiness):
         """Return the changes a restart for *reason* makes: ``restart_reason`` and ``restarts``."""
         return {"restart_reason": reason, "restarts": self.restarts + actions.counted(reason)}
 
+    def redefine(self, spec):
+        """Take a new baked definition (``apply``): now when not running, else at the next start.
+
+        Its logs go on in the same files, with the new definition's settings.
+        """
+        if self.supervised:
+            self._next_spec = spec
+            return
+        self._next_spec = None
+        self.base_spec = self.spec = spec
+        self.project.logs.forget(self.name)
+        self.log = self.project.logs.writer(self.name, spec.get("logs"))
+
     @property
     def supervised(self):
         return self._supervisor is not None and not self._supervisor.dead
@@ -180,6 +194,8 @@ class Service(HealthAndReadiness):
         if self.supervised:
             self.project.persist()
             return
+        if self._next_spec is not None:
+            self.redefine(self._next_spec)
         self.project.logs.apply_retention(self.name, "on_restart" if how.restarting else "on_start")
         self.spec = self.instance_spec()
         self._stop_requested = False
@@ -213,14 +229,14 @@ class Service(HealthAndReadiness):
     def stop(self, signum=None, why=actions.BY_USER):
         """Stop the service and everything it spawned; returns when it is stopped.
 
-        *why* (``actions.BY_USER``, ``SHUTDOWN``, ``RESTART``): a daemon shutdown
-        leaves the desired state as it is, so the next daemon brings the service
-        back. A failing ``pre_stop`` hook aborts a user's stop (``HookFailed``); a
+        *why* (``actions.BY_USER``, ``SHUTDOWN``, ``RESTART``, ``APPLY``): a daemon
+        shutdown (and apply's stop half) leaves the desired state as it is, so the
+        next daemon brings the service back. A failing ``pre_stop`` hook aborts a user's stop (``HookFailed``); a
         restart runs ``pre_restart`` first, which guards the same way, and leaves
         log retention to its start half.
         """
-        by_user = why != actions.SHUTDOWN
-        if why == actions.RESTART:
+        by_user = why not in actions.KEEPS_DESIRED
+        if why in (actions.RESTART, actions.APPLY):
             self._guard_hook("pre_restart")
         if not self.supervised:
             self._watch.disarm()
@@ -240,7 +256,7 @@ class Service(HealthAndReadiness):
             self._idle.set()
 
     def _stop_supervised(self, signum, why):
-        by_user = why != actions.SHUTDOWN
+        by_user = why not in actions.KEEPS_DESIRED
         child = self._child
         running = child is not None and child.returncode is None
         if running:
