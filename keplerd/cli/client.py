@@ -129,7 +129,10 @@ class Client:
         try:
             self._sock.sendall(encode({"id": request_id, "request": request}))
         except (BrokenPipeError, ConnectionResetError):
-            raise CommandError(self._parting_words()) from None
+            words = self._parting_words()
+            if words is None:
+                raise ConnectionLost("keplerd closed the connection") from None
+            raise CommandError(words) from None
         return request_id
 
     def _parting_words(self):
@@ -140,8 +143,8 @@ class Client:
                 if not response.get("ok", True):
                     return response.get("error")
         except (OSError, ProtocolError, BadFrame):
-            pass  # nothing more to read: fall back to the generic message
-        return "keplerd closed the connection"
+            pass  # nothing more to read: it left no words
+        return None
 
     def wait(self, request_id):
         """Read frames until the response to *request_id* arrives; return it (or raise).

@@ -35,6 +35,26 @@ def _count(text):
     return int(text)
 
 
+def _moment(text):
+    """Return a time as epoch ms: a duration ago (``10m``) or an ISO-8601 time (UTC unless it says)."""
+    import time
+
+    try:
+        return int((time.time() - parse_duration(text)) * 1000)
+    except ValueError:
+        pass
+    from datetime import UTC, datetime  # only for an ISO time: keep it off the start-up path
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _argument_error(f"invalid time {text!r}: expected a duration ago (10m, 2h) "
+                              f"or an ISO-8601 time (2026-11-26T23:51:08Z)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp() * 1000)
+
+
 def _argument_error(message):
     return argparse.ArgumentTypeError(str(message))
 
@@ -43,9 +63,12 @@ def _start_flags(parser, verb):
     parser.add_argument("services", nargs="*", metavar="SERVICE", help=f"services to {verb} (default: all)")
     parser.add_argument("-d", "--detach", action="store_true", help="return at once; everything runs in the daemon")
     parser.add_argument("--wait", action="store_true",
-                        help="implies -d: return once every startup service is up (exit 1 if one failed)")
+                        help="implies -d: return once every startup service is healthy, ready or running, "
+                             "or exited 0 (exit 1 at once if one fails, exits non-zero or is killed first)")
     parser.add_argument("--timeout", type=_duration, metavar="DURATION",
-                        help="with --wait: give up waiting after DURATION (exit 1)")
+                        help="with --wait: give up waiting after DURATION (exit 1, naming what is not ready)")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="with --wait: do not print one line per service")
 
 
 def register(subparsers, parents, only=None):
@@ -115,12 +138,18 @@ def _ps(add, subparsers, parents):
 
 def _logs(add, subparsers, parents):
     logs = add("logs", "show service logs, merged in time order", "logs", "show", parent="without_f")
-    logs.add_argument("services", nargs="*", metavar="SERVICE", help="services to show (default: all)")
+    logs.add_argument("services", nargs="*", metavar="SERVICE",
+                      help="services to show (default: all), or hook logs: web.pre_start, global.on_init")
     logs.add_argument("-f", "--follow", action="store_true", help="keep streaming new lines until Ctrl+C")
     logs.add_argument("--tail", type=_count, metavar="N", help="only the last N lines")
     logs.add_argument("--head", type=_count, metavar="N", help="only the first N lines")
     logs.add_argument("--no-hook", action="store_true", help="leave out the output of hooks")
     logs.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its UTC time")
+    logs.add_argument("--since", type=_moment, metavar="TIME",
+                      help="only lines from TIME on: a duration ago (10m, 2h) or an ISO-8601 time")
+    logs.add_argument("--until", type=_moment, metavar="TIME", help="only lines up to TIME (same forms)")
+    logs.add_argument("--grep", metavar="REGEX", help="only lines matching REGEX (Python syntax), "
+                                                       "before --tail/--head count")
 
 
 def _inspect(add, subparsers, parents):

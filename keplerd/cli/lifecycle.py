@@ -19,7 +19,7 @@ def start(context):
 
 
 def restart(context):
-    """Restart services; show progress and return once they are up (-d: at once; --wait: quietly).
+    """Restart services; show progress and return once they are up (-d: at once; --wait: one line each).
 
     Ctrl+C only stops waiting: the restart goes on in the daemon (as ``docker compose restart``).
     """
@@ -28,7 +28,7 @@ def restart(context):
     request = context.config_request("restart", services=args.services, **mode)
     with context.client() as client:
         if not mode["attach"]:
-            client.call(request)
+            client.call(request, None if args.quiet else _print_ready_line)
             return 0
         view = AttachedView(verbose=args.verbose)
         try:
@@ -42,6 +42,8 @@ def restart(context):
 def _mode(args):
     if args.timeout is not None and not args.wait:
         raise CommandError("--timeout only applies with --wait")
+    if args.quiet and not args.wait:
+        raise CommandError("-q/--quiet only applies with --wait")
     detached = args.detach or args.wait
     return {"attach": not detached, "wait": args.wait, "timeout": args.timeout}
 
@@ -49,9 +51,15 @@ def _mode(args):
 def _run(context, request):
     with context.client() as client:
         if not request["attach"]:
-            client.call(request)
+            client.call(request, None if context.args.quiet else _print_ready_line)
             return 0
         return _attached(context, client, request)
+
+
+def _print_ready_line(event):
+    """Print one service's line of ``--wait``: ``web  healthy``, ``report  deferred: waits on ...``."""
+    if event.get("kind") == "ready":
+        print(event["line"], flush=True)
 
 
 def _attached(context, client, request):
@@ -97,6 +105,8 @@ class AttachedView:
             self.logs.chunk(event["name"], event["data"])
         elif event.get("kind") == "state":
             self._state(event)
+        elif event.get("kind") == "ready":
+            self.stream.write(event["line"] + "\n")
         self.stream.flush()
 
     def _state(self, event):

@@ -4,14 +4,19 @@ The daemon holds the cursor; this side asks for batch after batch until the
 cursor is done (or, following, until Ctrl+C) and prints each batch with one write.
 """
 
+import collections
 import json
 import sys
+import time
 
-from keplerd.cli.client import CommandError
+from keplerd.cli.client import CommandError, ConnectionLost, DaemonUnreachable
 from keplerd.cli.output import LogPrinter, parse_chunk
 
 # How long one follow request may wait in the daemon for new lines before answering empty.
 FOLLOW_WAIT_SECONDS = 10.0
+# A follower whose daemon went away (a `daemon reexec`, a restart) connects again for this long.
+RECONNECT_SECONDS = 60.0
+RECONNECT_INTERVAL = 0.05
 
 
 def show(context):
@@ -25,23 +30,95 @@ def show(context):
                                f"or keplerctl logs --file {name}")
     output = JsonLines(sys.stdout) if args.json else LogPrinter(sys.stdout, timestamps=args.timestamps)
     request = context.config_request("logs", services=args.services, head=args.head, tail=args.tail,
-                                     no_hook=args.no_hook, follow=args.follow)
-    with context.client() as client:
+                                     no_hook=args.no_hook, follow=args.follow, since=args.since,
+                                     until=args.until, grep=args.grep)
+    if not args.follow:
+        with context.client() as client:
+            return _read(client, request, output)
+    output = Resumable(output)
+    try:
+        while True:
+            try:
+                with context.client() as client:
+                    return _read(client, request, output)
+            except ConnectionLost:
+                # The daemon went away (daemon reexec, a restart): follow on from the last line shown.
+                _wait_for_daemon(context)
+                if output.last is not None:
+                    request = {**request, "since": output.resume(), "tail": None}
+    except KeyboardInterrupt:
+        return 0  # Ctrl+C is how a follow ends
+
+
+def _read(client, request, output):
+    """Print the batches of one cursor until it is done; return the exit code."""
+    response = client.call(request)
+    output.know([*response.get("services", ()), *response.get("names", ())])
+    cursor = response["cursor"]
+    while True:
+        _print_batch(output, response)
+        if response.get("done"):
+            if response.get("reason"):
+                print(f"keplerctl: {response['reason']}", file=sys.stderr)
+            return 0
+        response = client.call({"type": "logs_read", "cursor": cursor, "wait": FOLLOW_WAIT_SECONDS})
+
+
+def _wait_for_daemon(context):
+    deadline = time.monotonic() + RECONNECT_SECONDS
+    while True:
         try:
-            response = client.call(request)
-            output.know([*response.get("services", ()), *response.get("names", ())])
-            cursor = response["cursor"]
-            while True:
-                _print_batch(output, response)
-                if response.get("done"):
-                    if response.get("reason"):
-                        print(f"keplerctl: {response['reason']}", file=sys.stderr)
-                    return 0
-                response = client.call({"type": "logs_read", "cursor": cursor, "wait": FOLLOW_WAIT_SECONDS})
-        except KeyboardInterrupt:
-            if args.follow:
-                return 0  # Ctrl+C is how a follow ends
-            raise
+            with context.client():
+                return
+        except (DaemonUnreachable, ConnectionLost):
+            if time.monotonic() > deadline:
+                raise CommandError(f"keplerd did not come back within {RECONNECT_SECONDS:.0f}s") from None
+            time.sleep(RECONNECT_INTERVAL)
+
+
+class Resumable:
+    """Passes lines on to *output*, remembering the last ones, so that a follow that reconnects
+    (asking from the last stamp shown) prints no line twice.
+
+    Lines of one millisecond may be many: those already shown at the last stamp are counted
+    by ``(name, stream, text)`` and skipped once each when they come again.
+    """
+
+    def __init__(self, output):
+        self.output = output
+        self.stream = output.stream
+        self.last = None                        # the newest stamp shown
+        self._at_last = collections.Counter()   # lines shown at that stamp
+        self._skip = None                       # after a reconnect: lines at `last` still to skip
+
+    def know(self, names):
+        self.output.know(names)
+
+    def resume(self):
+        """Return the stamp to ask from again; the lines shown at it will be skipped."""
+        self._skip = collections.Counter(self._at_last)
+        return self.last
+
+    def lines(self, batch):
+        self.output.lines([line for line in batch if self._fresh(*line)])
+
+    def chunk(self, name, data, stream="stdout"):
+        self.output.lines([(stamp, name, stream, text) for stamp, text in parse_chunk(data)
+                           if self._fresh(stamp, name, stream, text)])
+
+    def _fresh(self, stamp, name, stream, text):
+        key = (name, stream, text)
+        if self._skip is not None:
+            if stamp < self.last or (stamp == self.last and self._skip[key] > 0):
+                self._skip[key] -= stamp == self.last
+                return False
+            if stamp > self.last:
+                self._skip = None
+        if self.last is None or stamp > self.last:
+            self.last, self._at_last = stamp, collections.Counter()
+        if stamp == self.last:
+            self._at_last[key] += 1
+        return True
 
 
 def _print_batch(output, response):

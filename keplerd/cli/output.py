@@ -52,6 +52,7 @@ def ps_json_row(row):
         "pid": row.get("pid"),
         "exit_code": row.get("exit_code"), "signal": signal_name(signum) if signum else None,
         "since": row.get("since"), "restarts": row.get("restarts", 0), "health": row.get("health"),
+        "status_text": row.get("status_text"),
         **({"backoff_until": row["backoff_until"], "retries": row.get("retries", 0)}
            if row.get("backoff_until") else {}),
         **({"paused": True} if row.get("paused") else {}),

@@ -18,7 +18,7 @@ import os
 import urllib.parse
 
 from .errors import ConfigError, Problems
-from . import runas
+from . import runas, runnable
 from .loader import load_yaml
 from .lua import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, LuaEvaluator
 from .snapshot import SnapshotBuilder
@@ -49,7 +49,7 @@ def stored_name(path, config_dir):
 
 
 def bake(config_path, sys_env, home, display_name=None, default_stop_grace_period=defaults.STOP_GRACE_PERIOD,
-         lua_memory_limit=DEFAULT_MEMORY_LIMIT, lua_time_limit=DEFAULT_TIME_LIMIT, caller=None):
+         lua_memory_limit=DEFAULT_MEMORY_LIMIT, lua_time_limit=DEFAULT_TIME_LIMIT, caller=None, check_host=False):
     """Return the Baked config of the file at absolute *config_path*; raise ConfigError.
 
     *sys_env* and *home* are the CLI's environment and its user's home dir;
@@ -57,6 +57,8 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
     of the config runs within *lua_memory_limit* bytes and *lua_time_limit*
     seconds of CPU, for the whole bake. *caller* describes a non-root caller
     (:mod:`.runas`): its services run as it by default and may not run as others.
+    With *check_host* (the daemon's bakes and ``config check``), unknown users and
+    groups and missing programs of this machine are errors too (:mod:`.runnable`).
     """
     source = os.path.realpath(config_path)
     config_dir = os.path.dirname(source)
@@ -93,6 +95,9 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
     builder = SnapshotBuilder(env_files, sys_env, config_dir, default_stop_grace_period,
                               runas.default_user(caller))
     snapshot = builder.build(kepler, services, header)
+    if check_host:
+        runnable.check(snapshot, problems)
+        problems.raise_if_any()
     contents = {stored[path]: data for path, data in env_files.contents.items()}
     return Baked(snapshot=snapshot, config_bytes=config_bytes, env_files=contents)
 
@@ -101,4 +106,4 @@ def check(config_path, sys_env, home, display_name=None, lua_memory_limit=DEFAUL
           lua_time_limit=DEFAULT_TIME_LIMIT, caller=None):
     """Validate the config as :func:`bake` would (Lua included), writing nothing; raise ConfigError."""
     bake(config_path, sys_env, home, display_name, lua_memory_limit=lua_memory_limit,
-         lua_time_limit=lua_time_limit, caller=caller)
+         lua_time_limit=lua_time_limit, caller=caller, check_host=True)

@@ -14,6 +14,15 @@ class ConfigError(Exception):
         super().__init__("\n".join(self.errors))
 
 
+# Control characters a key or value may hold are escaped: a problem is always one line.
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def one_line(text):
+    """Return *text* with its control characters escaped (``\\n``, ``\\x1b``...)."""
+    return text.translate(_ESCAPES)
+
+
 def key_path(parts):
     """Return ``services.web.command.1`` for ``["services", "web", "command", 1]``."""
     return ".".join(str(part) for part in parts)
@@ -39,11 +48,11 @@ class Problems:
         """Record *message* about the key at *path* (a list of keys; empty for the file)."""
         where = key_path(path)
         prefix = f"{self.display_name}: {where}: " if where else f"{self.display_name}: "
-        self.errors.append(prefix + message)
+        self.errors.append(one_line(prefix + message))
 
     def add_located(self, message):
         """Record a *message* that already says where it is (e.g. ``app.env:3: ...``)."""
-        self.errors.append(message)
+        self.errors.append(one_line(message))
 
     def extend(self, error):
         """Record every problem of the ConfigError *error*."""

@@ -11,6 +11,9 @@ differ from a plain ``yaml.safe_load``:
 """
 
 import dataclasses
+# Imported now, in the warm zygote that still runs as root: a member's bake drops to the
+# member before it decodes the file, and the standard library may not be readable then.
+import encodings.utf_8_sig  # noqa: F401
 
 import yaml
 
@@ -93,7 +96,9 @@ def _located(display_name, mark, problem):
 def _decoded(data, display_name):
     """Return *data* as text; invalid UTF-8 is one located error (YAML's own says only a byte offset)."""
     try:
-        return data.decode("utf-8-sig")
+        # "utf-8", not "utf-8-sig": a bake worker running as a member cannot import a codec
+        # not loaded yet; YAML skips a byte order mark itself.
+        return data.decode("utf-8")
     except UnicodeDecodeError as error:
         offset = error.start
         line = data.count(b"\n", 0, offset) + 1

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from marshmallow import RAISE, Schema, ValidationError, validates_schema
 from marshmallow import fields as ma
 
+from ..model import endpoints
 from ..model.graph import CONDITIONS, EXIT_CODE_CONDITIONS
 from . import fields
 
@@ -100,7 +101,7 @@ ServiceHooksSchema = _hooks_schema(SERVICE_HOOKS, "service")
 
 class RetentionSchema(StrictSchema):
     on_start = fields.Choice(RETENTION, metadata=_doc("Logs on start; default retain."))
-    on_stop = fields.Choice(RETENTION, metadata=_doc("Logs on a user stop; default clear."))
+    on_stop = fields.Choice(RETENTION, metadata=_doc("Logs on a user stop; default retain."))
     on_restart = fields.Choice(RETENTION, metadata=_doc("Logs on restart; default retain."))
     on_exit = fields.Choice(RETENTION, metadata=_doc("Logs when it exits by itself; default retain."))
 
@@ -131,6 +132,8 @@ class LimitsSchema(StrictSchema):
 
 class HealthcheckSchema(StrictSchema):
     test = ma.Raw(metadata=_doc("Probe argv; Docker's CMD, CMD-SHELL, NONE and string forms accepted."))
+    http = ma.String(metadata=_doc("URL the daemon GETs itself; a 2xx/3xx answer passes."))
+    tcp = ma.String(metadata=_doc("HOST:PORT the daemon connects to itself; an open connection passes."))
     interval = fields.Duration(metadata=_doc("From the end of one probe to the next; default 30s."))
     timeout = fields.Duration(metadata=_doc("A longer probe is killed and fails; default 30s."))
     retries = fields.Count(minimum=1, metadata=_doc("Consecutive failures before unhealthy; default 3."))
@@ -141,9 +144,14 @@ class HealthcheckSchema(StrictSchema):
     def _test_form(self, data, original, **kwargs):
         if data.get("disable"):
             return
-        test = original.get("test")
-        if test is None:
-            raise ValidationError("required key missing", "test")
+        given = [key for key in ("test", "http", "tcp") if original.get(key) is not None]
+        if len(given) != 1:
+            raise ValidationError("needs exactly one of `test`, `http` and `tcp`"
+                                  + (f" (got {', '.join(given)})" if given else ""))
+        if given[0] != "test":
+            _check_endpoint(given[0], original[given[0]])
+            return
+        test = original["test"]
         if isinstance(test, str) and test.strip():
             return
         if not isinstance(test, list) or not test or not all(isinstance(item, str) for item in test):
@@ -152,17 +160,38 @@ class HealthcheckSchema(StrictSchema):
             raise ValidationError(f"invalid {test[0]} form: {test!r}", "test")
 
 
+def _check_endpoint(kind, value):
+    """Raise a ValidationError (on *kind*) unless the daemon can probe *value* without DNS."""
+    try:
+        endpoint = endpoints.parse_http(value) if kind == "http" else endpoints.parse_tcp(value)
+    except endpoints.EndpointError as error:
+        raise ValidationError(str(error), kind) from None
+    problem = endpoints.unresolvable(endpoint.host, _hosts_table())
+    if problem:
+        raise ValidationError(problem, kind)
+
+
+def _hosts_table():
+    try:
+        with open(endpoints.HOSTS_FILE, encoding="utf-8", errors="replace") as file:
+            return endpoints.hosts_table(file.read())
+    except OSError:
+        return {}
+
+
 class RestartSchema(StrictSchema):
     policy = fields.Choice(RESTART_POLICIES, metadata=_doc("no, always or on-failure; default no."))
     watch = fields.StringList(metadata=_doc("Globs, relative to working_dir, whose changes restart."))
     backoff = fields.Duration(metadata=_doc("First crash-loop delay; default 100ms; 0 disables back-off."))
     max_backoff = fields.Duration(metadata=_doc("Longest crash-loop delay; default 30s."))
     max_retries = fields.Count(metadata=_doc("Quick failures in a row before giving up; default unlimited."))
+    on_unhealthy = fields.Bool(metadata=_doc("Restart the service when it becomes unhealthy; default false."))
 
     @validates_schema
     def _watch_needs_policy(self, data, **kwargs):
-        if data.get("watch") and data.get("policy", "no") == "no":
-            raise ValidationError("not allowed with policy 'no' (set policy: always or on-failure)", "watch")
+        for key in ("watch", "on_unhealthy"):
+            if data.get(key) and (data.get("policy") or "no") == "no":
+                raise ValidationError("not allowed with policy 'no' (set policy: always or on-failure)", key)
 
 
 def _restart_short(value):
@@ -228,6 +257,13 @@ class ServiceSchema(StrictSchema):
     wait = fields.Bool(metadata=_doc("Override startup/deferred membership."))
     stop_signal = fields.Signal(metadata=_doc("Signal sent on stop; default SIGTERM."))
     stop_grace_period = fields.Duration(metadata=_doc("Stop signal to SIGKILL; default 10s."))
+    notify = fields.Bool(metadata=_doc("Speak the sd_notify protocol: starting until READY=1."))
+
+    @validates_schema
+    def _on_unhealthy_needs_a_check(self, data, **kwargs):
+        restart, check = data.get("restart") or {}, data.get("healthcheck") or {}
+        if restart.get("on_unhealthy") and (not check or check.get("disable") or check.get("test") == ["NONE"]):
+            raise ValidationError({"restart": {"on_unhealthy": ["needs a healthcheck"]}})
 
 
 class KeplerSchema(StrictSchema):

@@ -18,7 +18,8 @@ FORMAT = 1
 SHELL = "/bin/sh"
 LOG_DEFAULTS = defaults.LOG_DEFAULTS
 NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None}
-RESTART_DEFAULTS = {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None}
+RESTART_DEFAULTS = {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None,
+                    "on_unhealthy": False}
 HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0}
 
 
@@ -46,6 +47,9 @@ def healthcheck(data):
     test = data.get("test")
     if not data or data.get("disable") or test == ["NONE"]:
         return None
+    timing = {**HEALTH_DEFAULTS, **{key: data[key] for key in HEALTH_DEFAULTS if key in data}}
+    if test is None:  # the daemon probes http or tcp itself (SPEC §18)
+        return {"test": None, "http": data.get("http"), "tcp": data.get("tcp"), **timing}
     if isinstance(test, str):
         argv = [SHELL, "-c", test]
     elif test[0] == "CMD":
@@ -54,7 +58,7 @@ def healthcheck(data):
         argv = [SHELL, "-c", test[1]]
     else:
         argv = list(test)
-    return {"test": argv, **HEALTH_DEFAULTS, **{key: data[key] for key in HEALTH_DEFAULTS if key in data}}
+    return {"test": argv, "http": None, "tcp": None, **timing}
 
 
 class SnapshotBuilder:
@@ -116,6 +120,7 @@ class SnapshotBuilder:
             "effective_wait": True,
             "stop_signal": data.get("stop_signal", 15),
             "stop_grace_period": data.get("stop_grace_period", self.default_stop_grace_period),
+            "notify": data.get("notify", False),
         }
         service["hooks"] = self._hooks(data.get("hooks"), service)
         return service

@@ -31,7 +31,7 @@ def answer(request):
         return settings_answer(request)
     try:
         baked = bake(request["config"], request["env"], request["home"], request.get("display_name"),
-                     caller=request.get("caller"), **request.get("options", {}))
+                     caller=request.get("caller"), check_host=True, **request.get("options", {}))
     except ConfigError as error:
         return {"ok": False, "errors": error.errors}
     except OSError as error:

@@ -20,7 +20,7 @@ from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
 from keplerd.logs.cursor_table import FollowerDropped, open_reading
 from keplerd.model import actions, states
 from keplerd.model.errors import UnknownName
-from keplerd.supervise import lifecycle
+from keplerd.supervise import lifecycle, readywait
 from keplerd.supervise.events import Dropped, Subscriber
 from keplerd.supervise.registry import NotLoaded
 from keplerd.units import parse_signal
@@ -186,7 +186,7 @@ def handle_restart(call, request):
         restarting = project.request_restart(names, "user")
         started = _forward_until_done(call, subscriber, restarting, targets if progress else ())
         # The same wait as ``start --wait``; in the request's greenlet, so a client that leaves ends it.
-        waiting = project.spawn(_quietly, lambda: _wait_startup(project, started, timeout))
+        waiting = project.spawn(_quietly, lambda: _wait_ready(call, project, started, timeout))
         try:
             _forward_until_done(call, subscriber, waiting, targets if progress else ())
         finally:
@@ -233,7 +233,7 @@ def _run_in_mode(call, project, request, action):
     if not request.get("attach"):
         names = _act(action)
         if request.get("wait"):
-            _wait_startup(project, names, timeout)
+            _wait_ready(call, project, names, timeout)
         return {"services": names}
     subscriber = Subscriber()
     project.attach(subscriber)
@@ -273,21 +273,20 @@ def _timeout(request):
     return value
 
 
-def _wait_startup(project, names, timeout):
-    """Block until the startup cluster of *names* is up; fail naming what failed or is late."""
-    failed, pending = lifecycle.wait_startup(project, names, timeout)
-    if failed:
-        raise RequestError("failed to start: " + ", ".join(_failure_text(project.services[name]) for name in failed))
-    if pending:
-        raise RequestError(f"timed out after {timeout:g}s waiting for: {', '.join(pending)} (they keep starting)")
+def _wait_ready(call, project, names, timeout):
+    """Block until the startup cluster of *names* reached its targets; fail naming what failed or is late.
 
+    Each service's line (``web  healthy``) goes to the client as a ``ready`` event.
+    """
+    width = max((len(name) for name in names), default=0)
 
-def _failure_text(service):
-    if service.reason:
-        return f"{service.name} ({service.reason})"
-    if service.signal:
-        return f"{service.name} (killed by signal {service.signal})"
-    return f"{service.name} (exited with code {service.exit_code})"
+    def tell(name, text):
+        call.emit({"kind": "ready", "service": name, "line": f"{name:<{width}}  {text}"})
+
+    try:
+        readywait.wait_ready(project, names, timeout, on_line=tell)
+    except readywait.WaitFailed as failure:
+        raise RequestError(str(failure)) from None
 
 
 def handle_stop(call, request):
@@ -337,15 +336,57 @@ def handle_logs(call, request):
     """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
     names = _names(request)
-    _select(project, names)
+    _select_logs(project, names)
     head, tail = _count(request, "head"), _count(request, "tail")
     follow = bool(request.get("follow"))
     if head is not None and (tail is not None or follow):
         raise RequestError("--head cannot be combined with --tail or --follow")
-    reading = open_reading(project, names, bool(request.get("no_hook")), head, tail, follow, call.session)
+    since, until = _stamp(request, "since"), _stamp(request, "until")
+    if until is not None and follow:
+        raise RequestError("--until cannot be combined with --follow")
+    reading = open_reading(project, names, bool(request.get("no_hook")), head, tail, follow, call.session,
+                           since=since, until=until, grep=_pattern(request))
     cursor_id = call.daemon.cursors.open(reading)
     return {"cursor": cursor_id, "names": reading.stored.names, "services": list(project.services),
             **_next_batch(call, cursor_id, reading, wait=0.0)}
+
+
+def _select_logs(project, names):
+    """Check that each name is a service, or a hook's log: ``web.pre_start``, ``global.on_init``."""
+    from keplerd.logs.reader import log_names
+
+    unknown = [name for name in names if name not in project.services]
+    if not unknown:
+        return
+    stored = set(log_names(project.paths.logs))
+    for name in unknown:
+        owner, dot, hook = name.partition(".")
+        hooks = project.global_hooks if owner == "global" else \
+            project.services[owner].spec["hooks"] if owner in project.services else None
+        if not dot:
+            raise RequestError(f"no such service: {name}")
+        if hooks is None or (hook not in hooks and name not in stored):
+            raise RequestError(f"no such service or hook log: {name} (a hook's log is <service>.<hook> "
+                               f"or global.<hook>, for a hook the config has)")
+
+
+def _stamp(request, key):
+    value = request.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise RequestError(f"field {key!r} must be a time in epoch milliseconds")
+    return value
+
+
+def _pattern(request):
+    import re
+
+    text = _text(request, "grep")
+    if text is None:
+        return None
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise RequestError(f"--grep: invalid regular expression {text!r}: {error}") from None
 
 
 def handle_logs_read(call, request):

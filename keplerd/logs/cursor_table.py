@@ -35,11 +35,12 @@ class Reading:
     *owner* the client session (its ``closed`` tells when the client is gone).
     """
 
-    def __init__(self, config_id, stored, live=None, owner=None):
+    def __init__(self, config_id, stored, live=None, owner=None, grep=None):
         self.config_id = config_id
         self.stored = stored
         self.live = live
         self.owner = owner
+        self.grep = grep
         self.project = None
 
     @property
@@ -61,7 +62,11 @@ class Reading:
             self.live.wait(min(max(wait, 0.0), MAX_WAIT_SECONDS))
         if self.live.dropped:
             raise FollowerDropped("log follower dropped: it fell too far behind the services' output")
-        return {"chunks": self.live.take(MAX_BATCH_BYTES), "done": False}
+        chunks = self.live.take(MAX_BATCH_BYTES)
+        if self.grep is not None:
+            chunks = [[name, stream, text] for name, stream, data in chunks
+                      if (text := _matching_lines(data, self.grep))]
+        return {"chunks": chunks, "done": False}
 
     def follow(self, project):
         """Listen to *project*'s writers (again, after a recreate made a new one)."""
@@ -74,7 +79,16 @@ class Reading:
             self.live.detach()
 
 
-def open_reading(project, services=(), no_hook=False, head=None, tail=None, follow=False, owner=None):
+def _matching_lines(data, grep):
+    """Return the stored-format lines (``<ms> <text>``) of *data* whose text matches *grep*."""
+    lines = data.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return "".join(line + "\n" for line in lines if grep.search(line.partition(" ")[2]))
+
+
+def open_reading(project, services=(), no_hook=False, head=None, tail=None, follow=False, owner=None,
+                 since=None, until=None, grep=None):
     """Return a ``Reading`` of *project*'s logs as they are now (and, following, from now on).
 
     Buffers are flushed, the stored lines' ends fixed and the live feed hooked up
@@ -83,8 +97,8 @@ def open_reading(project, services=(), no_hook=False, head=None, tail=None, foll
     """
     project.logs.flush()
     names = selected_names(project.paths.logs, services, no_hook)
-    reading = Reading(project.id, LogCursor(project.paths.logs, names, head=head, tail=tail),
-                      LiveFeed(services, no_hook) if follow else None, owner)
+    stored = LogCursor(project.paths.logs, names, head=head, tail=tail, since=since, until=until, grep=grep)
+    reading = Reading(project.id, stored, LiveFeed(services, no_hook) if follow else None, owner, grep)
     reading.follow(project)
     return reading
 

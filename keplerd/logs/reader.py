@@ -14,13 +14,15 @@ import re
 import stat
 
 from keplerd.logs.files import log_path, segment_paths
-from keplerd.logs.format import parse_lines
+from keplerd.logs.format import MAX_LINE, parse_lines
 from keplerd.logs.settings import STREAMS
 
 _LOG_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\.(?P<stream>stdout|stderr)\.log(?:\.1)?$")
 BLOCK = 256 * 1024
 _BACK_BLOCK = 64 * 1024
 _HEAD = 64
+_PROBE = 32 * 1024  # below this span, --since scans lines instead of bisecting
+MAX_STORED_LINE = MAX_LINE + 64  # a stored line: stamp, space, at most MAX_LINE bytes of text, newline
 
 
 def log_names(logs_dir):
@@ -36,9 +38,11 @@ def belongs_to(name, services, no_hook):
     """Tell whether log *name* is selected by the service filter and ``--no-hook``.
 
     A hook's log ``<service>.<hook>`` belongs to its service; ``global.<hook>``
-    belongs to the whole config.
+    belongs to the whole config; either may also be selected by its own name.
     """
     owner, _, hook = name.partition(".")
+    if name in services:
+        return True  # a hook's log asked for by name: ``web.pre_start``, ``global.on_init``
     if hook and no_hook:
         return False
     if not services:
@@ -132,6 +136,84 @@ class StreamFiles:
             position, found = (segment.key, start), found + lines
             index = index - 1 if start == 0 and index > 0 else None
         return position, found
+
+
+    def since_start(self, since, bound):
+        """Return the position of the first line stamped at or after *since* (ms), before *bound*.
+
+        A binary search on byte offsets, each probe reading the stamp of the line
+        after it: a few dozen small reads, whatever the size of the file. None
+        means the start; *bound* when every line is older.
+        """
+        for segment in self.segments():
+            at_bound = bound is not None and segment.key == bound[0]
+            end = min(segment.size, bound[1]) if at_bound else segment.size
+            try:
+                offset = _first_line_since(segment.path, end, since)
+            except OSError:
+                continue  # rotated away meanwhile: the next segment holds newer lines
+            if offset < end:
+                return (segment.key, offset)
+            if at_bound:
+                break
+        return bound
+
+
+def _first_line_since(path, end, since):
+    """Return the offset of the first line of ``path[:end]`` stamped at or after *since*, or *end*."""
+    fd = open_log(path)
+    try:
+        low, high = 0, end  # low: a line start with every line before it older; high: a candidate
+        while high - low > _PROBE:
+            middle = (low + high) // 2
+            start = _next_line_start(fd, middle, high)
+            if start >= high:
+                break  # no line starts between middle and high: scan what is left
+            stamp, line_end = _stamp_at(fd, start)
+            if stamp is not None and stamp >= since:
+                high = start
+            else:
+                low = line_end
+        return _scan_since(fd, low, high, since)
+    finally:
+        os.close(fd)
+
+
+def _next_line_start(fd, offset, limit):
+    """Return the first line start at or after *offset* (a line starts after a newline), or *limit*."""
+    if offset == 0:
+        return 0
+    while offset < limit:
+        block = os.pread(fd, min(_PROBE, limit - offset + 1), offset - 1)
+        newline = block.find(b"\n")
+        if newline >= 0:
+            return offset + newline
+        if not block:
+            break
+        offset += len(block)
+    return limit
+
+
+def _stamp_at(fd, start):
+    """Return ``(stamp or None, end of that line)`` of the line starting at *start*."""
+    data = os.pread(fd, MAX_STORED_LINE, start)
+    newline = data.find(b"\n")
+    line_end = start + (newline + 1 if newline >= 0 else len(data))
+    head, space, _ = data[:32].partition(b" ")
+    return (int(head) if space and head.isdigit() else None), line_end
+
+
+def _scan_since(fd, low, high, since):
+    """Return the first line start in [*low*, *high*) stamped at or after *since*, else *high*."""
+    offset = low
+    while offset < high:
+        stamp, line_end = _stamp_at(fd, offset)
+        if stamp is not None and stamp >= since:
+            return offset
+        if line_end <= offset:
+            break
+        offset = line_end
+    return high
 
 
 def _locate(segments, position):

@@ -14,8 +14,8 @@ class LogSettings:
 
     >>> LogSettings({"store": {"stdout": True, "stderr": False}}).stores("stderr")
     False
-    >>> LogSettings({}).clears_on("on_stop")
-    True
+    >>> LogSettings({}).clears_on("on_stop")   # logs survive a stop (stop --clean, prune remove them)
+    False
     """
 
     def __init__(self, baked=None):

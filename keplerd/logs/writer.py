@@ -6,6 +6,7 @@ rotation and buffering in ``files.py``). Listeners see every line, stored or not
 that is how followers and attached clients get output with ``store: false``.
 """
 
+import fcntl
 import logging
 import os
 
@@ -15,7 +16,12 @@ from keplerd.logs.settings import STREAMS, LogSettings
 
 log = logging.getLogger("keplerd.logs")
 
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
 READ_SIZE = 64 * 1024  # a pipe holds 64 KiB; bigger chunks measured slower (cache, mmap-sized buffers)
+# A pipe found full is grown to this (once), and read in chunks of this size: a chatty service then
+# waits on the daemon far less often, and the daemon wakes up far less per byte.
+BIG_PIPE_SIZE = 1024 * 1024
 # A pump that always finds data must still let others run: at most this many reads per wake-up.
 READS_BEFORE_YIELD = 8
 
@@ -104,6 +110,7 @@ class Pump:
         self._writer = writer
         self._stream = stream
         self._fd = fd
+        self._read_size = READ_SIZE
         self._formatter = LineFormatter(partial)
         self._done = Event()
         self._links = {}
@@ -113,7 +120,9 @@ class Pump:
     def _readable(self):
         try:
             for _ in range(READS_BEFORE_YIELD):
-                chunk = os.read(self._fd, READ_SIZE)
+                chunk = os.read(self._fd, self._read_size)
+                if len(chunk) == READ_SIZE == self._read_size:
+                    self._grow_pipe()
                 if not chunk:
                     self._writer.write(self._stream, self._formatter.finish(now_stamp()))
                     self._writer.flush()
@@ -125,6 +134,15 @@ class Pump:
         except Exception:
             log.exception("log pump of %s.%s failed; its output is lost from here", self._writer.name, self._stream)
             self.stop()
+
+    def _grow_pipe(self):
+        """The pipe was full: make it big, so that the service blocks less and we read more per wake-up."""
+        try:
+            fcntl.fcntl(self._fd, F_SETPIPE_SZ, BIG_PIPE_SIZE)
+        except OSError:
+            pass  # over the user's pipe budget (pipe-user-pages-soft): it keeps its size, nothing else changes
+        else:
+            self._read_size = READ_SIZE + 1  # grown: never try again
 
     def hand_over(self):
         """Stop copying but keep the pipe open for the next image of the daemon: ``{stream, fd, partial}``.

@@ -15,8 +15,8 @@ BY_USER, SHUTDOWN, RESTART = "user", "shutdown", "restart"
 
 # Why a service restarts. The ones the daemon makes on its own count in
 # ``restarts`` (crash loops, edit loops); asked-for and propagated ones do not.
-RESTART_REASONS = ("user", "policy", "watch", "dependency")
-_COUNTED = frozenset({"policy", "watch"})
+RESTART_REASONS = ("user", "policy", "watch", "dependency", "unhealthy")
+_COUNTED = frozenset({"policy", "watch", "unhealthy"})
 
 
 def counted(reason):

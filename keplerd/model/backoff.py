@@ -7,6 +7,8 @@ Pure logic: the supervisor asks, this module answers.
 [0.0, 0.1, 0.2, 0.4]
 >>> backoff.next_delay(run_seconds=60)   # a long run resets the back-off
 0.0
+>>> backoff.next_delay(run_seconds=1), backoff.reset(), backoff.next_delay(run_seconds=1)
+(0.1, None, 0.0)
 """
 
 QUICK_RUN_SECONDS = 10.0
@@ -36,6 +38,10 @@ class Backoff:
     @classmethod
     def from_spec(cls, restart):
         return cls(restart["backoff"], restart["max_backoff"], restart["max_retries"])
+
+    def reset(self):
+        """Forget the crash loop: the service proved itself (a healthy run, SPEC §10)."""
+        self.quick_failures = 0
 
     def next_delay(self, run_seconds):
         """Return the delay before the next restart, or ``None`` to give up."""

@@ -15,7 +15,7 @@ LOG_DEFAULTS = {
     "max_size": None,
     "buffer_size": 0,
     "store": {"stdout": True, "stderr": True},
-    "retention": {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"},
+    "retention": {"on_start": "retain", "on_stop": "retain", "on_restart": "retain", "on_exit": "retain"},
 }
 
 # The daemon's log levels (keplerd.conf ``log_level``, ``--log-level``).

@@ -49,6 +49,9 @@ LIVE_PIDS = set()
 _RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
 
 
+IO_FIRST_SECONDS = 0.05
+
+
 class SpawnError(Exception):
     """The child could not be started; the message is the reason shown to users."""
 
@@ -78,6 +81,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
     """
     if not os.path.isdir(cwd):
         raise SpawnError(f"working directory not found: {cwd}")
+    serve_ready_io()
     identity = _resolve_identity(user, group)
     if identity:
         env = identity.add_login_env(env)
@@ -111,10 +115,20 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         close_now(errpipe_read)
     if failure:
         child.wait()
-        raise SpawnError(_describe_exec_failure(failure, argv[0]))
+        raise SpawnError(_describe_exec_failure(failure, executable, cwd, identity))
     return child
 
 
+def serve_ready_io(longest=IO_FIRST_SECONDS):
+    """Let the loop serve what is ready (log pipes above all) before a spawn blocks it (SPEC §11).
+
+    A fork holds the loop for a while; lines waiting in pipes meanwhile would be
+    stamped late, and two services' lines merged out of write order. Waits until
+    the loop is idle, but never more than *longest*: a stream that never pauses
+    must not hold spawns back.
+    """
+    with gevent.Timeout(longest, False):
+        gevent.idle()
 def thread_count():
     """Return how many OS threads this process has (gevent's greenlets are not threads)."""
     return len(os.listdir("/proc/self/task"))
@@ -178,7 +192,7 @@ def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
         close_now(errpipe_read)
     if failure:
         get_original("os", "waitpid")(pid, 0)
-        raise OSError(errno.ENOEXEC, _describe_exec_failure(failure, argv[0]))
+        raise OSError(errno.ENOEXEC, _describe_exec_failure(failure, argv[0], cwd))
     return pid
 
 
@@ -214,7 +228,7 @@ def _child_setup(identity, limits, cwd, errpipe):
     if identity is not None:
         steps.append((f"cannot switch to uid {identity.uid} and gid {identity.gid}",
                       functools.partial(_become, identity.uid, identity.gid, list(identity.groups))))
-        steps.append(("cannot enter working directory", functools.partial(os.chdir, cwd)))
+        steps.append((f"cannot enter working directory {cwd} as {identity.who}", functools.partial(os.chdir, cwd)))
 
     def setup():
         for failure, step in steps:
@@ -255,18 +269,20 @@ def _read_all(fd):
     return b"".join(chunks)
 
 
-def _describe_exec_failure(data, program):
+def _describe_exec_failure(data, program, cwd, identity=None):
+    """Say why the child did not exec, naming the program or directory and whom it ran as."""
     kind, _, rest = data.decode(errors="replace").partition(":")
     code, _, where = rest.partition(":")
     if kind == _SETUP_FAILURE:
         return where
+    as_who = f" as {identity.who}" if identity is not None else ""
     if kind == "OSError":
         number = int(code, 16)
         if where == "noexec:chdir":
-            return f"cannot enter working directory: {os.strerror(number)}"
+            return f"cannot enter working directory {cwd}{as_who}: {os.strerror(number)}"
         if number == errno.ENOENT:
             return f"program not found: {program}"
-        return f"cannot execute {program}: {os.strerror(number)}"
+        return f"cannot execute {program}{as_who}: {os.strerror(number)}"
     if kind == "SubprocessError":
         return "cannot prepare the child before exec"
     return f"cannot execute {program}: {data.decode(errors='replace')}"
@@ -314,6 +330,13 @@ class Child:
     def wait(self, timeout=None):
         """Return the exit code (negative: killed by that signal), or ``None`` on timeout."""
         return self._exit.wait(timeout)
+
+    # ``gevent.wait([child, event], count=1)`` waits for whichever comes first.
+    def rawlink(self, callback):
+        self._exit.rawlink(callback)
+
+    def unlink(self, callback):
+        self._exit.unlink(callback)
 
     def descendants(self):
         """Return the live descendants of the child (psutil processes, identity-checked)."""

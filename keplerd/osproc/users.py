@@ -33,6 +33,11 @@ class Identity:
     shell: str | None = None
     login: bool = True
 
+    @property
+    def who(self):
+        """Say whom a child runs as, for messages: ``user kapp`` or ``uid 1234``."""
+        return f"user {self.name}" if self.name else f"uid {self.uid}"
+
     def add_login_env(self, env):
         """Return *env* with HOME, USER, LOGNAME and SHELL from passwd, unless already set."""
         if not self.login:

@@ -151,8 +151,14 @@ def restart_requested(project, names, reason):
     What ``Project.request_restart`` runs. A restart the daemon makes on its own
     (watch, dependency) leaves alone a service that stopped meanwhile, and its
     failure is only logged; a user's starts a stopped service and reports failure.
+    A watch's starts again a service down by its own doing (exited, killed, gave
+    up, failed): only a stop disarms the watch (SPEC §10).
     """
-    if reason != "user":
+    if reason == "watch":
+        names = [name for name in names if project.services[name].supervised or project.services[name].watch_armed]
+        if not names:
+            return [], None
+    elif reason != "user":
         names = [name for name in names if project.services[name].supervised]
         if not names:
             return [], None

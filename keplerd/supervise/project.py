@@ -274,6 +274,8 @@ class Project:
 
     def close(self):
         """Let go of everything this config holds in the daemon (its services have ended)."""
+        for service in self.services.values():
+            service.disarm_watch()  # a watch outlives an exit (SPEC §10): its inotify fd goes now
         self._greenlets.kill()
         if self._persist_timer is not None:  # a write still due happens now, not after the close
             self._persist_timer.stop()

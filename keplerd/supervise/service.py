@@ -12,13 +12,14 @@ import time
 
 import gevent
 from gevent.event import Event
+from gevent.pool import Group
 
 from keplerd.logs.format import kepler_note
 from keplerd.model import actions, deps, states
 from keplerd.model.backoff import Backoff, wants_restart
 from keplerd.osproc import process
-from keplerd.supervise import lifecycle
-from keplerd.supervise.health import HealthMonitor
+from keplerd.supervise import lifecycle, readiness
+from keplerd.supervise.run_health import HealthAndReadiness
 from keplerd.supervise.hooks import HookFailed, run_hook
 from keplerd.supervise.service_watch import ServiceWatch
 
@@ -33,14 +34,14 @@ _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "
 # What a supervised service's runtime carries over a ``daemon reexec`` (SPEC §20).
 _ADOPTED = ("status", "desired", "pid", "create_time", "exit_code", "signal", "since", "started_at", "restarts",
             "restart_reason", "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on",
-            "reached_up", "was_healthy", "health_failures", "last_probe")
+            "reached_up", "was_healthy", "health_failures", "last_probe", "status_text")
 
 
 class HelperCrashed(Exception):
     """A greenlet the supervisor relies on died of a bug; the message says which and why."""
 
 
-class Service:
+class Service(HealthAndReadiness):
     """The runtime of one service of a loaded config.
 
     *project* is the owning ``Project``: it spawns greenlets, persists state,
@@ -69,6 +70,9 @@ class Service:
         self.was_healthy = False     # ... and that process passed a probe
         self.health_failures = 0
         self.last_probe = None
+        self.bad_exits = 0           # runs that ended non-zero or by a signal not from a stop: `--wait` fails on
+                                     # one even if a restart follows
+        self.status_text = None      # the last STATUS= of a notify service
         self.log = project.logs.writer(name, spec.get("logs"))
         self.mark = project.system.service_mark(project.id, name)
         self.watch_error = None
@@ -81,6 +85,11 @@ class Service:
         self._supervisor = None
         self._stop_requested = False
         self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
+        self._unhealthy = Event()    # set by a health verdict when restart.on_unhealthy ends the run
+        self._ready = Event()        # READY=1 of this run (notify services)
+        self._overdue = None         # the --wait timeout that a notify service missed, when it did
+        self._overdue_changed = Event()
+        self._helpers = Group()      # the greenlets of one run (health monitor, probe output readers)
         self._idle = Event()
         self._idle.set()
 
@@ -95,7 +104,7 @@ class Service:
             "gave_up": self.gave_up, "retries": self.retries, "backoff_until": self.backoff_until,
             "on_init_done": self.on_init_done, "waiting_on": self.waiting_on,
             "health": self._health(), "health_failures": self.health_failures, "last_probe": self.last_probe,
-            "restart_reason": self.restart_reason, "watch_error": self.watch_error,
+            "restart_reason": self.restart_reason, "watch_error": self.watch_error, "status_text": self.status_text,
             "watched_dirs": self._watch.watched,
         }
 
@@ -128,6 +137,14 @@ class Service:
         for key, value in changes.items():
             setattr(self, key, value)
         self.project.service_changed(self)
+
+    @property
+    def watch_armed(self):
+        return self._watch.armed
+
+    def disarm_watch(self):
+        """Stop watching the service's files (a stop, or the config's unloading)."""
+        self._watch.disarm()
 
     def set_watch_error(self, message):
         """Record why the file watch cannot fully work (None: it works again); ``inspect`` shows it."""
@@ -164,6 +181,8 @@ class Service:
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
+        if not self._watch.armed:
+            self._watch.arm()  # before spawn, so no change is missed; only a stop disarms it
         self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
@@ -180,8 +199,11 @@ class Service:
         if why == actions.RESTART:
             self._guard_hook("pre_restart")
         if not self.supervised:
+            self._watch.disarm()
             if by_user:
                 self.desired = DESIRED_DOWN
+                if self.status in (states.EXITED, states.KILLED) and why == actions.BY_USER:
+                    self._set_state(states.STOPPED)  # the user's word now: the watch no longer revives it
             self.project.persist()
             return
         if self._stop_requested:
@@ -203,6 +225,7 @@ class Service:
         if by_user:
             self.desired = DESIRED_DOWN
         self._stop_requested = True
+        self._watch.disarm()
         if self.status in states.UP:  # running, or its process just ended and post_exit runs
             self._set_state(states.STOPPING)
         if running:
@@ -244,15 +267,15 @@ class Service:
             error = supervisor.exception
             self._fail(f"internal error: {error if isinstance(error, HelperCrashed) else repr(error)}")
 
-    def spawn_helper(self, what):
+    def spawn_helper(self, what, group=None):
         """Return a spawn for the greenlets the supervisor relies on (health monitor, file watch).
 
-        Each belongs to the project; a bug that ends one fails the service with a
+        Each belongs to *group* (the run's helpers) or the project; a bug that ends one fails the service with a
         reason (through the supervisor, which then crashes on purpose) instead of
         leaving it running unwatched.
         """
         def spawn(function, *args):
-            helper = self.project.spawn(function, *args)
+            helper = group.spawn(function, *args) if group is not None else self.project.spawn(function, *args)
             helper.link_exception(lambda dead: self._helper_crashed(what, dead))
             return helper
         return spawn
@@ -275,16 +298,26 @@ class Service:
         """After a run ended with *outcome* (None: it failed to start), restart it as long as the policy says."""
         while outcome is not None and not self._stop_requested:
             returncode, ran_for = outcome
-            self._logged_hook("post_exit")
+            # A run ended for being unhealthy (restart.on_unhealthy) did not end on its own: no post_exit,
+            # no on_exit retention, but the same count, back-off and max_retries as a crash (SPEC §10).
+            unhealthy = self._unhealthy.is_set()
+            if not unhealthy:
+                self._logged_hook("post_exit")
             delay = self._backoff.next_delay(ran_for)
-            self.project.logs.apply_retention(self.name, "on_exit")
-            if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
-                self._finish(returncode, gave_up=delay is None)
+            if unhealthy and delay is None:
+                self._fail(f"unhealthy, gave up after {self._backoff.quick_failures} retries", gave_up=True)
                 return
+            if not unhealthy:
+                self.project.logs.apply_retention(self.name, "on_exit")
+                if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
+                    self._finish(returncode, gave_up=delay is None)
+                    return
             self.project.logs.apply_retention(self.name, "on_restart")
+            why = "unhealthy" if unhealthy else "policy"
             # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
-            self._set_state(states.STARTING, **self._restart_record("policy"), reached_up=False,
-                            reason=f"restarting after exit {_describe(returncode)}", pid=None,
+            self._set_state(states.STARTING, **self._restart_record(why), reached_up=False,
+                            reason="restarting: unhealthy" if unhealthy else
+                            f"restarting after exit {_describe(returncode)}", pid=None,
                             retries=self._backoff.quick_failures,
                             backoff_until=time.time() + delay if delay else None)
             dependents = lifecycle.dependents_to_restart(self.project, self.name)
@@ -342,70 +375,66 @@ class Service:
         return True
 
     def _run_once(self, after_start):
-        """Spawn and wait once, watching the service's files meanwhile (SPEC §10)."""
-        self._watch.arm()
-        try:
-            return self._spawn_and_wait(after_start)
-        finally:
-            self._watch.disarm()
+        """Spawn and wait once (the watch, armed by ``start``, runs throughout)."""
+        return self._spawn_and_wait(after_start)
 
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
+        notify = None
+        env = self.system.marked_env(self.spec["env"], self.project.state_dir, self.mark)
         try:
-            child, pumps = self.system.spawn_logged(
-                self.log, self.spec, env=self.system.marked_env(self.spec["env"], self.project.state_dir, self.mark))
-        except process.SpawnError as error:
+            if self.spec.get("notify"):
+                notify = self.system.notify_socket(
+                    readiness.socket_path(self.project.state_dir, self.project.id, self.name),
+                    self.spec.get("user"), self.spec.get("group"))
+                env = {**env, "NOTIFY_SOCKET": notify.path}
+            child, pumps = self.system.spawn_logged(self.log, self.spec, env=env)
+        except (process.SpawnError, readiness.NotifyError) as error:
+            if notify is not None:
+                notify.close()
             self._fail(str(error))
             return None
-        self._set_state(states.RUNNING, pid=child.pid, create_time=child.create_time, started_at=time.time(),
-                        reason=None, was_healthy=False, health_failures=0, last_probe=None)
-        return self._wait_run(child, pumps, time.monotonic(), ("post_start", *after_start))
-
-    def _wait_run(self, child, pumps, started, hooks):
-        """Run *hooks*, then wait for the run of *child* to end; return ``(returncode, seconds run)``."""
-        self._child, self._pumps, self._started = child, pumps, started
-        monitor = self._monitor_health()
         try:
-            self._in_post_start = True
-            for hook in hooks:
-                self._logged_hook(hook)
-            self._in_post_start = False
-            # Only now has the start sequence run its course: dependents may go ahead.
-            self._note(reached_up=True)
-            returncode = child.wait()
+            return self._wait_run(child, pumps, time.monotonic(), ("post_start", *after_start), notify)
+        finally:
+            if notify is not None:
+                notify.close()
+
+    def _wait_run(self, child, pumps, started, hooks, notify=None, adopted=False):
+        """Bring the run of *child* up, then wait for its end; return ``(returncode, seconds run)``.
+
+        Up: ready (``notify``), running, probed, *hooks* run; an *adopted* run (daemon
+        reexec) is up already and only probed again. None when a notify service was
+        not ready in time: it is stopped and fails.
+        """
+        self._child, self._pumps, self._started = child, pumps, started
+        self._unhealthy.clear()
+        not_ready = None
+        try:
+            if adopted:
+                self._monitor_health(time.monotonic())  # the probe waits start_period again
+            else:
+                not_ready = self._start_run(child, started, notify, hooks)
+            if not_ready:
+                child.stop(self.spec["stop_signal"], self.spec["stop_grace_period"])
+            returncode = self._await_end(child)
         finally:
             self._in_post_start = False
-            if monitor is not None:
-                monitor.kill()
+            self._helpers.kill()
         ran_for = time.monotonic() - started
         if not self._stop_requested:
             # The main process is gone; what it left in its group goes too (as systemd does).
             self.system.signal_group(child.pgid, signal.SIGKILL)
             self._end_strays()
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
-        self.exit_code, self.signal = _split_returncode(returncode)
+        exit_code, signum = _split_returncode(returncode)
         self._child, self._pumps = None, ()
-        return returncode, ran_for
-
-    def _monitor_health(self):
-        check = self.spec.get("healthcheck")
-        if not check:
+        bad = returncode != 0 and not self._stop_requested
+        self._note(exit_code=exit_code, signal=signum, bad_exits=self.bad_exits + bad)
+        if not_ready and not self._stop_requested:
+            self._fail(not_ready)
             return None
-        return self.spawn_helper("health monitor")(HealthMonitor(self, check).run)
-
-    def health_verdict(self, result, failures, unhealthy):
-        """Take a probe's result: switch healthy/unhealthy on transitions, fire their hooks."""
-        if self.status not in states.UP:
-            return
-        probe = {"at": result.at, "passed": result.passed, "exit_code": result.exit_code, "output": result.output}
-        if result.passed and self.status != states.HEALTHY:
-            self._set_state(states.HEALTHY, was_healthy=True, health_failures=0, last_probe=probe)
-            self._logged_hook("post_healthcheck_success")
-        elif unhealthy and self.status != states.UNHEALTHY:
-            self._set_state(states.UNHEALTHY, health_failures=failures, last_probe=probe)
-            self._logged_hook("post_healthcheck_fail")
-        else:
-            self._note(health_failures=failures, last_probe=probe)
+        return returncode, ran_for
 
     def _finish(self, returncode, gave_up):
         exit_code, signum = _split_returncode(returncode)
@@ -413,9 +442,9 @@ class Service:
         reason = f"gave up after {self.retries} retries" if gave_up else None
         self._set_state(status, pid=None, exit_code=exit_code, signal=signum, gave_up=gave_up, reason=reason)
 
-    def _fail(self, reason):
+    def _fail(self, reason, gave_up=False):
         self.log.write("stderr", kepler_note(f"{self.name} failed: {reason}"))
-        self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None)
+        self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None, gave_up=gave_up)
         return False
 
     # -- hand-over to the next image of the daemon (SPEC §20) ---------------------------
@@ -450,6 +479,9 @@ class Service:
         runtime = record["runtime"]
         for key in _ADOPTED:
             setattr(self, key, runtime.get(key))
+        down_by_itself = self.desired == DESIRED_UP and self.status in (states.EXITED, states.KILLED, states.FAILED)
+        if record["supervised"] or down_by_itself:
+            self._watch.arm()  # armed from start to stop, across the hand-over too (SPEC §10)
         if not record["supervised"]:
             return
         self._backoff = Backoff.from_spec(self.spec["restart"])
@@ -473,12 +505,7 @@ class Service:
                 pump.stop()
             self._keep_running((-signal.SIGKILL, ran_for))
             return
-        self._watch.arm()
-        try:
-            outcome = self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=())
-        finally:
-            self._watch.disarm()
-        self._keep_running(outcome)
+        self._keep_running(self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=(), adopted=True))
 
     def _carry_on_backing_off(self, delay):
         if self._back_off(delay):

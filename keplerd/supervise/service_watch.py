@@ -1,9 +1,10 @@
-"""The file watch of one service (SPEC §10 ``restart.watch``): armed while a process runs.
+"""The file watch of one service (SPEC §10 ``restart.watch``): armed from start to stop.
 
-Armed before each spawn, so no change is missed, and disarmed when the process
-ends. A burst of changes restarts the service through ``Project.request_restart``,
-never from the watcher's own greenlet: the restart stops the service, which
-disarms the watcher.
+Armed when the service starts, before its first spawn, so no change is missed;
+it stays armed while the service is down by its own doing (back-off, exited,
+killed, failed, gave up), and only a stop disarms it. A burst of changes restarts
+the service, or starts it again, through ``Project.request_restart``, never from
+the watcher's own greenlet: the restart stops the service, which disarms the watcher.
 """
 
 import logging
@@ -14,7 +15,7 @@ log = logging.getLogger("keplerd.service")
 
 
 class ServiceWatch:
-    """Watches *service*'s ``restart.watch`` patterns for one run at a time."""
+    """Watches *service*'s ``restart.watch`` patterns from its start to its stop."""
 
     def __init__(self, service):
         self.service = service
@@ -26,6 +27,10 @@ class ServiceWatch:
         """How many directories are watched now (None: no watch armed)."""
         return self._watcher.watched if self._watcher is not None else None
 
+    @property
+    def armed(self):
+        return self._watcher is not None
+
     def arm(self):
         service = self.service
         patterns = service.spec["restart"]["watch"]
@@ -33,12 +38,12 @@ class ServiceWatch:
             return
         # Loaded by the first service that watches: inotify (ctypes) costs the others nothing.
         from keplerd.model.globs import GlobSet
-        from keplerd.supervise.watch import Watcher, daemon_log_files
+        from keplerd.supervise.watch import Watcher, daemon_files
 
         service.set_watch_error(None)
         self._watcher = Watcher(GlobSet(patterns, service.spec["working_dir"]), self._changed, self._failed,
                                 spawn=service.spawn_helper("file watch"),
-                                exclude=[service.project.state_dir, *daemon_log_files()],
+                                exclude=daemon_files(service.project.state_dir),
                                 open_inotify=service.system.open_inotify)
         self._watcher.arm()
 

@@ -72,12 +72,21 @@ class System:
         """Kill what a service left outside its process tree (it carries *mark*); return their pids."""
         return strays.collect(mark)
 
-    def probe(self, test, spec, timeout):
-        """Run a health probe as the service *spec* would run: a ``health.ProbeResult``."""
+    def probe(self, check, spec, spawn):
+        """Run the health *check* of the service *spec* once: a ``health.ProbeResult``.
+
+        *spawn* starts the helper greenlet that reads a command probe's output.
+        """
         from keplerd.supervise import health
 
         with self.passing_child():
-            return health.probe(test, spec, timeout)
+            return health.probe(check, spec, spawn)
+
+    def notify_socket(self, path, user, group):
+        """Bind a service run's ``NOTIFY_SOCKET`` at *path*, owned by its user (``readiness.NotifySocket``)."""
+        from keplerd.supervise import readiness
+
+        return readiness.NotifySocket(path, user, group)
 
     def open_inotify(self, **options):
         """Return a new inotify instance (``inotify_simple.INotify``) for a service's file watch."""

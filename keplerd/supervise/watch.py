@@ -8,9 +8,11 @@ are absorbed, and the call comes when it closes. Its greenlet sleeps in
 ``wait_read`` on the inotify fd and reads with ``timeout=0``: no thread, no polling.
 
 Counted: a path created, written and closed, deleted, or moved in or out.
-Never watched: the *exclude* paths and everything under them (the daemon's state
-dir, where the service logs are written, and the daemon's own log file). Symlinked
-directories are not followed.
+Never watched: the *exclude* paths and everything under them: what the daemon
+writes itself (``daemon_files``: ``configs/`` of its state dir, where the service
+logs are written, its pid file, socket and own log). Anything else is watched,
+wherever it lives. A pattern that can watch nothing at all is reported (``watch_error``).
+Symlinked directories are not followed.
 """
 
 import errno
@@ -71,6 +73,7 @@ class Watcher:
             self._fail(_describe(error))
             return
         self._watch_roots()
+        self._report_unwatchable()
         log.debug("watching %d directories for %s", self.watched, [glob.pattern for glob in self.globs.globs])
         self._greenlet = self._spawn(self._run)
 
@@ -223,6 +226,13 @@ class Watcher:
             self._unwatch_tree(directory)
         self._watch_roots()
 
+    def _report_unwatchable(self):
+        """Say so when a pattern can match nothing: it lies in what the daemon writes itself."""
+        for glob in self.globs.globs:
+            if self._excluded(glob.root):
+                self._fail(f"cannot watch {glob.pattern}: the daemon writes there itself (its state dir's "
+                           f"configs/, its log): nothing there is watched")
+
     def _excluded(self, path):
         return any(path == directory or path.startswith(directory + "/") for directory in self._exclude)
 
@@ -231,6 +241,12 @@ class Watcher:
             return
         self.error = message
         self._on_error(message)
+
+
+def daemon_files(state_dir):
+    """Return what the daemon writes itself: never watched (its writes would restart services)."""
+    return [os.path.join(state_dir, "configs"), os.path.join(state_dir, "kepler.pid"),
+            os.path.join(state_dir, "kepler.sock"), *daemon_log_files()]
 
 
 def daemon_log_files():

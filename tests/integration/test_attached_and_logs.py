@@ -45,6 +45,7 @@ def test_attached_start_streams_progress_and_logs_until_all_end(kepler):
             command: ["sh", "-c", "echo hello from short; echo oops >&2; exit 3"]
           ghost:
             command: ["no-such-program-kt"]
+            hooks: {pre_start: {run: "true"}}  # it might create the program: found missing at start
     """)
     attached = Attached(kepler, "start")
     try:
@@ -94,6 +95,7 @@ def test_start_wait_fails_naming_a_failed_service(kepler):
         services:
           ghost:
             command: ["no-such-program-kt"]
+            hooks: {pre_start: {run: "true"}}  # it might create the program: found missing at start
     """)
     result = kepler.ctl("start", "-d", "--wait", check=False)
     assert result.returncode == 1

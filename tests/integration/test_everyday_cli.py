@@ -1,6 +1,7 @@
 """What a new user trips on at the command line (issue #16): ps words, error lines, flags, make run."""
 
 import json
+import os
 import re
 
 from tests.integration.harness import wait_for
@@ -74,3 +75,25 @@ def test_help_and_flags_say_what_they_do(kepler):
         result = kepler.ctl(*command, "-f", "kepler.yaml", check=False)
         assert result.returncode == 1 and "unrecognized arguments" in result.stderr, command
         assert "--file" not in kepler.ctl(*command, "--help").stdout
+
+
+def test_a_missing_program_is_a_located_bake_error_looked_up_in_the_services_path(kepler):
+    tools = os.path.join(kepler.workdir, "tools")
+    os.makedirs(tools)
+    tool = kepler.write("mytool", "#!/bin/sh\nexec sleep 1000\n", directory=tools)
+    os.chmod(tool, 0o755)
+    kepler.config("""
+        services:
+          web:
+            command: ["no-such-program-kt"]
+          found:
+            command: ["mytool"]
+            environment: ["PATH=tools:/usr/bin:/bin"]
+    """)
+    error = "kepler.yaml: services.web.command: program not found: no-such-program-kt"
+    result = kepler.ctl("start", "-d", check=False)
+    assert result.returncode == 1 and f"keplerctl: {error}" in result.stderr, result.stderr
+    assert "services.found" not in result.stderr, "found in its own PATH"
+    check = kepler.ctl("config", "check", check=False)
+    assert check.returncode == 1 and f"keplerctl: {error}" in check.stderr, check.stderr
+    assert kepler.ctl("ps").stdout == "no services\n"

@@ -44,7 +44,9 @@ def test_daemonize_shows_start_up_warnings_to_its_caller(kepler_stopped, daemon_
 
 def test_ctrl_c_of_make_run_ends_with_how_to_stop_the_daemon(kepler_stopped, daemon_pids):
     example = kepler_stopped.config("services:\n  web:\n    command: [sh, -c, 'echo up; exec sleep 1000']\n")
-    make = subprocess.Popen(["make", "--no-print-directory", "run", f"STATE={kepler_stopped.state_dir}",
+    # -o: the venv running this test is the one make run would install; never reinstall it here.
+    make = subprocess.Popen(["make", "--no-print-directory", "-o", ".venv/bin/.installed", "run",
+                             f"STATE={kepler_stopped.state_dir}",
                              f"EXAMPLE={example}"], cwd=REPO, env={**kepler_stopped.env(), "MAKEFLAGS": ""},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

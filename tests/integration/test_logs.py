@@ -210,8 +210,8 @@ def wait_logs(kepler, expected):
                     f"they are {texts(kepler.logs('job'))}")
 
 
-@pytest.mark.parametrize(("setting", "expected"), [(None, []), ("clear", []), ("retain", ["run 1"])])
-def test_retention_on_stop_clears_by_default(kepler, setting, expected):
+@pytest.mark.parametrize(("setting", "expected"), [(None, ["run 1"]), ("clear", []), ("retain", ["run 1"])])
+def test_retention_on_stop_retains_by_default(kepler, setting, expected):
     run_job(kepler, f"{{on_stop: {setting}}}" if setting else "{}")
     kepler.ctl("start", "-d")
     wait_logs(kepler, ["run 1"])
@@ -249,6 +249,7 @@ def test_clearing_a_services_logs_clears_its_hook_logs_too(kepler):
         services:
           web:
             command: ["sh", "-c", "echo web-line; sleep 1000"]
+            logs: {retention: {on_stop: clear}}
           web-api:
             command: ["sh", "-c", "echo api-line; sleep 1000"]
     """)
@@ -257,7 +258,7 @@ def test_clearing_a_services_logs_clears_its_hook_logs_too(kepler):
     directory = logs_dir(kepler)
     plant(directory, "web.post_start", "stdout", "web-hook-line")
     plant(directory, "web-api.post_start", "stdout", "api-hook-line")
-    kepler.ctl("stop", "web")  # on_stop: clear is the default
+    kepler.ctl("stop", "web")
     assert sorted(texts(kepler.logs())) == ["api-hook-line", "api-line"]
     assert sorted(os.listdir(directory)) == ["web-api.post_start.stdout.log", "web-api.stdout.log"]
 

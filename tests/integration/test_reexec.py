@@ -75,6 +75,40 @@ def test_reexec_keeps_every_process_and_stores_every_line_once(kepler):
     for i in range(8):
         kepler.wait_status(f"c{i}", "running")
     before = pids(kepler)
+    followed = os.path.join(kepler.root, "followed.txt")
+    with open(followed, "w") as out:
+        follower = subprocess.Popen([KEPLERCTL, "logs", "-f", "--no-hook"], cwd=kepler.workdir, env=kepler.env(),
+                                    stdout=out, stderr=subprocess.PIPE)
+    try:
+        _reexec_three_times_while_asking_ps(kepler, before)
+        for i in range(8):
+            numbers = stored_numbers(kepler, f"c{i}")
+            assert numbers == list(range(1, len(numbers) + 1)), f"c{i}: a line was lost or stored twice"
+            assert len(numbers) > 20
+        # The follower reconnected after each reexec and shows every line once, in order.
+        last = {f"c{i}": stored_numbers(kepler, f"c{i}")[-1] for i in range(8)}
+        wait_for(lambda: all(shown(followed).get(name, [0])[-1:] >= [n] for name, n in last.items()),
+                 message="the follower to show what was stored")
+    finally:
+        follower.terminate()
+        _, errors = follower.communicate(timeout=30)
+    for name, numbers in shown(followed).items():
+        assert numbers == list(range(1, len(numbers) + 1)), f"the follower showed a line of {name} twice or not at all"
+    assert "none restarted" in kepler.read_daemon_log()
+
+
+def shown(path):
+    """The numbers a follower printed, by service (``c3 | 17`` lines)."""
+    numbers = {}
+    with open(path) as file:
+        for line in file:
+            name, _, text = line.partition(" | ")
+            if text.strip().isdigit():
+                numbers.setdefault(name.strip(), []).append(int(text))
+    return numbers
+
+
+def _reexec_three_times_while_asking_ps(kepler, before):
     with StatusLoop(kepler) as loop:
         for _ in range(3):
             generation = json.loads(kepler.ctl("daemon", "status", "--json").stdout)["generation"]
@@ -84,11 +118,6 @@ def test_reexec_keeps_every_process_and_stores_every_line_once(kepler):
             assert status["pid"] == kepler.daemon.pid
             assert pids(kepler) == before, "no service may be restarted by a reexec"
     assert loop.codes and 2 not in loop.codes, "the socket must answer throughout"
-    for i in range(8):
-        numbers = stored_numbers(kepler, f"c{i}")
-        assert numbers == list(range(1, len(numbers) + 1)), f"c{i}: a line was lost or stored twice"
-        assert len(numbers) > 20
-    assert "none restarted" in kepler.read_daemon_log()
 
 
 def test_reexec_carries_back_off_and_counters_over(kepler):

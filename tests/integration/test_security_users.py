@@ -148,28 +148,28 @@ def test_global_hooks_run_as_root(kepler, people):
     assert identity(out, "global")[:2] == (0, 0)
 
 
-@pytest.mark.parametrize("settings, reason", [
-    ({"user": "kt-no-such-user"}, "unknown user: kt-no-such-user"),
-    ({"group": "kt-no-such-group"}, "unknown group: kt-no-such-group"),
-    ({"user": "root:kt-no-such-group"}, "unknown group: kt-no-such-group"),
-    ({"user": "4294967296"}, "invalid user id: 4294967296"),
+@pytest.mark.parametrize("settings, error", [
+    ({"user": "kt-no-such-user"}, "services.web.user: no such user 'kt-no-such-user'"),
+    ({"group": "kt-no-such-group"}, "services.web.group: no such group 'kt-no-such-group'"),
+    ({"user": "root:kt-no-such-group"}, "services.web.user: no such group 'kt-no-such-group'"),
+    ({"user": "4294967296"}, "services.web.user: invalid user id: 4294967296"),
+    ({"user": "ro\u0000ot"}, "services.web.user: no such user 'ro\u0000ot'"),
 ])
-def test_unknown_user_or_group_fails_the_service_with_the_reason(kepler, settings, reason):
+def test_unknown_user_or_group_is_a_located_bake_error(kepler, settings, error):
     config(kepler, {"web": {"command": ["sleep", "1000"], **settings},
                     "other": {"command": ["sleep", "1000"]}})
-    kepler.ctl("start", "-d")
-    kepler.wait_status("web", "failed")
-    assert kepler.inspect("web")["services"]["web"]["state"]["reason"] == reason
-    assert any(reason in line for line in kepler.logs("web"))
-    assert kepler.wait_status("other", "running")
+    result = kepler.ctl("start", "-d", check=False)
+    assert result.returncode == 1 and f"keplerctl: kepler.yaml: {error}" in result.stderr, result.stderr
+    check = kepler.ctl("config", "check", check=False)
+    assert check.returncode == 1 and f"keplerctl: kepler.yaml: {error}" in check.stderr, check.stderr
+    assert kepler.ctl("ps").stdout == "no services\n", "nothing was baked or started"
     assert kepler.ctl("daemon", "status").returncode == 0
 
 
 @pytest.mark.parametrize("settings, reason", [
-    ({"user": "ro\u0000ot"}, "unknown user: ro\u0000ot"),
     ({"command": ["echo", "a\u0000b"]}, "cannot start echo: embedded null byte"),
     ({"environment": ["KEY=a\u0000b"]}, "cannot start sleep: embedded null byte"),
-], ids=["user", "argument", "environment"])
+], ids=["argument", "environment"])
 def test_a_nul_byte_fails_the_service_instead_of_its_supervisor(kepler, settings, reason):
     config(kepler, {"web": {"command": ["sleep", "1000"], **settings}})
     kepler.ctl("start", "-d")
@@ -177,13 +177,12 @@ def test_a_nul_byte_fails_the_service_instead_of_its_supervisor(kepler, settings
     assert kepler.inspect("web")["services"]["web"]["state"]["reason"] == reason
 
 
-def test_an_unknown_hook_user_fails_the_hook(kepler):
+def test_an_unknown_hook_user_is_a_located_bake_error(kepler):
     config(kepler, {"web": {"command": ["sleep", "1000"],
                             "hooks": {"pre_start": {"run": "true", "user": "kt-no-such-user"}}}})
-    kepler.ctl("start", "-d")
-    kepler.wait_status("web", "failed")
-    reason = kepler.inspect("web")["services"]["web"]["state"]["reason"]
-    assert "pre_start" in reason and "unknown user: kt-no-such-user" in reason
+    result = kepler.ctl("start", "-d", check=False)
+    assert result.returncode == 1
+    assert "kepler.yaml: services.web.hooks.pre_start.user: no such user 'kt-no-such-user'" in result.stderr
 
 
 def test_a_user_who_cannot_enter_the_working_dir_fails_the_service(kepler, people):
@@ -193,4 +192,17 @@ def test_a_user_who_cannot_enter_the_working_dir_fails_the_service(kepler, peopl
     kepler.ctl("start", "-d")
     kepler.wait_status("web", "failed")
     assert kepler.inspect("web")["services"]["web"]["state"]["reason"] == \
-        "cannot enter working directory: Permission denied"
+        f"cannot enter working directory {private} as user {people['bob']}: Permission denied"
+
+
+def test_a_hook_whose_program_the_user_cannot_execute_names_program_and_user(kepler, people):
+    private = os.path.join(kepler.workdir, "venv")
+    os.makedirs(private, mode=0o700)
+    program = kepler.write("python", "#!/bin/sh\nexit 0\n", directory=private)
+    os.chmod(program, 0o755)
+    config(kepler, {"web": {"command": ["sleep", "1000"], "user": people["bob"],
+                            "hooks": {"pre_start": {"command": [program]}}}})
+    kepler.ctl("start", "-d")
+    kepler.wait_status("web", "failed")
+    assert kepler.inspect("web")["services"]["web"]["state"]["reason"] == \
+        f"pre_start hook cannot execute {program} as user {people['bob']}: Permission denied"

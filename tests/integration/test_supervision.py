@@ -184,10 +184,12 @@ def test_invalid_signal_is_rejected_before_anything_stops(kepler):
 
 
 def test_missing_program_fails_with_the_reason(kepler):
+    # A pre_start hook might create the program: the bake leaves it to the start.
     kepler.config("""
         services:
           ghost:
             command: ["no-such-program-kt", "--flag"]
+            hooks: {pre_start: {run: "true"}}
     """)
     kepler.ctl("start", "-d")
     kepler.wait_status("ghost", "failed")
@@ -215,6 +217,7 @@ def test_daemon_stays_up_after_failures(kepler):
         services:
           ghost:
             command: ["/nonexistent/program"]
+            hooks: {pre_start: {run: "true"}}  # so the bake leaves the missing program to the start
     """)
     kepler.ctl("start", "-d")
     kepler.wait_status("ghost", "failed")

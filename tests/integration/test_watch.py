@@ -120,15 +120,59 @@ def test_a_stopped_service_is_not_restarted_and_is_watched_again_once_started(ke
     assert watch_restarts(kepler, "idle") == ["again.py"]
 
 
-def test_an_exited_service_is_not_watched(kepler):
-    config(kepler, {"job": {"command": ["true"], "restart": {"policy": "on-failure", "watch": ["*.py"]}},
-                    "busy": watched(["*.py"])})
+# Runs once the file `fixed` exists; fails (exit 1) until then.
+NEEDS_FIX = ["sh", "-c", "test -e fixed && exec sleep 1000; exit 1"]
+
+
+def test_an_exited_service_comes_back_when_its_file_changes(kepler):
+    config(kepler, {"job": {"command": ["true"], "restart": {"policy": "on-failure", "watch": ["*.py"]}}})
     kepler.ctl("start", "-d")
     kepler.wait_status("job", "exited")
-    kepler.wait_status("busy", "running")
+    assert state(kepler, "job")["watched_dirs"] == 1, "the watch stays armed while the service is down"
     touch(kepler, "app.py")
-    wait_restarts(kepler, "busy", 1)
-    assert kepler.ps()["job"]["status"] == "exited" and watch_restarts(kepler, "job") == []
+    wait_for(lambda: watch_restarts(kepler, "job") == ["app.py"] and kepler.ps()["job"]["restarts"] == 1,
+             message="job to be started again by the watch")
+    kepler.wait_status("job", "exited")
+    kepler.ctl("stop", "job")
+    assert kepler.ps()["job"]["status"] == "stopped" and state(kepler, "job")["watched_dirs"] is None
+    touch(kepler, "again.py")
+    kepler.ctl("start", "-d", "job")  # a later change is seen only by this new start's watch
+    kepler.wait_status("job", "exited")
+    assert watch_restarts(kepler, "job") == ["app.py"], "a stop disarmed the watch"
+
+
+def test_a_change_ends_a_back_off_and_resets_the_retries(kepler):
+    config(kepler, {"web": {"command": NEEDS_FIX, "restart": {"policy": "on-failure", "backoff": "1m",
+                                                                 "watch": ["fixed"]}}})
+    kepler.ctl("start", "-d")
+    wait_for(lambda: kepler.ps()["web"].get("backoff_until"), message="web to be in a 1-minute back-off")
+    touch(kepler, "fixed")
+    row = kepler.wait_status("web", "running")  # long before the minute is up
+    assert "backoff_until" not in row and watch_restarts(kepler, "web") == ["fixed"]
+    assert state(kepler, "web")["retries"] == 0
+
+
+def test_a_service_that_gave_up_comes_back_when_its_file_is_fixed(kepler):
+    config(kepler, {"web": {"command": NEEDS_FIX, "restart": {"policy": "on-failure", "backoff": "10ms",
+                                                                 "max_retries": 1, "watch": ["fixed"]}}})
+    kepler.ctl("start", "-d")
+    wait_for(lambda: state(kepler, "web")["gave_up"], message="web to give up")
+    touch(kepler, "fixed")
+    kepler.wait_status("web", "running")
+
+
+def test_files_in_the_state_dir_are_watched_but_not_what_the_daemon_writes(kepler):
+    watched_dir = os.path.join(kepler.state_dir, "watched")
+    os.makedirs(watched_dir)
+    config(kepler, {"web": watched([f"{watched_dir}/*.txt"]),
+                    "odd": watched([f"{kepler.state_dir}/configs/**"])})
+    kepler.ctl("start", "-d", "--wait")
+    assert state(kepler, "web")["watched_dirs"] == 1 and state(kepler, "web")["watch_error"] is None
+    subprocess.run(["touch", os.path.join(watched_dir, "a.txt")], check=True)
+    wait_restarts(kepler, "web", 1)
+    error = state(kepler, "odd")["watch_error"]
+    assert error and "the daemon writes there itself" in error, error
+    assert "the daemon writes there itself" in kepler.read_daemon_log()
 
 
 def test_restart_runs_restart_hooks_and_propagates_to_restart_true_dependents(kepler):
@@ -154,7 +198,7 @@ def test_restart_runs_restart_hooks_and_propagates_to_restart_true_dependents(ke
                                            "web.post_start", "web.post_restart"]
 
 
-def test_the_state_dir_and_the_daemon_log_are_never_watched(kepler):
+def test_what_the_daemon_writes_is_never_watched(kepler):
     # Everything under the test root matches: the state dir (service logs, state.json
     # rewritten at every restart) and the daemon's log file included.
     config(kepler, {"web": watched(["**"], working_dir=kepler.root,

@@ -73,3 +73,9 @@ def test_unknown_keys_come_in_document_order_whatever_the_hash_seed(tmp_path):
 def test_a_lua_error_with_a_table_says_where(tmp_path):
     errors = errors_of(tmp_path, "services:\n  web:\n    command: !lua |\n      local a = 1\n      error({})\n")
     assert errors == ["kepler.yaml: services.web.command: lua:2: (error object is a table value)"]
+
+
+def test_a_key_holding_a_newline_is_reported_on_one_line(tmp_path):
+    """Found by the property test: a YAML key "a\\nb" made a two-line problem."""
+    errors = errors_of(tmp_path, 'kepler:\n  "a\\nb": 1\nservices:\n  web:\n    command: ["true"]\n')
+    assert errors == ["kepler.yaml: kepler.a\\nb: unknown key"]

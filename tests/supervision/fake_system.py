@@ -67,6 +67,12 @@ class FakeChild:
     def wait(self, timeout=None):
         return self._exit.wait(timeout)
 
+    def rawlink(self, callback):
+        self._exit.rawlink(callback)
+
+    def unlink(self, callback):
+        self._exit.unlink(callback)
+
     def stop(self, signum, grace):
         self.signals.append(signum)
         self.system.journal.append(("stop", self.name, signum))
@@ -81,6 +87,24 @@ class FakeChild:
         self.exit(-signal.SIGKILL)
 
 
+class FakeNotifySocket:
+    """A pretend NOTIFY_SOCKET: what the test puts in ``messages`` is what the service sent."""
+
+    def __init__(self, path):
+        self.path = path
+        self.messages = Queue()
+        self.closed = False
+
+    def listen(self, on_message):
+        from keplerd.supervise.readiness import parse
+
+        while True:
+            on_message(parse(self.messages.get().encode()))
+
+    def close(self):
+        self.closed = True
+
+
 class FakeSystem:
     """The OS seam, faked: records spawns, signals and probes; children exit on command."""
 
@@ -93,6 +117,7 @@ class FakeSystem:
         self.probe_results = {}  # service name -> (passed, exit_code) still to give: a list, or held (Queue)
         self.leftovers = set()   # (pid, create_time) an earlier daemon left running
         self.spawned = Event()
+        self.notify_sockets = []
         self.inotify = None      # an INotify class to use instead of the real one
 
     @contextlib.contextmanager
@@ -172,7 +197,7 @@ class FakeSystem:
         self.spawned.set()
         return child, []
 
-    def probe(self, test, spec, timeout):
+    def probe(self, check, spec, spawn):
         name = next((child.name for child in reversed(self.children) if child.spec is spec), "?")
         results = self.probe_results.get(name)
         if isinstance(results, Queue):
@@ -181,6 +206,16 @@ class FakeSystem:
             passed, exit_code = results.pop(0) if results else (True, 0)
         self.journal.append(("probe", name, passed))
         return ProbeResult(passed, exit_code, "" if passed else "probe failed")
+
+    def notify_socket(self, path, user, group):
+        """A notify socket the test speaks into: ``system.notify(name, "READY=1")``."""
+        socket = FakeNotifySocket(path)
+        self.notify_sockets.append(socket)
+        return socket
+
+    def notify(self, service_spec_name, text):
+        """Send *text* on the latest notify socket (of the latest run)."""
+        self.notify_sockets[-1].messages.put(text)
 
     def open_inotify(self, **options):
         """A real inotify by default (watches on temp dirs are harmless); tests may set ``inotify``."""

@@ -40,8 +40,8 @@ def test_on_start(stack, setting, expected):
     assert logged(stack) == expected
 
 
-@pytest.mark.parametrize(("setting", "expected"), [(None, []), ("clear", []), ("retain", ["run 1"])])
-def test_on_stop_clears_by_default(stack, setting, expected):
+@pytest.mark.parametrize(("setting", "expected"), [(None, ["run 1"]), ("clear", []), ("retain", ["run 1"])])
+def test_on_stop_retains_by_default(stack, setting, expected):
     stack.load(job(f"{{on_stop: {setting}}}" if setting else "{}"))
     stack.start()
     run(stack, 1)
@@ -95,7 +95,8 @@ def test_a_restart_of_everything_keeps_the_logs_unless_on_restart_clears(stack):
 
 
 def test_clearing_a_service_clears_its_hook_logs_too(stack):
-    stack.load("services:\n  job: {command: [job], hooks: {pre_start: {run: 'true'}}}\n")
+    stack.load("services:\n  job: {command: [job], hooks: {pre_start: {run: 'true'}},\n"
+               "        logs: {retention: {on_stop: clear}}}\n")
     stack.system.script("job.pre_start", exit_code=0, output="migrating")
     stack.start()
     run(stack, 1)

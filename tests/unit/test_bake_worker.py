@@ -23,7 +23,7 @@ def request(path, env=None, **options):
 def test_the_worker_answers_what_an_inline_bake_gives(tmp_path):
     (tmp_path / ".env").write_text("PORT=8080\n")
     config = tmp_path / "kepler.yaml"
-    config.write_text("services:\n  web:\n    command: !lua return {'serve', ctx.env.PORT}\n    env_file: .env\n")
+    config.write_text("services:\n  web:\n    command: !lua return {'echo', ctx.env.PORT}\n    env_file: .env\n")
     env = {"HOME": "/root", "ODD": "bytes \udcff kept"}
     answer = run_worker(request(config, env, lua_time_limit=1.0))
     inline = bake(str(config), env, "/root", lua_time_limit=1.0)

@@ -15,7 +15,7 @@ DEFAULT_LOGS = {
     "max_size": None,
     "buffer_size": 0,
     "store": {"stdout": True, "stderr": True},
-    "retention": {"on_start": "retain", "on_stop": "clear", "on_restart": "retain", "on_exit": "retain"},
+    "retention": {"on_start": "retain", "on_stop": "retain", "on_restart": "retain", "on_exit": "retain"},
 }
 
 REALISTIC = """\
@@ -122,10 +122,11 @@ def test_service_with_defaults_filled(realistic, tmp_path):
         "env_file": str(tmp_path / "db.env"),
         "sys_env": "clear",
         "env": {"DATA_ROOT": "/var/lib/app", "PGUSER": "app", "PGDATA": "/var/lib/app/pg", "PGPORT": "5432"},
-        "restart": {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None},
+        "restart": {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None,
+                    "on_unhealthy": False},
         "healthcheck": {
-            "test": ["/bin/sh", "-c", "pg_isready"], "interval": 5.0, "timeout": 30.0, "retries": 5,
-            "start_period": 0.0,
+            "test": ["/bin/sh", "-c", "pg_isready"], "http": None, "tcp": None, "interval": 5.0, "timeout": 30.0,
+            "retries": 5, "start_period": 0.0,
         },
         "hooks": {},
         "user": None,
@@ -136,6 +137,7 @@ def test_service_with_defaults_filled(realistic, tmp_path):
         "effective_wait": True,
         "stop_signal": 2,
         "stop_grace_period": 30.0,
+        "notify": False,
     }
 
 
@@ -149,6 +151,7 @@ def test_service_with_every_key(realistic, tmp_path):
     assert api["env"] == env
     assert api["restart"] == {
         "policy": "on-failure", "watch": ["**/*.py"], "backoff": 0.2, "max_backoff": 30.0, "max_retries": 5,
+        "on_unhealthy": False,
     }
     assert (api["user"], api["group"]) == ("1000", "staff")
     assert api["limits"] == {"memory": 512 << 20, "cpu_time": 3600, "max_fds": 1024}
@@ -199,7 +202,18 @@ def test_short_forms(tmp_path):
 def test_healthcheck_test_forms(tmp_path, test, argv):
     path = write(tmp_path, f"services:\n  web:\n    command: [x]\n    healthcheck: {{test: {test}}}\n")
     health = bake(path, {}, HOME).snapshot["services"]["web"]["healthcheck"]
-    assert health == {"test": argv, "interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0}
+    assert health == {"test": argv, "http": None, "tcp": None, "interval": 30.0, "timeout": 30.0, "retries": 3,
+                      "start_period": 0.0}
+
+
+@pytest.mark.parametrize("kind, target", [("http", "http://127.0.0.1:8080/health"), ("tcp", "localhost:5432")])
+def test_http_and_tcp_checks_are_baked_as_written(tmp_path, kind, target):
+    path = write(tmp_path, f"services:\n  web:\n    command: [x]\n    healthcheck: {{{kind}: '{target}', retries: 2}}\n"
+                           f"    restart: {{policy: always, on_unhealthy: true}}\n    notify: true\n")
+    web = bake(path, {}, HOME).snapshot["services"]["web"]
+    assert web["healthcheck"] == {"test": None, "http": None, "tcp": None, kind: target, "interval": 30.0,
+                                  "timeout": 30.0, "retries": 2, "start_period": 0.0}
+    assert web["restart"]["on_unhealthy"] is True and web["notify"] is True
 
 
 @pytest.mark.parametrize("healthcheck", ['{test: ["NONE"]}', "{test: x, disable: true}", "{disable: true}"])

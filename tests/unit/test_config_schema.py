@@ -244,7 +244,55 @@ def test_bad_environment_entries(tmp_path):
 
 def test_healthcheck_needs_a_test(tmp_path):
     errors = errors_of(tmp_path, "services:\n  web:\n    command: [x]\n    healthcheck: {interval: 5s}\n")
-    assert errors == ["kepler.yaml: services.web.healthcheck.test: required key missing"]
+    assert errors == ["kepler.yaml: services.web.healthcheck: needs exactly one of `test`, `http` and `tcp`"]
+
+
+def test_healthcheck_takes_only_one_kind_of_probe(tmp_path):
+    errors = errors_of(tmp_path, "services:\n  web:\n    command: [x]\n"
+                                 "    healthcheck: {test: 'true', tcp: 'localhost:80'}\n")
+    assert errors == ["kepler.yaml: services.web.healthcheck: needs exactly one of `test`, `http` and `tcp` "
+                      "(got test, tcp)"]
+
+
+@pytest.mark.parametrize("check, message", [
+    ("{http: 'http://example.com/'}", "http: host 'example.com' is not an IP address, localhost or a name in "
+                                      "/etc/hosts (the daemon does no DNS lookups)"),
+    ("{tcp: 'db.example:5432'}", "tcp: host 'db.example' is not an IP address, localhost or a name in "
+                                 "/etc/hosts (the daemon does no DNS lookups)"),
+    ("{http: 'https://127.0.0.1/'}", "http: https is not supported: the daemon probes plain http "
+                                     "(use a `test` for TLS)"),
+    ("{http: 'ftp://127.0.0.1/'}", "http: invalid URL 'ftp://127.0.0.1/': expected http://host[:port][/path]"),
+    ("{tcp: 'localhost'}", "tcp: invalid address 'localhost': expected HOST:PORT with a port from 1 to 65535"),
+    ("{tcp: 'localhost:0'}", "tcp: invalid address 'localhost:0': expected HOST:PORT with a port from 1 to 65535"),
+])
+def test_http_and_tcp_targets_the_daemon_cannot_probe_without_dns(tmp_path, monkeypatch, check, message):
+    monkeypatch.setattr("keplerd.model.endpoints.HOSTS_FILE", str(tmp_path / "hosts"))
+    errors = errors_of(tmp_path, f"services:\n  web:\n    command: [x]\n    healthcheck: {check}\n")
+    assert errors == [f"kepler.yaml: services.web.healthcheck.{message}".replace("/etc/hosts",
+                                                                               str(tmp_path / "hosts"))]
+
+
+@pytest.mark.parametrize("target", ["http://localhost/", "http://[::1]:8080/x", "tcp: '10.1.2.3:80'",
+                                    "http://db.internal:8080/health"])
+def test_http_and_tcp_targets_without_dns(tmp_path, monkeypatch, target):
+    (tmp_path / "hosts").write_text("127.0.0.1 localhost\n10.0.0.7  db.internal  # ours\n")
+    monkeypatch.setattr("keplerd.model.endpoints.HOSTS_FILE", str(tmp_path / "hosts"))
+    check_text = target if target.startswith("tcp") else f"http: '{target}'"
+    path = tmp_path / "kepler.yaml"
+    path.write_text(f"services:\n  web:\n    command: [x]\n    healthcheck: {{{check_text}}}\n")
+    assert check(str(path), {}, "/") is None
+
+
+@pytest.mark.parametrize("service, message", [
+    ("    restart: {policy: always, on_unhealthy: true}\n", "restart.on_unhealthy: needs a healthcheck"),
+    ("    restart: {on_unhealthy: true}\n    healthcheck: {test: 'true'}\n",
+     "restart.on_unhealthy: not allowed with policy 'no' (set policy: always or on-failure)"),
+    ("    restart: {policy: always, on_unhealthy: true}\n    healthcheck: {test: ['NONE']}\n",
+     "restart.on_unhealthy: needs a healthcheck"),
+])
+def test_on_unhealthy_needs_a_check_and_a_policy(tmp_path, service, message):
+    errors = errors_of(tmp_path, f"services:\n  web:\n    command: [x]\n{service}")
+    assert errors == [f"kepler.yaml: services.web.{message}"]
 
 
 def test_type_errors_of_plain_fields(tmp_path):

@@ -212,3 +212,24 @@ def test_tail_counts_an_unfinished_last_line_as_a_line(tmp_path):
     write(tmp_path, "web", "stdout", "1 a\n2 b\n3 c\n4 unfinished")
     assert [line[3] for line in read_all(LogCursor(str(tmp_path), ["web"], tail=2))] == ["c", "unfinished"]
     assert [line[3] for line in read_all(LogCursor(str(tmp_path), ["web"], tail=9))] == ["a", "b", "c", "unfinished"]
+
+
+def test_since_finds_the_first_line_by_binary_search_as_a_scan_would(tmp_path):
+    import random
+
+    rng = random.Random(16)
+    stamps, stamp = [], 1_000
+    for _ in range(20_000):
+        stamp += rng.choice((0, 0, 1, 3, 50))  # equal stamps happen: the first of them is the start
+        stamps.append(stamp)
+    lines = [f"{stamp} line {index} {'x' * rng.randrange(0, 300)}" for index, stamp in enumerate(stamps)]
+    write(str(tmp_path), "web", "stdout", "".join(line + "\n" for line in lines))
+    files = StreamFiles(str(tmp_path), "web", "stdout")
+    bound = files.end()
+    for since in [0, stamps[0], stamps[1], *rng.sample(stamps, 40), stamps[-1], stamps[-1] + 1]:
+        expected = next((index for index, stamp in enumerate(stamps) if stamp >= since), len(stamps))
+        cursor = LogCursor(str(tmp_path), ["web"], since=since)
+        texts = [text for batch in iter(cursor.read, []) for _, _, _, text in batch]
+        assert [int(text.split()[1]) for text in texts[:1]] == ([expected] if expected < len(stamps) else [])
+        assert len(texts) == len(stamps) - expected
+    assert files.since_start(stamps[-1] + 1, bound) == bound

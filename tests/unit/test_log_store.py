@@ -31,8 +31,8 @@ def test_retention_follows_each_owners_settings(tmp_path):
     assert store.apply_retention("web", "on_restart") is False
     assert store.apply_retention("global", "on_start") is True
     assert os.listdir(logs) == ["web.stdout.log"]
-    assert store.apply_retention("web", "on_stop") is True, "on_stop clears by default"
-    assert os.listdir(logs) == []
+    assert store.apply_retention("web", "on_stop") is False, "logs survive a stop by default"
+    assert os.listdir(logs) == ["web.stdout.log"]
 
 
 def test_retention_flushes_buffers_first(tmp_path):

@@ -514,7 +514,7 @@ def test_lua_generated_dependency_cycles_are_rejected(tmp_path):
 
 
 def test_configs_without_lua_and_the_cli_never_import_lupa(tmp_path):
-    path = write(tmp_path, "services:\n  web:\n    command: [x]\n")
+    path = write(tmp_path, "services:\n  web:\n    command: ['true']\n")
     code = ("import sys; import keplerd.cli.main; from keplerd.config.bake import check; "
             f"check({path!r}, {{}}, '/'); print('lupa' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
