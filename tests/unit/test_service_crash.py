@@ -1,0 +1,82 @@
+"""A bug in a supervisor fails its service visibly instead of leaving it 'starting'."""
+
+import gevent
+from gevent.pool import Group
+
+from keplerd.model import states
+from keplerd.supervise.service import Service
+
+
+class FakeWriter:
+    def __init__(self):
+        self.lines = []
+
+    def write(self, stream, data):
+        self.lines.append((stream, data))
+
+
+class FakeLogs:
+    def __init__(self):
+        self.output = FakeWriter()
+
+    def writer(self, name, settings=None):
+        return self.output
+
+    def apply_retention(self, owner, event):
+        pass
+
+
+class SweepOnlySystem:
+    """The crash handler still sweeps strays; nothing else of the OS is asked for."""
+
+    def __init__(self):
+        self.sweeps = []
+
+    def service_mark(self, config_id, owner):
+        return f"{config_id}/{owner}"
+
+    def collect_strays(self, mark):
+        self.sweeps.append(mark)
+        return []
+
+
+class FakeProject:
+    """Just enough of a Project for one Service, without processes or files."""
+
+    name = "test.yaml"
+    id = "0123456789abcdef"
+
+    def __init__(self):
+        self.system = SweepOnlySystem()  # the supervisor crashes before it spawns anything
+        self.greenlets = Group()
+        self.logs = FakeLogs()
+
+    def spawn(self, function, *args):
+        return self.greenlets.spawn(function, *args)
+
+    def service_changed(self, service):
+        pass
+
+    def persist(self):
+        pass
+
+
+SPEC = {"command": ["true"], "env": {}, "working_dir": "/", "depends_on": {}, "hooks": {},
+        "restart": {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None},
+        "healthcheck": None, "stop_signal": 15, "stop_grace_period": 1.0, "logs": None}
+
+
+def test_a_crashing_supervisor_marks_the_service_failed():
+    project = FakeProject()
+    service = Service("web", SPEC, project)
+
+    def broken(*args):
+        raise RuntimeError("boom")
+
+    service._await_dependencies = broken
+    service.start()
+    with gevent.Timeout(5):
+        while service.status != states.FAILED:
+            gevent.sleep(0.01)
+    assert service.reason == "internal error: RuntimeError('boom')"
+    assert any(b"failed: internal error" in data for _, data in project.logs.output.lines)
