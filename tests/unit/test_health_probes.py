@@ -12,7 +12,7 @@ from keplerd.model import states
 from keplerd.supervise import health
 from keplerd.supervise.service import Service
 from keplerd.supervise.system import System
-from tests.unit.test_service_crash import SPEC, FakeProject
+from tests.unit.fake_project import SPEC, FakeProject
 
 SERVICE = {"env": {"PATH": "/usr/bin:/bin"}, "working_dir": "/"}
 
