@@ -48,10 +48,12 @@ def ps_json_row(row):
     """Return one service as ``ps --json`` shows it."""
     signum = row.get("signal")
     return {
-        "config": row.get("config_path"), "owner": row.get("owner"), "name": row["name"], "status": row["status"],
+        "config": row.get("config_path"), "owner": row.get("owner"), "name": row["name"],
+        "service": row.get("service", row["name"]), "replica": row.get("replica"), "status": row["status"],
         "pid": row.get("pid"),
         "exit_code": row.get("exit_code"), "signal": signal_name(signum) if signum else None,
         "since": row.get("since"), "restarts": row.get("restarts", 0), "health": row.get("health"),
+        "config_changed": bool(row.get("config_changed")),
         "status_text": row.get("status_text"),
         **({"backoff_until": row["backoff_until"], "retries": row.get("retries", 0)}
            if row.get("backoff_until") else {}),

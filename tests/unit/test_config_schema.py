@@ -279,7 +279,7 @@ def test_http_and_tcp_targets_without_dns(tmp_path, monkeypatch, target):
     monkeypatch.setattr("keplerd.model.endpoints.HOSTS_FILE", str(tmp_path / "hosts"))
     check_text = target if target.startswith("tcp") else f"http: '{target}'"
     path = tmp_path / "kepler.yaml"
-    path.write_text(f"services:\n  web:\n    command: [/bin/true]\n    healthcheck: {{{check_text}}}\n")
+    path.write_text(f"services:\n  web:\n    command: ['true']\n    healthcheck: {{{check_text}}}\n")
     assert check(str(path), {}, "/") is None
 
 
