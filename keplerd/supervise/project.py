@@ -205,6 +205,8 @@ class Project:
 
     def _write_pending_state(self):
         self._persist_pending = False
+        self._persist_timer = None
+        self._last_write = time.monotonic()
         if not os.path.isdir(self.paths.root):
             return
         try:
@@ -225,13 +227,6 @@ class Project:
     def _retry_state_write(self):
         self._retry = None
         self.persist()
-        self._persist_timer = None
-        self._last_write = time.monotonic()
-        if os.path.isdir(self.paths.root):
-            try:
-                self.write_state()
-            except OSError as error:
-                log.error("%s: cannot write state.json: %s", self.name, error)
 
     # -- events ----------------------------------------------------------------------
 
