@@ -28,7 +28,7 @@ CREATE_GROUP ?= $(if $(DESTDIR),no,yes)
 # Tools the tests need beyond Python: Debian package names by command.
 TEST_TOOLS ?= groff:groff-base zsh:zsh systemd-analyze:systemd redis-server:redis-server promtool:prometheus tmux:tmux
 
-.PHONY: run stop test test-tools lint bench bench-logs soak clean install uninstall
+.PHONY: run stop test test-tools lint bench bench-logs bench-apply soak clean install uninstall
 
 $(BIN)/.installed: setup.cfg setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ test: $(BIN)/.installed test-tools
 # Performance of the log path (as root): pump throughput against cat, --tail on 1 GiB against 1 MiB.
 bench-logs: $(BIN)/.installed
 	$(BIN)/python bench/logs.py
+
+# keplerctl apply of one changed service in a 100-service config (as root): time and where it goes.
+bench-apply: $(BIN)/.installed
+	$(BIN)/python bench/apply.py
 
 # The long attacks of issue #24 (as root, ~10 minutes): hostile frames and configs,
 # kill -9 loops, 1,000 services, 50 followers, a full disk. Not part of `make test`.

@@ -168,6 +168,32 @@ class Client:
             raise CommandError(response.get("error", "the request failed"))
         return response
 
+    def fileno(self):
+        return self._sock.fileno()
+
+    def read_one(self):
+        """Read one frame: pass an event to its listener, keep a response; return the id answered (or None)."""
+        message = self._read()
+        if "event" in message:
+            listener = self._listeners.get(message.get("id"))
+            if listener is not None:
+                listener(message["event"])
+            return None
+        self._responses[message.get("id")] = message.get("response") or {}
+        return message.get("id")
+
+    def result(self, request_id):
+        """Return the response to *request_id* that ``read_one`` kept, raising ``CommandError`` on failure."""
+        response = self._responses.pop(request_id)
+        self._listeners.pop(request_id, None)
+        if not response.get("ok"):
+            raise CommandError(response.get("error", "the request failed"))
+        return response
+
+    def forget(self, request_id):
+        """Drop a kept response nobody waits for (answers to fire-and-forget requests)."""
+        self._responses.pop(request_id, None)
+
     def _read(self):
         try:
             message = read_frame(self._sock)

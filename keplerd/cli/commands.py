@@ -125,10 +125,49 @@ def _stop(add, subparsers, parents):
 def _restart(add, subparsers, parents):
     restart = add("restart", "restart services with the baked config", "lifecycle", "restart")
     _start_flags(restart, "restart")
+    restart.add_argument("--rolling", action="store_true",
+                         help="one instance at a time, each healthy (or up) before the next; "
+                              "--timeout: how long to wait for each")
+
+
+def _scale(add, subparsers, parents):
+    scale = add("scale", "set the number of instances of services (web=5 worker=2)", "replicas", "scale")
+    scale.add_argument("counts", nargs="+", type=_scale_count, metavar="SERVICE=N",
+                       help="service and its new instance count (at least 1)")
+
+
+def _scale_count(text):
+    name, equals, count = text.partition("=")
+    if not equals or not name or not count.isdigit() or int(count) < 1:
+        raise _argument_error(f"invalid scale {text!r}: expected SERVICE=N with N at least 1")
+    return name, int(count)
+
+
+def _signal_command(add, subparsers, parents):
+    command = add("signal", "send a signal to running services without changing their state",
+                  "replicas", "signal")
+    command.add_argument("signal", type=_signal, metavar="SIGNAL", help="HUP, SIGUSR1, 10 ...")
+    command.add_argument("services", nargs="*", metavar="SERVICE", help="services or instances (default: all)")
+    command.add_argument("--group", action="store_true", help="signal the whole process group, not the main process")
+
+
+def _exec(add, subparsers, parents):
+    command = add("exec", "run a one-off command the way a service runs (keplerctl exec web -- sh)",
+                  "exec", "exec_command")
+    command.add_argument("service", metavar="SERVICE", help="service or instance (web.2); web: its first instance")
+    command.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]",
+                         help="the command and its arguments")
 
 
 def _recreate(add, subparsers, parents):
     add("recreate", "re-bake the config from its file and the current environment", "lifecycle", "recreate")
+
+
+def _apply(add, subparsers, parents):
+    apply = add("apply", "re-bake the config; restart only the services whose definition changed", "apply",
+                "apply")
+    _start_flags(apply, "apply")
+    apply.add_argument("--dry-run", action="store_true", help="only print the plan; change nothing")
 
 
 def _ps(add, subparsers, parents):
@@ -214,7 +253,8 @@ def _completion(add, subparsers, parents):
 
 
 COMMANDS = {
-    "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate,
+    "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate, "apply": _apply,
     "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
-    "export": _export, "completion": _completion, "events": _events, "top": _top,
+    "export": _export, "completion": _completion, "scale": _scale, "signal": _signal_command,
+    "exec": _exec, "events": _events, "top": _top,
 }

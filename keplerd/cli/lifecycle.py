@@ -24,6 +24,8 @@ def restart(context):
     Ctrl+C only stops waiting: the restart goes on in the daemon (as ``docker compose restart``).
     """
     args = context.args
+    if args.rolling:
+        return _rolling_restart(context)
     mode = _mode(args)
     request = context.config_request("restart", services=args.services, **mode)
     with context.client() as client:
@@ -35,6 +37,21 @@ def restart(context):
             client.call(request, view.event)
         except KeyboardInterrupt:
             print("keplerctl: detached; the restart goes on in the daemon", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return 0
+
+
+def _rolling_restart(context):
+    """Restart instances one at a time, each up (healthy) before the next; exit 1 naming one that is not."""
+    args = context.args
+    request = context.config_request("restart", services=args.services, rolling=True, attach=not args.detach,
+                                     timeout=args.timeout)
+    view = AttachedView(verbose=args.verbose)
+    with context.client() as client:
+        try:
+            client.call(request, view.event)
+        except KeyboardInterrupt:
+            print("keplerctl: detached; the rolling restart goes on in the daemon", file=sys.stderr)
             return EXIT_INTERRUPTED
     return 0
 

@@ -48,13 +48,15 @@ def ps_json_row(row):
     """Return one service as ``ps --json`` shows it."""
     signum = row.get("signal")
     return {
-        "config": row.get("config_path"), "owner": row.get("owner"), "name": row["name"], "status": row["status"],
+        "config": row.get("config_path"), "owner": row.get("owner"), "name": row["name"],
+        "service": row.get("service", row["name"]), "replica": row.get("replica"), "status": row["status"],
         "pid": row.get("pid"),
         "exit_code": row.get("exit_code"), "signal": signal_name(signum) if signum else None,
         "since": row.get("since"), "restarts": row.get("restarts", 0), "health": row.get("health"),
         "reason": row.get("reason"), "started_at": row.get("started_at"),
         "cpu_seconds": row.get("cpu_seconds", 0.0), "cpu_percent": row.get("cpu_percent", 0.0),
         "memory_bytes": row.get("memory_bytes", 0), "processes": row.get("processes", 0),
+        "config_changed": bool(row.get("config_changed")),
         "status_text": row.get("status_text"),
         **({"backoff_until": row["backoff_until"], "retries": row.get("retries", 0)}
            if row.get("backoff_until") else {}),

@@ -1,6 +1,7 @@
 """keplerctl ps and inspect: what is running, and how it was configured."""
 
 import json
+import sys
 
 from keplerd.cli.output import STATS_HEADERS, pid_text, ps_json_row, stats_cells, status_text, table
 
@@ -12,6 +13,7 @@ def ps(context):
     request["stats"] = args.json or args.stats
     with context.client() as client:
         rows = client.call(request)["services"]
+    warn_changed_configs(rows, "config_path" if args.all else "config")
     if args.json:
         print(json.dumps([ps_json_row(row) for row in rows], indent=2))
         return 0
@@ -30,6 +32,13 @@ def ps(context):
             line.insert(0, row.get("config_path") or row.get("config"))
     print(table(headers, lines))
     return 0
+
+
+def warn_changed_configs(rows, key="config"):
+    """Say on stderr which configs changed since they were baked (SPEC §13), named by *key* of a row."""
+    changed = dict.fromkeys(row.get(key) or row["config"] for row in rows if row.get("config_changed"))
+    for config in changed:
+        print(f"{config} changed since it was baked: keplerctl apply", file=sys.stderr)
 
 
 def inspect(context):

@@ -17,6 +17,7 @@ import dataclasses
 import os
 import urllib.parse
 
+from ..sources import read_recorded
 from .errors import ConfigError, Problems
 from . import runas, runnable
 from .loader import load_yaml
@@ -65,8 +66,7 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
     display_name = display_name or os.path.basename(config_path)
     problems = Problems(display_name)
     try:
-        with open(source, "rb") as stream:
-            config_bytes = stream.read()
+        config_bytes, config_record = read_recorded(source)
     except OSError as error:
         raise ConfigError([f"{display_name}: cannot read: {error.strerror}"]) from None
     tree = load_yaml(config_bytes, display_name)
@@ -91,6 +91,8 @@ def bake(config_path, sys_env, home, display_name=None, default_stop_grace_perio
         "sys_env": dict(sys_env),
         "home": home,
         "env_files": stored,
+        # What `ps` compares to say the config changed since this bake (keplerd.sources).
+        "sources": {source: config_record, **env_files.records, **lua.records},
     }
     builder = SnapshotBuilder(env_files, sys_env, config_dir, default_stop_grace_period,
                               runas.default_user(caller))

@@ -29,6 +29,7 @@ import json
 import os
 import re
 
+from ..sources import read_recorded
 from .loader import ABSENT, LuaChunk, find_lua_chunks
 from .luasandbox import DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_LIMIT, ModuleRefused, OutOfMemory, Sandbox, lua_text
 
@@ -72,6 +73,7 @@ class LuaEvaluator:
         self.time_limit = time_limit
         self._sandbox = None
         self._stopped = False
+        self.records = {}  # Lua files read (``!lua_file``, ``require``): path -> keplerd.sources record
 
     def run_global(self, source, path, ctx):
         """Run the top-level ``lua:`` block *source* (text, or a ``!lua_file`` marker)."""
@@ -155,8 +157,8 @@ class LuaEvaluator:
             return lua_text(chunk.source), CHUNK_NAME
         file_path = os.path.normpath(os.path.join(self.config_dir, chunk.path))
         try:
-            with open(file_path, "rb") as file:
-                return file.read(), "=" + self._display_name(file_path)
+            data, self.records[file_path] = read_recorded(file_path)
+            return data, "=" + self._display_name(file_path)
         except OSError as error:
             self.problems.add(path, f"cannot read Lua file {chunk.path}: {error.strerror}")
             return None
@@ -181,8 +183,8 @@ class LuaEvaluator:
         if os.path.commonpath([real, root]) != root:
             raise ModuleRefused(f"module '{name}' is outside the config directory")
         try:
-            with open(real, "rb") as file:
-                return file.read(), relative
+            data, self.records[real] = read_recorded(real)
+            return data, relative
         except OSError as error:
             raise ModuleRefused(f"cannot read module '{name}' ({relative}): {error.strerror}") from None
 

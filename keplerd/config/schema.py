@@ -267,6 +267,7 @@ class ServiceSchema(StrictSchema):
         restart, check = data.get("restart") or {}, data.get("healthcheck") or {}
         if restart.get("on_unhealthy") and (not check or check.get("disable") or check.get("test") == ["NONE"]):
             raise ValidationError({"restart": {"on_unhealthy": ["needs a healthcheck"]}})
+    replicas = fields.Count(minimum=1, metadata=_doc("Number of instances (web.1 … web.N); default 1."))
 
 
 class KeplerSchema(StrictSchema):

@@ -119,6 +119,7 @@ class SnapshotBuilder:
             "wait": data.get("wait"),
             "effective_wait": True,
             "stop_signal": data.get("stop_signal", 15),
+            "replicas": data.get("replicas", 1),
             "stop_grace_period": data.get("stop_grace_period", self.default_stop_grace_period),
             "notify": data.get("notify", False),
         }

@@ -30,6 +30,7 @@ order, then the hooks (each the same way), which build on the service's variable
 
 import os
 
+from ..sources import read_recorded
 from .dotenv import parse_dotenv
 from .errors import ConfigError
 from .expand import expand
@@ -47,6 +48,7 @@ class EnvFiles:
         self.problems = problems
         self.contents = {}
         self.variables = {}
+        self.records = {}  # path -> what ``ps`` compares to tell the file changed (keplerd.sources)
 
     def load(self, path, where):
         """Return the variables of the env file at absolute *path*; {} after reporting a problem."""
@@ -54,8 +56,7 @@ class EnvFiles:
             return self.variables[path]
         self.variables[path] = {}
         try:
-            with open(path, "rb") as stream:
-                data = stream.read()
+            data, self.records[path] = read_recorded(path)
         except OSError as error:
             self.problems.add(where, f"cannot read env file {path}: {error.strerror}")
             return {}

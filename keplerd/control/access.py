@@ -123,6 +123,19 @@ class CallerRegistry:
         self.caller.check(project)
         return self._registry.rebake(project, sys_env, home, display_name, self.caller.for_bake())
 
+    def bake_again(self, project, sys_env, home, display_name=None):
+        """Bake *project*'s file again for this caller (``apply``), replacing nothing yet."""
+        self.caller.check(project)
+        return self._registry.bake_again(project, sys_env, home, display_name, self.caller.for_bake())
+
+    def bake_lock(self, project):
+        """Return *project*'s bake lock (``apply`` holds it from its bake until it is carried out)."""
+        return self._registry.bake_lock(self.caller.check(project))
+
+    def config_changed(self, project):
+        """Tell whether a file *project* was baked from changed since (``ps``)."""
+        return self._registry.config_changed(self.caller.check(project))
+
     def unload(self, project, remove_files=False):
         self.caller.check(project)
         return self._registry.unload(project, remove_files)

@@ -119,7 +119,8 @@ def _baked_project(call, request):
 
 
 def _select(project, names):
-    return project.select(names)  # UnknownName: answered as the client's mistake
+    """Return the instance names *names* select (``web`` → ``web.1``, ``web.2``; none: the whole config)."""
+    return project.names(names)  # UnknownName: answered as the client's mistake
 
 
 def _signal(request):
@@ -148,13 +149,16 @@ def handle_ps(call, request):
         except NotLoaded:
             projects = []
     stats = bool(request.get("stats"))
-    return {"services": [row for project in projects for row in project.ps_rows(stats)]}
+    rows = []
+    for project in projects:
+        changed = call.registry.config_changed(project)
+        rows.extend({**row, "config_changed": changed} for row in project.ps_rows(stats))
+    return {"services": rows}
 
 
 def handle_start(call, request):
     project = _baked_project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
     no_deps = bool(request.get("no_deps"))
     running = {name for name, service in project.services.items() if service.supervised}
 
@@ -170,8 +174,11 @@ def handle_start(call, request):
 def handle_restart(call, request):
     """Restart; unless detached, show progress and return once the restarted services are up (SPEC §13)."""
     project = _project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
+    if request.get("rolling"):
+        from keplerd.control.replica_handlers import rolling_restart
+
+        return rolling_restart(call, request, project, names)
     timeout = _timeout(request)
     if not request.get("attach") and not request.get("wait"):
         # In a greenlet of the config: a client that goes away never aborts the restart half-way.
@@ -222,6 +229,72 @@ def _forward_until_done(call, subscriber, worker, services):
     if error is not None:
         raise RequestError(error)
     return result
+
+
+def handle_apply(call, request):
+    """Re-bake, print the plan, restart only what changed (SPEC §16); then as ``restart`` does.
+
+    Unless detached, progress goes to the client and the answer comes once what
+    was restarted or added is up (the wait of ``start --wait``).
+    """
+    from keplerd.model.changes import RESTART, START
+    from keplerd.supervise import apply
+
+    project = _project(call, request)
+    names = _names(request)
+    timeout = _timeout(request)
+    progress = bool(request.get("attach"))
+    subscriber = Subscriber()
+    # The config's bake lock, from the bake until the plan is carried out: applies never interleave.
+    with call.registry.bake_lock(project):
+        prepared = _prepare_apply(call, project, request, names)
+        plan = {"plan": prepared.entries, "global": prepared.global_fields}
+        if request.get("dry_run"):
+            return {**plan, "dry_run": True, "services": []}
+        call.emit({"kind": "plan", **plan})
+        targets = set(prepared.named(RESTART, START))
+        project.attach(subscriber, logs=False)
+        # In a greenlet of the config: a client that goes away (Ctrl+C) detaches, never aborts the apply.
+        worker = project.spawn(_quietly, lambda: _act(lambda: apply.carry_out(project, prepared)))
+        try:
+            started = _forward_until_done(call, subscriber, worker, targets if progress else ())
+        except BaseException:
+            worker.join()  # the lock is released once this apply is carried out, not before
+            project.detach(subscriber)
+            raise
+    try:
+        if progress or request.get("wait"):
+            waiting = project.spawn(_quietly, lambda: _wait_ready(call, project, started, timeout))
+            try:
+                _forward_until_done(call, subscriber, waiting, targets if progress else ())
+            finally:
+                waiting.kill()
+        return {**plan, "dry_run": False, "services": started}
+    except Dropped as error:
+        raise RequestError(str(error)) from None
+    finally:
+        project.detach(subscriber)
+
+
+def _prepare_apply(call, project, request, names):
+    """Bake *project*'s file again with the caller's environment and plan the apply."""
+    from keplerd.config.errors import ConfigError
+    from keplerd.model.changes import PlanError
+    from keplerd.supervise import apply
+
+    env = request.get("env") or {}
+    if not isinstance(env, dict):
+        raise RequestError("field 'env' must be an object")
+    began = time.monotonic()
+    try:
+        baked = call.registry.bake_again(project, env, _text(request, "home", "/"), _text(request, "display_name"))
+        baked_at = time.monotonic()
+        prepared = apply.prepare(project, baked, names)
+    except (ConfigError, PlanError) as error:
+        raise RequestError(str(error)) from None
+    log.info("%s: apply: baked in %.0f ms, planned in %.1f ms", project.name, (baked_at - began) * 1000,
+             (time.monotonic() - baked_at) * 1000)
+    return prepared
 
 
 def _run_in_mode(call, project, request, action):
@@ -293,8 +366,7 @@ def _wait_ready(call, project, names, timeout):
 
 def handle_stop(call, request):
     project = _project(call, request)
-    names = _names(request)
-    _select(project, names)
+    names = _select(project, _names(request))
     signum = _signal(request)
     clean = bool(request.get("clean"))
     if clean and names:
@@ -325,8 +397,7 @@ def handle_recreate(call, request):
 
 def handle_inspect(call, request):
     project = _project(call, request)
-    _select(project, _names(request))
-    return {"inspect": project.inspect(_names(request))}
+    return {"inspect": project.inspect(_select(project, _names(request)))}
 
 
 def handle_export(call, request):
@@ -337,8 +408,7 @@ def handle_export(call, request):
 def handle_logs(call, request):
     """Open a cursor on the config's logs and return its first batch (SPEC §11)."""
     project = _project(call, request)
-    names = _names(request)
-    _select_logs(project, names)
+    names = _select_logs(project, _names(request))
     head, tail = _count(request, "head"), _count(request, "tail")
     follow = bool(request.get("follow"))
     if head is not None and (tail is not None or follow):
@@ -354,22 +424,31 @@ def handle_logs(call, request):
 
 
 def _select_logs(project, names):
-    """Check that each name is a service, or a hook's log: ``web.pre_start``, ``global.on_init``."""
+    """Return the log names *names* select: services and their instances (``web`` → ``web.1``, ``web.2``),
+    and hook logs asked for by name (``web.pre_start``, ``web.2.pre_start``, ``global.on_init``)."""
+    from keplerd.logs.format import split_log_name
     from keplerd.logs.reader import log_names
 
-    unknown = [name for name in names if name not in project.services]
-    if not unknown:
-        return
-    stored = set(log_names(project.paths.logs))
-    for name in unknown:
-        owner, dot, hook = name.partition(".")
-        hooks = project.global_hooks if owner == "global" else \
-            project.services[owner].spec["hooks"] if owner in project.services else None
-        if not dot:
+    selected, stored = [], None
+    for name in names:
+        try:
+            selected += project.names([name])
+            continue
+        except UnknownName:
+            pass  # maybe a hook's log
+        owner, hook = split_log_name(name)
+        base = owner.partition(".")[0]
+        specs = project.snapshot["services"]
+        hooks = project.global_hooks if owner == "global" else specs[base]["hooks"] if base in specs else None
+        if not hook:
             raise RequestError(f"no such service: {name}")
+        if stored is None:
+            stored = set(log_names(project.paths.logs))
         if hooks is None or (hook not in hooks and name not in stored):
             raise RequestError(f"no such service or hook log: {name} (a hook's log is <service>.<hook> "
                                f"or global.<hook>, for a hook the config has)")
+        selected.append(name)
+    return selected
 
 
 def _stamp(request, key):
@@ -506,6 +585,7 @@ HANDLERS = {
     "restart": handle_restart,
     "stop": handle_stop,
     "recreate": handle_recreate,
+    "apply": handle_apply,
     "inspect": handle_inspect,
     "export": handle_export,
     "logs": handle_logs,
@@ -517,3 +597,13 @@ HANDLERS = {
     "events": handle_events,
     "daemon_reexec": handle_daemon_reexec,
 }
+
+
+def _register_instance_handlers():
+    from keplerd.control import exec_handlers, replica_handlers  # they use this module's helpers
+
+    HANDLERS.update(replica_handlers.HANDLERS)
+    HANDLERS.update(exec_handlers.HANDLERS)
+
+
+_register_instance_handlers()

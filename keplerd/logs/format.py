@@ -137,5 +137,18 @@ def parse_lines(text, stamp=0):
 
 
 def owner_of(name):
-    """Return the service (or ``global``) a log name belongs to: ``web.pre_start`` -> ``web``."""
-    return name.partition(".")[0]
+    """Return the service instance (or ``global``) a log name belongs to.
+
+    ``web.pre_start`` -> ``web``; a replica's ``web.2`` and ``web.2.pre_start`` -> ``web.2``
+    (hook names never start with a digit, instance numbers always do).
+    """
+    return split_log_name(name)[0]
+
+
+def split_log_name(name):
+    """Return ``(owner, hook)`` of a log name; *hook* is empty for a service's own log."""
+    base, _, rest = name.partition(".")
+    index, _, hook = rest.partition(".")
+    if index.isdigit():
+        return f"{base}.{index}", hook
+    return base, rest

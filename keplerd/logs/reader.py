@@ -14,7 +14,7 @@ import re
 import stat
 
 from keplerd.logs.files import log_path, segment_paths
-from keplerd.logs.format import MAX_LINE, parse_lines
+from keplerd.logs.format import MAX_LINE, parse_lines, split_log_name
 from keplerd.logs.settings import STREAMS
 
 _LOG_FILE = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)\.(?P<stream>stdout|stderr)\.log(?:\.1)?$")
@@ -40,14 +40,14 @@ def belongs_to(name, services, no_hook):
     A hook's log ``<service>.<hook>`` belongs to its service; ``global.<hook>``
     belongs to the whole config; either may also be selected by its own name.
     """
-    owner, _, hook = name.partition(".")
+    owner, hook = split_log_name(name)
     if name in services:
         return True  # a hook's log asked for by name: ``web.pre_start``, ``global.on_init``
     if hook and no_hook:
         return False
     if not services:
         return True
-    return owner in services
+    return owner in services or owner.partition(".")[0] in services
 
 
 def selected_names(logs_dir, services=(), no_hook=False):

@@ -75,11 +75,29 @@ class LogStore:
                     remove_files(os.path.join(self.logs_dir, f"{name}.{stream}.log"))
         log.debug("cleared the logs of %s in %s", owner, self.logs_dir)
 
+    def forget(self, owner, settings=None):
+        """Flush and close the writers of *owner*: its definition changed (to *settings*) or went.
+
+        Its next writers are made with the new settings; the files stay.
+        """
+        for name in [name for name in self._writers if owner_of(name) == owner]:
+            self._writers.pop(name).close()
+        if settings is not None:
+            self._settings[owner] = LogSettings(settings)
+        elif owner != GLOBAL:
+            self._settings.pop(owner, None)
+
     def flush(self, owner=None):
         """Write out what is buffered (for *owner*, or for every log)."""
         writers = self._writers if owner is None else self._owned.get(owner, {})
         for writer in writers.values():
             writer.flush()
+
+    def release(self, owner):
+        """Close and drop the writers of *owner* (an instance a scale-down removed); its files stay."""
+        for name, writer in self._owned.pop(owner, {}).items():
+            writer.close()
+            self._writers.pop(name, None)
 
     def close(self):
         """Flush and close every file (the next write opens it again)."""

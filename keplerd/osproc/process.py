@@ -10,11 +10,13 @@ Requires a monkey-patched gevent hub (the daemon patches first).
 
 import _posixsubprocess
 import errno
+import fcntl
 import functools
 import logging
 import os
 import resource
 import signal
+import termios
 import time
 
 import gevent
@@ -72,11 +74,12 @@ def find_program(program, env, cwd):
     raise SpawnError(f"program not found: {program}")
 
 
-def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None,
+def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None, tty=False,
           cgroup=None):
     """Start *argv* in its own session and return a ``Child``.
 
-    *stdin*, *stdout*, *stderr* are fds for the child (``None``: /dev/null). *user*
+    *stdin*, *stdout*, *stderr* are fds for the child (``None``: /dev/null); with
+    *tty*, *stdin* is a terminal that becomes the session's controlling one. *user*
     and *group* follow SPEC §12; *limits* maps ``memory``/``cpu_time``/``max_fds``
     to values (other keys are cgroup limits, applied by ``cgroups.prepare``).
     *cgroup* is the cgroup directory the child starts in (None: the daemon's).
@@ -90,7 +93,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         env = identity.add_login_env(env)
     executable = find_program(argv[0], env, cwd)
     limits = {name: value for name, value in (limits or {}).items() if value is not None and name in _RLIMITS}
-    if identity or limits:
+    if identity or limits or tty:
         _refuse_if_threaded(argv[0])
     env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -102,7 +105,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
                 [os.fsencode(arg) for arg in argv], (os.fsencode(executable),), (errpipe_write,),
                 cwd, env_list, stdin if stdin is not None else devnull,
                 stdout if stdout is not None else devnull, stderr if stderr is not None else devnull,
-                errpipe_read, errpipe_write, identity, limits,
+                errpipe_read, errpipe_write, identity, limits, tty=tty,
             )
         # Register the watcher before anything can yield, so the exit is never missed.
         child = Child(pid, cgroup)
@@ -202,10 +205,10 @@ def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
 
 
 def _fork_exec(args, executables, pass_fds, cwd, env_list, stdin, stdout, stderr,
-               errpipe_read, errpipe_write, identity, limits, watched=True):
+               errpipe_read, errpipe_write, identity, limits, watched=True, tty=False):
     if watched:  # the child watcher needs SIGCHLD; start-up before the hub reaps by itself
         gevent.get_hub().loop.install_sigchld()
-    preexec = _child_setup(identity, limits, cwd, errpipe_write) if identity or limits else None
+    preexec = _child_setup(identity, limits, cwd, errpipe_write, tty) if identity or limits or tty else None
     arguments = [
         args, executables, True, pass_fds, cwd, env_list,
         stdin, -1, -1, stdout, -1, stderr, errpipe_read, errpipe_write,
@@ -215,7 +218,7 @@ def _fork_exec(args, executables, pass_fds, cwd, env_list, stdin, stdout, stderr
     return _posixsubprocess.fork_exec(*arguments)
 
 
-def _child_setup(identity, limits, cwd, errpipe):
+def _child_setup(identity, limits, cwd, errpipe, tty=False):
     """Return what the child runs before exec: set the rlimits, then become *identity*.
 
     The limits come first, while the child is still root, so that they may go
@@ -230,6 +233,8 @@ def _child_setup(identity, limits, cwd, errpipe):
     steps = [(f"cannot apply limits.{name} ({value})",
               functools.partial(resource.setrlimit, _RLIMITS[name], (value, value)))
              for name, value in ordered]
+    if tty:  # after setsid (done before this runs): stdin becomes the controlling terminal
+        steps.insert(0, ("cannot take the terminal", functools.partial(fcntl.ioctl, 0, termios.TIOCSCTTY, 0)))
     if identity is not None:
         steps.append((f"cannot switch to uid {identity.uid} and gid {identity.gid}",
                       functools.partial(_become, identity.uid, identity.gid, list(identity.groups))))
@@ -388,6 +393,14 @@ class Child:
             gevent.sleep(KILL_POLL_INTERVAL)
         self.end_leftovers()
         return self.wait()
+
+    def send_signal(self, signum):
+        """Send *signum* to the main process only (not yet reaped, so the pid is still ours)."""
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def kill(self):
         """SIGKILL the process group and every descendant (the whole cgroup) at once."""

@@ -39,8 +39,9 @@ def start(project, names=(), how=actions.PLAIN):
     wanted = {service.name for service in project.select(names)}
     if names and not how.no_deps:
         wanted = graph.dependencies_closure(wanted, project.edges())
-    ordered = [name for name in project.snapshot["start_order"] if name in wanted]
-    _global_on_init(project)
+    ordered = project.start_order(wanted)
+    if how.global_init:
+        _global_on_init(project)
     if whole:
         _guard(project, "pre_start")
         project.logs.apply_retention(GLOBAL, "on_restart" if how.restarting else "on_start")
@@ -104,8 +105,8 @@ def clean(project):
     _guard(project, "pre_cleanup")
 
 
-def restart(project, names=(), reason="user"):
-    """Restart *names* (all when empty) and their running ``restart: true`` dependents.
+def restart(project, names=(), reason="user", dependents=True):
+    """Restart *names* (all when empty) and, with *dependents*, their running ``restart: true`` dependents.
 
     Each service runs ``pre_restart`` → stop → start → ``post_restart``; a whole
     config is wrapped in the global ``pre_restart``/``post_restart``. *reason*
@@ -114,9 +115,7 @@ def restart(project, names=(), reason="user"):
     """
     whole = not names
     selected = [service.name for service in project.select(names)]
-    # A dependent restarts with its dependency only if it runs: a stopped one stays stopped.
-    targets = selected + [name for name in restart_closure(project, selected)
-                          if name not in selected and project.services[name].supervised]
+    targets = selected + (running_dependents(project, selected) if dependents else [])
     if whole:
         _guard(project, "pre_restart")
     stop(project, [] if whole else targets, why=actions.RESTART)
@@ -126,23 +125,31 @@ def restart(project, names=(), reason="user"):
     return start(project, [] if whole else targets, how)
 
 
+def running_dependents(project, names):
+    """Return the ``restart: true`` dependents of *names* that run (a stopped one stays stopped)."""
+    return [name for name in restart_closure(project, names)
+            if name not in names and project.services[name].supervised]
+
+
 def restart_closure(project, names):
-    """Return *names* plus every service that depends on one of them with ``restart: true``."""
-    found, queue = list(names), list(names)
+    """Return *names* plus every instance of each service that depends on one of them with ``restart: true``."""
+    found = list(names)
+    queue = list(dict.fromkeys(project.services[name].base for name in names))
+    reached = set(queue)
     while queue:
         changed = queue.pop()
-        for name, spec in project.snapshot["services"].items():
+        for base, spec in project.snapshot["services"].items():
             edge = spec["depends_on"].get(changed)
-            if edge and edge.get("restart") and name not in found:
-                found.append(name)
-                queue.append(name)
+            if edge and edge.get("restart") and base not in reached:
+                reached.add(base)
+                queue.append(base)
+                found.extend(service.name for service in project.instances(base) if service.name not in found)
     return found
 
 
 def dependents_to_restart(project, name):
     """Return the running ``restart: true`` dependents of *name* (transitively), which restart with it."""
-    return [other for other in restart_closure(project, [name])
-            if other != name and project.services[other].supervised]
+    return running_dependents(project, [name])
 
 
 def restart_requested(project, names, reason):

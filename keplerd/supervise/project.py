@@ -55,7 +55,11 @@ class Project:
         self._retry = None             # the timer of that retry
         self._persist_timer = None
         self._last_write = -PERSIST_INTERVAL
-        self.services = {name: Service(name, spec, self) for name, spec in snapshot["services"].items()}
+        # Instance counts that ``keplerctl scale`` set, kept in state.json until the next bake (SPEC §17).
+        self.scaled = _valid_counts((saved_state or {}).get("scaled"), snapshot["services"])
+        self.services = {}
+        self._instances = {}
+        self._build_services()
         if saved_state:
             self._restore(saved_state)
 
@@ -92,6 +96,77 @@ class Project:
             if name in self.services:
                 self.services[name].restore(service_state)
 
+    # -- instances (SPEC §17) ---------------------------------------------------------
+
+    def replica_count(self, base):
+        """Return how many instances service *base* runs: its ``replicas``, or what ``scale`` set."""
+        return self.scaled.get(base, self.snapshot["services"][base].get("replicas", 1))
+
+    def instance_name(self, base, index):
+        """Return ``web.2``; a service baked with ``replicas: 1`` keeps its plain name for instance 1."""
+        if index == 1 and self.snapshot["services"][base].get("replicas", 1) == 1:
+            return base
+        return f"{base}.{index}"
+
+    def instances(self, base):
+        """Return the instances of service *base*, in ascending order."""
+        return self._instances.get(base, [])
+
+    def set_count(self, base, count):
+        """Make service *base* have *count* instances: new ones are created stopped, extra ones forgotten."""
+        if count == self.snapshot["services"][base].get("replicas", 1):
+            self.scaled.pop(base, None)
+        else:
+            self.scaled[base] = count
+        self._build_services()
+        self.persist()
+
+    def _build_services(self):
+        """(Re)build ``services`` (instance name → Service) in config order, keeping existing instances."""
+        existing, self.services, self._instances = self.services, {}, {}
+        for base, spec in self.snapshot["services"].items():
+            instances = self._instances[base] = []
+            for index in range(1, self.replica_count(base) + 1):
+                name = self.instance_name(base, index)
+                service = existing.get(name) or Service(name, spec, self, base=base, index=index)
+                self.services[name] = service
+                instances.append(service)
+        for name in existing.keys() - self.services.keys():
+            self.logs.release(name)  # a removed instance: its log files stay, its writers go
+
+    def take_definition(self, snapshot, baked=None):
+        """Make *snapshot* this config's definition (``apply``); services are redefined by the caller.
+
+        The copies of the files it was baked from (*baked*, when it is a whole
+        bake) are written first; ``snapshot.json`` last, by an atomic rename: a
+        daemon that dies at any point loads the old snapshot or the new one.
+        """
+        if baked is not None:
+            persist.write_bytes(self.paths.config_copy, baked.config_bytes)
+            for name, data in baked.env_files.items():
+                persist.write_bytes(os.path.join(self.paths.env_files, name), data)
+        persist.write_json(self.paths.snapshot, snapshot)
+        old_logs, self.snapshot = self.snapshot["kepler"]["logs"], snapshot
+        if snapshot["kepler"]["logs"] != old_logs:
+            self.logs.forget("global", snapshot["kepler"]["logs"])  # global hook logs: the new settings
+        # Whoever applied the whole file owns it from now on, as after a recreate (SPEC §21).
+        self.owner_uid = snapshot.get("owner", 0)
+        self.owner = user_name(self.owner_uid)
+
+    def add_service(self, name, spec):
+        """Add a service that a new definition brings (stopped; ``apply`` starts it)."""
+        service = self.services[name] = Service(name, spec, self, base=name, index=1)
+        self._instances[name] = [service]
+        return service
+
+    def forget_service(self, name):
+        """Drop a stopped service that the definition no longer has, and delete its logs."""
+        self.services.pop(name)
+        self._instances.pop(name, None)
+        self.logs.clear(name)
+        self.logs.forget(name)
+        self.persist()
+
     def saved_services(self):
         """Return the service states of ``state.json`` as the previous daemon left them."""
         saved = persist.read_json(self.paths.state) or {}
@@ -101,6 +176,7 @@ class Project:
         return {
             "format": STATE_FORMAT,
             "on_init_done": self.on_init_done,
+            "scaled": self.scaled,
             "services": {name: service.runtime() for name, service in self.services.items()},
         }
 
@@ -130,6 +206,8 @@ class Project:
 
     def _write_pending_state(self):
         self._persist_pending = False
+        self._persist_timer = None
+        self._last_write = time.monotonic()
         if not os.path.isdir(self.paths.root):
             return
         try:
@@ -150,13 +228,6 @@ class Project:
     def _retry_state_write(self):
         self._retry = None
         self.persist()
-        self._persist_timer = None
-        self._last_write = time.monotonic()
-        if os.path.isdir(self.paths.root):
-            try:
-                self.write_state()
-            except OSError as error:
-                log.error("%s: cannot write state.json: %s", self.name, error)
 
     # -- events ----------------------------------------------------------------------
 
@@ -201,20 +272,48 @@ class Project:
     # -- commands --------------------------------------------------------------------
 
     def select(self, names):
-        """Return the services named (all when *names* is empty); raise ``UnknownName`` on unknown."""
+        """Return the service instances named (all when *names* is empty); raise ``UnknownName`` on unknown.
+
+        ``web`` names every instance of ``web``, ``web.2`` one of them (SPEC §17).
+        """
         if not names:
             return list(self.services.values())
-        unknown = [name for name in names if name not in self.services]
+        found, unknown = {}, []
+        for name in names:
+            matched = self._match(name)
+            if not matched:
+                unknown.append(name)
+            found.update((service.name, service) for service in matched)
         if unknown:
             raise UnknownName(f"no such service: {', '.join(unknown)}")
-        return [self.services[name] for name in names]
+        return list(found.values())
+
+    def _match(self, name):
+        if name in self.services:
+            return [self.services[name]]
+        if name in self._instances:
+            return self.instances(name)
+        base, _, index = name.rpartition(".")
+        if index.isdigit() and 1 <= int(index) <= len(self.instances(base)):
+            return [self.instances(base)[int(index) - 1]]  # ``web.1`` of a plain ``web``
+        return []
+
+    def names(self, names):
+        """Return the instance names *names* select, or () for the whole config."""
+        return [service.name for service in self.select(names)] if names else []
 
     def all_terminal(self, names=()):
         return all(service.status in states.TERMINAL for service in self.select(names))
 
     def edges(self):
-        """Return ``{service: [names it depends on]}``."""
-        return {name: list(spec["depends_on"]) for name, spec in self.snapshot["services"].items()}
+        """Return ``{instance: [instances it depends on]}``: an instance depends on every instance of a dependency."""
+        return {name: [dep.name for base in service.base_spec["depends_on"] for dep in self.instances(base)]
+                for name, service in self.services.items()}
+
+    def start_order(self, names):
+        """Return the instances in *names* in the config's start order (instances ascending)."""
+        return [service.name for base in self.snapshot["start_order"] for service in self.instances(base)
+                if service.name in names]
 
     @property
     def global_hooks(self):
@@ -236,6 +335,7 @@ class Project:
         """The rows of ``ps``: each service's runtime, whether its process is stopped (SIGSTOP), and,
         with *stats*, what it costs (SPEC §19)."""
         rows = [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
+                 "service": service.base, "replica": service.index if service.name != service.base else None,
                  **service.runtime(), "paused": bool(service.pid) and self.system.paused(service.pid)}
                 for service in self.services.values()]
         if stats:
@@ -313,6 +413,14 @@ def user_name(uid):
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
+
+
+def _valid_counts(saved, services):
+    """Return the scaled counts of state.json that still name a service of the snapshot."""
+    if not isinstance(saved, dict):
+        return {}
+    return {base: count for base, count in saved.items()
+            if base in services and isinstance(count, int) and not isinstance(count, bool) and count >= 1}
 
 
 def _log_forwarder(config_name, subscriber):

@@ -8,6 +8,7 @@ import shutil
 from gevent.lock import RLock
 
 from keplerd import paths
+from keplerd.sources import SourceCheck
 from keplerd.supervise.project import Project
 from keplerd.supervise.system import System
 
@@ -29,6 +30,7 @@ class Registry:
         self.projects = {}
         # One lock per config: a bake may take seconds of Lua, and must not hold up the others.
         self._bake_locks = collections.defaultdict(RLock)
+        self._sources = SourceCheck()
 
     def load_all(self):
         """Load every config that has a snapshot; log and skip the unreadable ones."""
@@ -75,6 +77,20 @@ class Registry:
             project.logs.close()  # the new snapshot's settings (max_size, store...) take over
             self.projects[project.id] = fresh
             return fresh
+
+    def bake_lock(self, project):
+        """Return the lock that keeps bakes of *project*'s file (and applying them) one at a time."""
+        return self._bake_locks[project.id]
+
+    def bake_again(self, project, sys_env, home, display_name=None, caller=None):
+        """Return a new ``Baked`` of *project*'s file for *caller* (``apply``), changing nothing; raise ConfigError."""
+        baked = _bake(project.source_path, sys_env, home, display_name or project.name, self.bake_options, caller)
+        baked.snapshot["owner"] = owner_uid(caller)
+        return baked
+
+    def config_changed(self, project):
+        """Tell whether a file *project* was baked from changed since (``ps``; no re-bake)."""
+        return self._sources.changed(project.snapshot.get("sources"))
 
     def _bake(self, config_id, config_path, sys_env, home, display_name, caller):
         baked = _bake(config_path, sys_env, home, display_name, self.bake_options, caller)

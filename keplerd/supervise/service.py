@@ -48,8 +48,11 @@ class Service(HealthAndReadiness):
     publishes events, holds the log writers and knows the other services.
     """
 
-    def __init__(self, name, spec, project):
+    def __init__(self, name, spec, project, base=None, index=1):
         self.name = name
+        self.base = base or name     # the service of the config this is an instance of (SPEC §17)
+        self.index = index           # its instance number, 1 … replicas
+        self.base_spec = spec        # as baked; ``spec`` adds the instance's KEPLER_REPLICA variables
         self.spec = spec
         self.project = project
         self.system = project.system   # the OS seam: spawns, signals, probes (supervise/system.py)
@@ -84,6 +87,7 @@ class Service(HealthAndReadiness):
         self._wait_on = None         # the dependencies the supervisor awaits (None: all)
         self._supervisor = None
         self._stop_requested = False
+        self._next_spec = None  # a definition stored by apply while this one ran
         self._in_post_start = False  # the supervisor runs post_start (post_restart): a stop kills it
         self._unhealthy = Event()    # set by a health verdict when restart.on_unhealthy ends the run
         self._ready = Event()        # READY=1 of this run (notify services)
@@ -164,6 +168,19 @@ class Service(HealthAndReadiness):
         """Return the changes a restart for *reason* makes: ``restart_reason`` and ``restarts``."""
         return {"restart_reason": reason, "restarts": self.restarts + actions.counted(reason)}
 
+    def redefine(self, spec):
+        """Take a new baked definition (``apply``): now when not running, else at the next start.
+
+        Its logs go on in the same files, with the new definition's settings.
+        """
+        if self.supervised:
+            self._next_spec = spec
+            return
+        self._next_spec = None
+        self.base_spec = self.spec = spec
+        self.project.logs.forget(self.name)
+        self.log = self.project.logs.writer(self.name, spec.get("logs"))
+
     @property
     def child(self):
         """The running process of the service (``process.Child``), or None."""
@@ -187,7 +204,10 @@ class Service(HealthAndReadiness):
         if self.supervised:
             self.project.persist()
             return
+        if self._next_spec is not None:
+            self.redefine(self._next_spec)
         self.project.logs.apply_retention(self.name, "on_restart" if how.restarting else "on_start")
+        self.spec = self.instance_spec()
         self._stop_requested = False
         self._set_state(states.STARTING, reason=None, exit_code=None, signal=None, gave_up=False,
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
@@ -196,17 +216,37 @@ class Service(HealthAndReadiness):
         self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
+    def instance_spec(self):
+        """Return the baked spec with this instance's ``KEPLER_REPLICA``/``KEPLER_REPLICAS`` (SPEC §17)."""
+        count = self.project.replica_count(self.base)
+        if self.name == self.base and count == 1:
+            return self.base_spec  # a plain service: nothing added
+        extra = {"KEPLER_REPLICA": str(self.index), "KEPLER_REPLICAS": str(count)}
+        hooks = {name: {**hook, "env": {**hook["env"], **extra}} for name, hook in self.base_spec["hooks"].items()}
+        return {**self.base_spec, "env": {**self.base_spec["env"], **extra}, "hooks": hooks}
+
+    def send_signal(self, signum, group=False):
+        """Deliver *signum* to the running process (or its group); return False if none runs."""
+        child = self._child
+        if child is None or child.returncode is not None:
+            return False
+        if group:
+            self.system.signal_group(child.pgid, signum)
+        else:
+            child.send_signal(signum)
+        return True
+
     def stop(self, signum=None, why=actions.BY_USER):
         """Stop the service and everything it spawned; returns when it is stopped.
 
-        *why* (``actions.BY_USER``, ``SHUTDOWN``, ``RESTART``): a daemon shutdown
-        leaves the desired state as it is, so the next daemon brings the service
-        back. A failing ``pre_stop`` hook aborts a user's stop (``HookFailed``); a
+        *why* (``actions.BY_USER``, ``SHUTDOWN``, ``RESTART``, ``APPLY``): a daemon
+        shutdown (and apply's stop half) leaves the desired state as it is, so the
+        next daemon brings the service back. A failing ``pre_stop`` hook aborts a user's stop (``HookFailed``); a
         restart runs ``pre_restart`` first, which guards the same way, and leaves
         log retention to its start half.
         """
-        by_user = why != actions.SHUTDOWN
-        if why == actions.RESTART:
+        by_user = why not in actions.KEEPS_DESIRED
+        if why in (actions.RESTART, actions.APPLY):
             self._guard_hook("pre_restart")
         if not self.supervised:
             self._watch.disarm()
@@ -226,7 +266,7 @@ class Service(HealthAndReadiness):
             self._idle.set()
 
     def _stop_supervised(self, signum, why):
-        by_user = why != actions.SHUTDOWN
+        by_user = why not in actions.KEEPS_DESIRED
         child = self._child
         running = child is not None and child.returncode is None
         if running:
@@ -352,12 +392,17 @@ class Service(HealthAndReadiness):
         while True:
             pending, deadline = [], None
             for dep, edge in edges.items():
-                dependency = self.project.services[dep]
-                if deps.condition_met(dependency, edge["condition"], edge.get("exit_code")):
+                # A replicated dependency holds when it holds for every instance (SPEC §17).
+                instances = self.project.instances(dep)
+                unmet = [one for one in instances
+                         if not deps.condition_met(one, edge["condition"], edge.get("exit_code"))]
+                if not unmet:
                     continue
-                if deps.never_satisfiable(dependency, edge["condition"], edge.get("exit_code")):
+                hopeless = [one for one in unmet
+                            if deps.never_satisfiable(one, edge["condition"], edge.get("exit_code"))]
+                if hopeless:
                     return self._fail(f"dependency {deps.describe(dep, edge)} can never be satisfied: "
-                                      f"{dep} is {dependency.status}")
+                                      f"{hopeless[0].name} is {hopeless[0].status}")
                 if edge["timeout"] is not None:
                     left = edge["timeout"] - (time.monotonic() - began)
                     if left <= 0:
@@ -496,6 +541,7 @@ class Service(HealthAndReadiness):
             self._watch.arm()  # armed from start to stop, across the hand-over too (SPEC §10)
         if not record["supervised"]:
             return
+        self.spec = self.instance_spec()
         self._backoff = Backoff.from_spec(self.spec["restart"])
         self._backoff.quick_failures = record["quick_failures"]
         wait_on = None if record["wait_on"] is None else set(record["wait_on"])

@@ -88,6 +88,8 @@ def test_a_members_services_hooks_and_probes_run_as_the_member(members):
     for tag in ("web", "pre_start", "probe", "global"):
         assert identity(out, tag)[:3] == (uid(alice), gid(alice), groups), tag
     assert 0 not in identity(out, "web")[2]
+    # exec runs as the service runs: as alice, not as root.
+    assert ctl(members, "alice", "exec", "web", "--", "id", "-u", check=True).stdout == f"{uid(alice)}\n"
     inspected = json.loads(ctl(members, "alice", "inspect", check=True).stdout)
     assert (inspected["config"]["owner"], inspected["config"]["owner_uid"]) == (alice, uid(alice))
 
@@ -98,8 +100,9 @@ def test_another_member_is_refused_every_request_about_the_config_and_sees_none(
     wait_running(members, "alice", "web")
     denied = f"permission denied: {path} belongs to {members.people['alice']}"
     for request in (["ps"], ["start", "-d"], ["restart"], ["stop"], ["inspect"], ["logs"], ["recreate"],
-                    ["stop", "--clean"]):
-        result = ctl(members, "bob", *request, "--file", path)
+                    ["stop", "--clean"], ["scale", "web=2"], ["signal", "HUP"], ["restart", "--rolling"],
+                    ["exec", "web", "--", "true"]):
+        result = ctl(members, "bob", request[0], "--file", path, *request[1:])
         assert result.returncode != 0 and denied in result.stderr, (request, result.stderr)
     assert ps(members, "bob", "--all") == {}
     assert json.loads(ctl(members, "bob", "daemon", "status", "--json", check=True).stdout)["configs"] == []

@@ -153,7 +153,7 @@ def test_global_hooks_run_as_root(kepler, people):
     ({"group": "kt-no-such-group"}, "services.web.group: no such group 'kt-no-such-group'"),
     ({"user": "root:kt-no-such-group"}, "services.web.user: no such group 'kt-no-such-group'"),
     ({"user": "4294967296"}, "services.web.user: invalid user id: 4294967296"),
-    ({"user": "ro\u0000ot"}, "services.web.user: no such user 'ro\u0000ot'"),
+        ({"user": "ro\u0000ot"}, "services.web.user: no such user 'ro\\x00ot'"),  # shown escaped: one printable line
 ])
 def test_unknown_user_or_group_is_a_located_bake_error(kepler, settings, error):
     config(kepler, {"web": {"command": ["sleep", "1000"], **settings},

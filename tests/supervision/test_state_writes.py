@@ -38,3 +38,20 @@ def test_shutdown_writes_at_once(stack, monkeypatch):
     stack.wait_for(lambda: all(status == states.RUNNING for status in stack.statuses().values()), "all running")
     stack.project.shutdown()
     assert {row["status"] for row in saved(stack).values()} == {states.STOPPED}
+
+
+def test_changes_in_later_loop_turns_wait_for_the_interval(stack, monkeypatch):
+    from keplerd.supervise import project as project_module
+
+    stack.load("services:\n  web: {command: [web]}\n")
+    writes = count_writes(stack, monkeypatch)
+    monkeypatch.setattr(project_module, "PERSIST_INTERVAL", 3600.0)
+    stack.project._last_write = -3600.0  # as after a quiet hour: the first change is written at once
+    stack.project.persist()
+    stack.wait_for(lambda: len(writes) == 1, "the first write")
+    for _ in range(5):  # each in a loop turn of its own
+        stack.project.persist()
+        stack.project.spawn(lambda: None).join()
+    assert len(writes) == 1, "the next write waits for the interval"
+    stack.project.close()
+    assert len(writes) == 2, "close writes what is still due"

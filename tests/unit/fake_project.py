@@ -59,6 +59,9 @@ class FakeProject:
     def persist(self):
         pass
 
+    def replica_count(self, base):
+        return 1
+
 
 SPEC = {"command": ["true"], "env": {}, "working_dir": "/", "depends_on": {}, "hooks": {},
         "restart": {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None},

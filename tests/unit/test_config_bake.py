@@ -139,6 +139,7 @@ def test_service_with_defaults_filled(realistic, tmp_path):
         "stop_signal": 2,
         "stop_grace_period": 30.0,
         "notify": False,
+        "replicas": 1,
     }
 
 

@@ -5,6 +5,7 @@ import os
 from keplerd.logs import reader
 from keplerd.logs.cursor import LogCursor
 from keplerd.logs.files import SegmentedFile
+from keplerd.logs.format import owner_of, split_log_name
 from keplerd.logs.reader import StreamFiles, belongs_to, log_names, selected_names
 
 
@@ -233,3 +234,14 @@ def test_since_finds_the_first_line_by_binary_search_as_a_scan_would(tmp_path):
         assert [int(text.split()[1]) for text in texts[:1]] == ([expected] if expected < len(stamps) else [])
         assert len(texts) == len(stamps) - expected
     assert files.since_start(stamps[-1] + 1, bound) == bound
+
+
+def test_an_instance_owns_its_logs_and_its_hook_logs():
+    assert split_log_name("web.2.pre_start") == ("web.2", "pre_start")
+    assert split_log_name("web.2") == ("web.2", "")
+    assert split_log_name("web.pre_start") == ("web", "pre_start")
+    assert owner_of("web.12") == "web.12" and owner_of("global.on_init") == "global"
+    assert belongs_to("web.2.pre_start", {"web"}, no_hook=False)
+    assert belongs_to("web.2", {"web.2"}, no_hook=True)
+    assert not belongs_to("web.2.pre_start", {"web.2"}, no_hook=True)
+    assert not belongs_to("web.3", {"web.2"}, no_hook=False)

@@ -52,3 +52,18 @@ def test_a_hook_log_uses_its_services_settings(tmp_path):
     store.writer("global.pre_start").write("stdout", b"1 stored\n")
     store.close()
     assert sorted(os.listdir(tmp_path)) == ["global.pre_start.stdout.log"]
+
+
+def test_an_instances_retention_and_release_touch_only_that_instance(tmp_path):
+    logs = str(tmp_path)
+    touch(logs, "web.1.stdout.log", "web.1.pre_start.stdout.log", "web.2.stdout.log", "web.2.pre_start.stdout.log")
+    store = LogStore(logs, set(), timers=FakeTimers())
+    clear_on_stop = {"retention": {"on_stop": "clear"}}
+    first = store.writer("web.2", clear_on_stop)
+    store.writer("web.2.pre_start")
+    store.writer("web.1", clear_on_stop)
+    assert store.apply_retention("web.2", "on_stop") is True
+    assert sorted(os.listdir(logs)) == ["web.1.pre_start.stdout.log", "web.1.stdout.log"]
+    store.release("web.2")
+    assert store.writer("web.2", {}) is not first
+    assert store.writer("web.1") is store.writer("web.1")
