@@ -3,6 +3,8 @@
 import json
 import os
 
+from tests.integration.harness import wait_for
+
 
 def _env_dump_config(kepler, extra="", name="kepler.yaml"):
     out = os.path.join(kepler.workdir, "env.out")
@@ -139,8 +141,9 @@ def test_bake_copies_config_and_env_files_into_the_state_dir(kepler):
     assert os.listdir(os.path.join(root, "env_files")) == ["app.env"]
     snapshot = json.load(open(os.path.join(root, "snapshot.json")))
     assert snapshot["services"]["one"]["env"] == {"A": "1"}
-    state = json.load(open(os.path.join(root, "state.json")))
-    assert state["services"]["one"]["status"] == "exited"
+    # state.json is written at most every 150 ms: poll it.
+    wait_for(lambda: json.load(open(os.path.join(root, "state.json")))["services"]["one"]["status"] == "exited",
+             message="state.json to record the exit")
 
 
 def test_invalid_config_is_reported_and_nothing_starts(kepler):
