@@ -26,7 +26,7 @@ STATEDIR   := /var/lib/kepler
 GROUP      ?= kepler
 CREATE_GROUP ?= $(if $(DESTDIR),no,yes)
 # Tools the tests need beyond Python: Debian package names by command.
-TEST_TOOLS ?= groff:groff-base zsh:zsh systemd-analyze:systemd redis-server:redis-server tmux:tmux
+TEST_TOOLS ?= groff:groff-base zsh:zsh systemd-analyze:systemd redis-server:redis-server promtool:prometheus tmux:tmux
 
 .PHONY: run stop test test-tools lint bench bench-logs bench-apply soak clean install uninstall
 

@@ -42,7 +42,7 @@ from keplerd.control import handlers  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, SessionLimits, bind_socket  # noqa: E402
 from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
-from keplerd.osproc import strays  # noqa: E402
+from keplerd.osproc import cgroups, strays  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
@@ -56,6 +56,11 @@ RELOAD, STOP, REEXEC = "reload", "stop", "reexec"
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 # How long ``daemon reexec`` waits for a moment when no hook, probe, spawn or stop is under way.
 REEXEC_QUIET_TIMEOUT = 30.0
+RESTART_ONLY_SETTINGS = ("state_dir", "socket_group", "containment", "metrics_listen", "metrics_allow_remote")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message says why."""
 
 
 class Daemon:
@@ -79,6 +84,7 @@ class Daemon:
         self._notifier = notifier or Notifier()
         self._on_ready = list(on_ready)
         self._server = None
+        self._metrics = None
         self._lock_fd = None
         self._mailbox = Queue()
         self._greenlets = Group()  # the daemon's own: the watchdog, the configs' shutdowns
@@ -106,6 +112,8 @@ class Daemon:
             self._listener = bind_socket(paths.socket_path(self.state_dir), self.socket_group)
         self._write_pid()
         _become_subreaper()
+        self._contain()
+        self._serve_metrics()
         persist.keep_reserve(self.state_dir)  # space for state.json when the disk is full
         bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
@@ -127,6 +135,8 @@ class Daemon:
         self._serve()
         self.shutdown()
         self._server.stop(timeout=2.0)
+        if self._metrics is not None:
+            self._metrics.stop()
         self.cursors.close_all()
         self._greenlets.kill()
         bakery.stop_zygote()
@@ -291,8 +301,9 @@ class Daemon:
 
     def _apply(self, fresh):
         """Use the reloadable parts of *fresh* settings; warn about the others."""
-        for key in ("state_dir", "socket_group"):
-            if getattr(fresh, key) != getattr(self.settings, key):
+        kept = {key: getattr(self.settings, key) for key in RESTART_ONLY_SETTINGS}
+        for key, value in kept.items():
+            if getattr(fresh, key) != value:
                 log.warning("reload: %s changed to %r: it takes effect when keplerd restarts",
                             key, getattr(fresh, key))
         logging.getLogger().setLevel(fresh.log_level.upper())
@@ -300,7 +311,7 @@ class Daemon:
         if self._server is not None:
             self._server.limits = SessionLimits(**fresh.session_limits())
         self.autostart.directory = fresh.autostart_dir
-        self.settings = dataclasses.replace(fresh, state_dir=self.state_dir, socket_group=self.socket_group)
+        self.settings = dataclasses.replace(fresh, **kept)
 
     # -- boot ------------------------------------------------------------------------
 
@@ -328,6 +339,33 @@ class Daemon:
     def _write_pid(self):
         os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, f"{self.pid}\n".encode(), 0)
+
+    def _contain(self):
+        """Choose cgroups or process groups for the services, and say which (SPEC §19)."""
+        how, detail = cgroups.activate(self.settings.containment == "auto")
+        if how == cgroups.CGROUP:
+            log.info("containment: cgroup (one per service instance under %s)", detail)
+        else:
+            log.info("containment: process-group (%s)", detail)
+
+    def _serve_metrics(self):
+        """Serve ``/metrics`` when asked to (SPEC §19); prometheus_client is loaded only then."""
+        if not self.settings.metrics_listen:
+            return
+        from keplerd.metrics import address
+
+        try:
+            where = address.parse(self.settings.metrics_listen, self.settings.metrics_allow_remote)
+        except address.BadAddress as error:
+            raise StartupError(str(error)) from None
+        from keplerd.metrics.exporter import Exporter
+
+        try:
+            self._metrics = Exporter(self.registry, where, gevent.get_hub().loop)
+        except OSError as error:
+            raise StartupError(f"cannot serve metrics on {self.settings.metrics_listen}: {error.strerror}") from None
+        self._metrics.start()
+        log.info("metrics on %s/metrics", self.settings.metrics_listen)
 
     def _adopt(self, handed):
         """Carry on with the runtime an earlier image handed over; configs it did not know boot as usual."""
@@ -448,7 +486,7 @@ def main(argv=None):
                     log_path=log_path, systemd_env=systemd_env)
     try:
         daemon.run()
-    except AlreadyRunning as error:
+    except (AlreadyRunning, StartupError) as error:
         _fail(readiness, str(error))
     except OSError as error:
         _fail(readiness, f"cannot start: {error}")

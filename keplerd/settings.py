@@ -20,6 +20,7 @@ from keplerd.config.errors import ConfigError
 DEFAULT_PATH = paths.DEFAULT_DAEMON_CONFIG
 DEFAULT_AUTOSTART_DIR = "/etc/kepler/conf.d"
 LOG_LEVELS = defaults.LOG_LEVELS
+CONTAINMENTS = defaults.CONTAINMENTS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,6 +34,9 @@ class Settings:
     lua_memory_limit: int = defaults.LUA_MEMORY_LIMIT  # bytes
     lua_time_limit: float = defaults.LUA_TIME_LIMIT  # seconds of CPU per config
     default_stop_grace_period: float = defaults.STOP_GRACE_PERIOD  # seconds
+    containment: str = "auto"  # cgroups when writable, else process groups; or process-group always
+    metrics_listen: str = None  # host:port or a Unix socket path; None: no metrics
+    metrics_allow_remote: bool = False
     # Whom each non-root user may run services as, besides itself (SPEC §21): {user: [user or group, ...]}.
     allow_run_as: dict = dataclasses.field(default_factory=dict)
     client_hello_timeout: float = 5.0  # seconds (control/server.py SessionLimits)
@@ -90,7 +94,7 @@ def resolve(args, environ=os.environ, validate=None):
     Raises ConfigError.
     """
     settings = load(args.config or DEFAULT_PATH, required=args.config is not None, validate=validate)
-    overrides = {key: getattr(args, key) for key in ("autostart_dir", "socket_group", "log_level")
+    overrides = {key: getattr(args, key) for key in ("autostart_dir", "socket_group", "log_level", "metrics_listen")
                  if getattr(args, key) is not None}
     state_dir = args.state_dir or environ.get("KEPLER_DAEMON_PATH")
     if state_dir:
@@ -133,6 +137,8 @@ def build_parser():
     parser.add_argument("--socket-group", metavar="GROUP",
                         help="group allowed to use the socket (default socket_group, else kepler)")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="log level (default log_level, else info)")
+    parser.add_argument("--metrics-listen", metavar="ADDRESS",
+                        help="serve Prometheus metrics on HOST:PORT or a Unix socket path (default metrics_listen)")
     parser.add_argument("--daemonize", action="store_true",
                         help="run in the background; return once the socket answers (exit 1 if it cannot start)")
     parser.add_argument("--log-file", metavar="PATH", type=os.path.abspath,

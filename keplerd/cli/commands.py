@@ -173,6 +173,7 @@ def _apply(add, subparsers, parents):
 def _ps(add, subparsers, parents):
     ps = add("ps", "list services and their status", "views", "ps")
     ps.add_argument("-a", "--all", action="store_true", help="every loaded config, with a CONFIG column")
+    ps.add_argument("--stats", action="store_true", help="add CPU%%, MEM, PROCS, RESTARTS and UPTIME columns")
 
 
 def _logs(add, subparsers, parents):
@@ -189,6 +190,17 @@ def _logs(add, subparsers, parents):
     logs.add_argument("--until", type=_moment, metavar="TIME", help="only lines up to TIME (same forms)")
     logs.add_argument("--grep", metavar="REGEX", help="only lines matching REGEX (Python syntax), "
                                                        "before --tail/--head count")
+
+
+def _events(add, subparsers, parents):
+    events = add("events", "stream the config's events live: state changes, restarts, health, hooks",
+                 "events", "events")
+    events.add_argument("-a", "--all", action="store_true", help="the events of every loaded config")
+
+
+def _top(add, subparsers, parents):
+    top = add("top", "full-screen live view of the services: CPU, memory, restarts; keys act on them", "top", "top")
+    top.add_argument("-a", "--all", action="store_true", help="the services of every loaded config")
 
 
 def _inspect(add, subparsers, parents):
@@ -244,5 +256,5 @@ COMMANDS = {
     "daemon": _daemon, "start": _start, "stop": _stop, "restart": _restart, "recreate": _recreate, "apply": _apply,
     "ps": _ps, "logs": _logs, "inspect": _inspect, "prune": _prune, "config": _config,
     "export": _export, "completion": _completion, "scale": _scale, "signal": _signal_command,
-    "exec": _exec,
+    "exec": _exec, "events": _events, "top": _top,
 }

@@ -53,12 +53,37 @@ def ps_json_row(row):
         "pid": row.get("pid"),
         "exit_code": row.get("exit_code"), "signal": signal_name(signum) if signum else None,
         "since": row.get("since"), "restarts": row.get("restarts", 0), "health": row.get("health"),
+        "reason": row.get("reason"), "started_at": row.get("started_at"),
+        "cpu_seconds": row.get("cpu_seconds", 0.0), "cpu_percent": row.get("cpu_percent", 0.0),
+        "memory_bytes": row.get("memory_bytes", 0), "processes": row.get("processes", 0),
         "config_changed": bool(row.get("config_changed")),
         "status_text": row.get("status_text"),
         **({"backoff_until": row["backoff_until"], "retries": row.get("retries", 0)}
            if row.get("backoff_until") else {}),
         **({"paused": True} if row.get("paused") else {}),
     }
+
+
+STATS_HEADERS = ["CPU%", "MEM", "PROCS", "RESTARTS", "UPTIME"]
+
+
+def stats_cells(row, now=None):
+    """Return the ``ps --stats`` cells of one service: CPU%, MEM, PROCS, RESTARTS, UPTIME."""
+    now = time.time() if now is None else now
+    running = row.get("processes", 0) > 0 and row.get("started_at")
+    return [f"{row.get('cpu_percent', 0.0):.1f}", format_bytes(row.get("memory_bytes", 0)),
+            str(row.get("processes", 0)), str(row.get("restarts", 0)),
+            format_age(now - row["started_at"]) if running else "-"]
+
+
+def format_bytes(count):
+    """Return a size the short way: ``512B``, ``12.3M``, ``1.5G`` (powers of 1024)."""
+    size = float(count or 0)
+    for unit in ("B", "K", "M", "G"):
+        if size < 1024 or unit == "G":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{size:.1f}G"
 
 
 def table(headers, rows):

@@ -3,13 +3,14 @@
 import json
 import sys
 
-from keplerd.cli.output import pid_text, ps_json_row, status_text, table
+from keplerd.cli.output import STATS_HEADERS, pid_text, ps_json_row, stats_cells, status_text, table
 
 
 def ps(context):
     """List services and their status."""
     args = context.args
     request = {"type": "ps", "all": True} if args.all else context.config_request("ps")
+    request["stats"] = args.json or args.stats
     with context.client() as client:
         rows = client.call(request)["services"]
     warn_changed_configs(rows, "config_path" if args.all else "config")
@@ -21,6 +22,10 @@ def ps(context):
         return 0
     headers = ["NAME", "STATUS", "PID"]
     lines = [[row["name"], status_text(row), pid_text(row)] for row in rows]
+    if args.stats:
+        headers += STATS_HEADERS
+        for line, row in zip(lines, rows):
+            line.extend(stats_cells(row))
     if args.all:
         headers.insert(0, "CONFIG")
         for line, row in zip(lines, rows):

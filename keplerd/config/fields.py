@@ -86,6 +86,22 @@ class Count(ma.Field):
         return value
 
 
+class Cpus(ma.Field):
+    """A number of CPUs above 0 (``0.5``, ``2``); numeric strings (from expansion) are accepted."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValidationError("Not a valid number of CPUs.") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValidationError("Not a valid number of CPUs.")
+        if value <= 0:
+            raise ValidationError("must be more than 0")
+        return float(value)
+
+
 class Text(ma.Field):
     """A string; a YAML integer is taken as its text (``user: 1000``)."""
 

@@ -128,6 +128,9 @@ class LimitsSchema(StrictSchema):
     memory = fields.Size(metadata=_doc("RLIMIT_AS in bytes."))
     cpu_time = fields.CpuTime(metadata=_doc("RLIMIT_CPU, a duration rounded up to seconds."))
     max_fds = fields.Count(metadata=_doc("RLIMIT_NOFILE."))
+    memory_max = fields.Size(metadata=_doc("cgroup memory.max of the service's cgroup, in bytes."))
+    cpus = fields.Cpus(metadata=_doc("cgroup cpu.max: CPUs the service's cgroup may use (0.5, 2)."))
+    pids_max = fields.Count(minimum=1, metadata=_doc("cgroup pids.max: processes in the service's cgroup."))
 
 
 class HealthcheckSchema(StrictSchema):

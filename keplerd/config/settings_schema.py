@@ -14,7 +14,8 @@ from keplerd.config.errors import ConfigError, Problems
 from keplerd.config.loader import load_yaml
 from keplerd.config.schema import StrictSchema
 from keplerd.config.validate import flatten_errors
-from keplerd.model.defaults import LOG_LEVELS
+from keplerd.metrics import address
+from keplerd.model.defaults import CONTAINMENTS, LOG_LEVELS
 
 MIN_LUA_MEMORY = 1 << 20
 
@@ -64,6 +65,12 @@ class SettingsSchema(StrictSchema):
         metadata={"description": "A client silent this long, with no request in flight, is dropped; default 10m."})
     client_sessions_per_user = fields.Count(
         metadata={"description": "Sessions one non-root user may hold at once; default 64."})
+    metrics_listen = fields.Text(metadata={
+        "description": "Serve Prometheus metrics on HOST:PORT or a Unix socket path; default off."})
+    metrics_allow_remote = fields.Bool(metadata={
+        "description": "Allow metrics_listen on a non-loopback address; default false."})
+    containment = fields.Choice(CONTAINMENTS, metadata={
+        "description": "auto: a cgroup per service when cgroup v2 is writable; process-group: never."})
 
     @validates_schema
     def _limits_are_usable(self, data, **kwargs):
@@ -75,6 +82,11 @@ class SettingsSchema(StrictSchema):
                 problems[key] = ["must be more than 0"]
         if data.get("client_sessions_per_user") is not None and data["client_sessions_per_user"] < 1:
             problems["client_sessions_per_user"] = ["must be at least 1"]
+        if data.get("metrics_listen"):
+            try:
+                address.parse(data["metrics_listen"], bool(data.get("metrics_allow_remote")))
+            except address.BadAddress as error:
+                problems["metrics_listen"] = [str(error)]
         if problems:
             raise ValidationError(problems)
 

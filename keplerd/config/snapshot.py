@@ -17,7 +17,7 @@ from ..model.graph import effective_wait, topological_order
 FORMAT = 1
 SHELL = "/bin/sh"
 LOG_DEFAULTS = defaults.LOG_DEFAULTS
-NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None}
+NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None, "memory_max": None, "cpus": None, "pids_max": None}
 RESTART_DEFAULTS = {"policy": "no", "watch": [], "backoff": 0.1, "max_backoff": 30.0, "max_retries": None,
                     "on_unhealthy": False}
 HEALTH_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "retries": 3, "start_period": 0.0}

@@ -15,13 +15,14 @@ import time
 import gevent
 
 from keplerd import __version__, paths
+from keplerd.control import access
 from keplerd.control import requests
 from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
 from keplerd.logs.cursor_table import FollowerDropped, open_reading
 from keplerd.model import actions, states
 from keplerd.model.errors import UnknownName
 from keplerd.supervise import lifecycle, readywait
-from keplerd.supervise.events import Dropped, Subscriber
+from keplerd.supervise.events import EVENT_READER_BUDGET, FEED, Dropped, Subscriber
 from keplerd.supervise.registry import NotLoaded
 from keplerd.units import parse_signal
 
@@ -147,10 +148,11 @@ def handle_ps(call, request):
             projects = [_project(call, request)]
         except NotLoaded:
             projects = []
+    stats = bool(request.get("stats"))
     rows = []
     for project in projects:
         changed = call.registry.config_changed(project)
-        rows.extend({**row, "config_changed": changed} for row in project.ps_rows())
+        rows.extend({**row, "config_changed": changed} for row in project.ps_rows(stats))
     return {"services": rows}
 
 
@@ -527,6 +529,32 @@ def _count(request, key):
     return value
 
 
+def handle_events(call, request):
+    """Stream the daemon's events (SPEC §19) until the client goes away; a slow one is dropped.
+
+    ``--all`` shows the configs the caller may see (``access.visible``, SPEC §21).
+    """
+    if request.get("all"):
+        def accept(event):
+            project = call.daemon.registry.projects.get(event["config_id"])
+            return project is not None and bool(access.visible(call.caller.uid, [project]))
+    else:
+        path = _project(call, request).source_path
+
+        def accept(event):
+            return event["config_path"] == path
+    subscriber = Subscriber(budget=EVENT_READER_BUDGET)
+    FEED.join(subscriber, accept)
+    try:
+        call.emit({"kind": "subscribed"})
+        while True:
+            call.emit(subscriber.get())
+    except Dropped as error:
+        raise RequestError(f"{error} (more than {EVENT_READER_BUDGET >> 20} MiB behind)") from None
+    finally:
+        FEED.leave(subscriber)
+
+
 def handle_daemon_status(call, request):
     daemon = call.daemon
     configs = []
@@ -566,6 +594,7 @@ HANDLERS = {
     "logs_close": handle_logs_close,
     "daemon_status": handle_daemon_status,
     "daemon_stop": handle_daemon_stop,
+    "events": handle_events,
     "daemon_reexec": handle_daemon_reexec,
 }
 

@@ -51,6 +51,7 @@ class LogWriter:
         self.name = name
         self.settings = settings or LogSettings()
         self._listeners = listeners
+        self.lines = dict.fromkeys(STREAMS, 0)  # lines written per stream, stored or not (metrics)
         self._pumps = set()
         self._stored = {
             stream: StreamLog(log_path(logs_dir, name, stream), self.settings.max_size,
@@ -62,6 +63,7 @@ class LogWriter:
         """Store formatted lines *data* of *stream* (if stored) and hand them to listeners."""
         if not data:
             return
+        self.lines[stream] += data.count(b"\n")
         stored = self._stored.get(stream)
         if stored is not None:
             stored.append(data)

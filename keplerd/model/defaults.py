@@ -20,6 +20,7 @@ LOG_DEFAULTS = {
 
 # The daemon's log levels (keplerd.conf ``log_level``, ``--log-level``).
 LOG_LEVELS = ("debug", "info", "warning", "error")
+CONTAINMENTS = ("auto", "process-group")  # keplerd.conf containment (SPEC §19)
 
 # The Lua of one config gets this much memory and CPU time per bake.
 LUA_MEMORY_LIMIT = 64 << 20

@@ -6,15 +6,34 @@ Shared by services and hooks: both spawn from a baked spec (``command``, ``env``
 
 import os
 
-from keplerd.osproc import process
+import gevent
+
+from keplerd.osproc import cgroups, process
 
 
-def spawn_logged(writer, spec, env=None):
+def spawn_logged(writer, spec, instance=None, env=None):
     """Spawn *spec* with its output going to *writer*; return ``(child, pumps)``.
 
-    *env* replaces ``spec["env"]`` (the service's, with the stray mark). Pumps are
+    *instance* is ``(config id, service)`` for a service's own process, which gets
+    its cgroup (when cgroups are in use) with the limits of *spec* applied. *env*
+    replaces ``spec["env"]`` (the service's, with the stray mark). Pumps are
     waitable like greenlets (``gevent.joinall``). Raises ``process.SpawnError``.
     """
+    cgroup = None
+    if instance is not None:
+        try:
+            cgroup = cgroups.prepare(*instance, spec.get("limits"))
+        except cgroups.LimitUnavailable as error:
+            raise process.SpawnError(str(error)) from None
+    try:
+        return _spawn_with_pipes(writer, spec, cgroup, env)
+    except process.SpawnError:
+        if cgroup is not None:
+            cgroups.kill_and_remove(cgroup, gevent.sleep)  # the failed child is reaped: it is empty
+        raise
+
+
+def _spawn_with_pipes(writer, spec, cgroup, env):
     try:
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
     except OSError as error:
@@ -28,7 +47,7 @@ def spawn_logged(writer, spec, env=None):
     try:
         child = process.spawn(spec["command"], spec["env"] if env is None else env, spec["working_dir"],
                               user=spec.get("user"), group=spec.get("group"), limits=spec.get("limits"),
-                              stdout=out_write, stderr=err_write)
+                              stdout=out_write, stderr=err_write, cgroup=cgroup)
     except BaseException:
         for fd in (out_read, err_read):
             os.close(fd)

@@ -25,8 +25,8 @@ from gevent.monkey import get_original
 from gevent.os import nb_read
 
 from keplerd.model import defaults
+from keplerd.osproc import cgroups, usage, users
 from keplerd.osproc.groups import signal_group
-from keplerd.osproc import users
 
 log = logging.getLogger("keplerd.process")
 
@@ -74,13 +74,16 @@ def find_program(program, env, cwd):
     raise SpawnError(f"program not found: {program}")
 
 
-def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None, tty=False):
+def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None, tty=False,
+          cgroup=None):
     """Start *argv* in its own session and return a ``Child``.
 
     *stdin*, *stdout*, *stderr* are fds for the child (``None``: /dev/null); with
     *tty*, *stdin* is a terminal that becomes the session's controlling one. *user*
     and *group* follow SPEC §12; *limits* maps ``memory``/``cpu_time``/``max_fds``
-    to values. Raises ``SpawnError`` with a user-facing reason.
+    to values (other keys are cgroup limits, applied by ``cgroups.prepare``).
+    *cgroup* is the cgroup directory the child starts in (None: the daemon's).
+    Raises ``SpawnError`` with a user-facing reason.
     """
     if not os.path.isdir(cwd):
         raise SpawnError(f"working directory not found: {cwd}")
@@ -89,21 +92,23 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
     if identity:
         env = identity.add_login_env(env)
     executable = find_program(argv[0], env, cwd)
-    limits = {name: value for name, value in (limits or {}).items() if value is not None}
+    limits = {name: value for name, value in (limits or {}).items() if value is not None and name in _RLIMITS}
     if identity or limits or tty:
         _refuse_if_threaded(argv[0])
     env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = _fork_exec(
-            [os.fsencode(arg) for arg in argv], (os.fsencode(executable),), (errpipe_write,),
-            cwd, env_list, stdin if stdin is not None else devnull,
-            stdout if stdout is not None else devnull, stderr if stderr is not None else devnull,
-            errpipe_read, errpipe_write, identity, limits, tty=tty,
-        )
+        # The child starts in the daemon's cgroup of the moment: the service's (see cgroups).
+        with cgroups.joined(cgroup):
+            pid = _fork_exec(
+                [os.fsencode(arg) for arg in argv], (os.fsencode(executable),), (errpipe_write,),
+                cwd, env_list, stdin if stdin is not None else devnull,
+                stdout if stdout is not None else devnull, stderr if stderr is not None else devnull,
+                errpipe_read, errpipe_write, identity, limits, tty=tty,
+            )
         # Register the watcher before anything can yield, so the exit is never missed.
-        child = Child(pid)
+        child = Child(pid, cgroup)
     except (OSError, ValueError) as error:
         # fork itself failed (EAGAIN, ENOMEM), or an argument or variable holds a NUL byte.
         close_now(errpipe_read)
@@ -294,11 +299,12 @@ def _describe_exec_failure(data, program, cwd, identity=None):
 
 
 class Child:
-    """A spawned child: its pid (= process group), start time and exit status."""
+    """A spawned child: its pid (= process group), cgroup (or None), start time and exit status."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, cgroup=None):
         self.pid = pid
         self.pgid = pid
+        self.cgroup = cgroup
         self.returncode = None
         self._exit = AsyncResult()
         self._watcher = gevent.get_hub().loop.child(pid, ref=False)
@@ -316,7 +322,7 @@ class Child:
         if create_time is None or start_time(pid) != create_time:
             return None
         gevent.get_hub().loop.install_sigchld()  # from now on an exit reaches the child watcher
-        child = cls(pid)
+        child = cls(pid, cgroups.cgroup_of(pid))  # read before a zombie leaves its cgroup
         if child.returncode is None and _is_zombie(pid):
             reaped, status = _waitpid(pid, os.WNOHANG)
             if reaped == pid:
@@ -350,15 +356,16 @@ class Child:
     def stop(self, signum, grace):
         """Send *signum* to the process group, wait *grace*, then kill whatever is left.
 
-        Descendants are collected before signalling so that one that moved to its
-        own process group is still found and killed. Returns the exit code.
+        In a cgroup, what is left is every process of the cgroup (``cgroup.kill``),
+        and the cgroup goes once empty. Else descendants are collected before
+        signalling so that one that moved to its own process group is still found
+        and killed. Returns the exit code.
         """
+        if self.cgroup is not None:
+            return self._stop_cgroup(signum, grace)
         tree = _proctree()
         survivors = self.descendants()
-        signal_group(self.pgid, signum)
-        if signum not in _STOPPING_SIGNALS:
-            # A stopped (SIGSTOP) process would only see the signal once continued: continue it.
-            signal_group(self.pgid, signal.SIGCONT)
+        self._send_stop_signal(signum)
         deadline = time.monotonic() + grace
         self.wait(timeout=grace)
         while tree.any_alive(self.pgid, survivors) and time.monotonic() < deadline:
@@ -372,6 +379,21 @@ class Child:
             gevent.sleep(KILL_POLL_INTERVAL)
         return returncode
 
+    def _send_stop_signal(self, signum):
+        signal_group(self.pgid, signum)
+        if signum not in _STOPPING_SIGNALS:
+            # A stopped (SIGSTOP) process would only see the signal once continued: continue it.
+            signal_group(self.pgid, signal.SIGCONT)
+
+    def _stop_cgroup(self, signum, grace):
+        self._send_stop_signal(signum)
+        deadline = time.monotonic() + grace
+        self.wait(timeout=grace)
+        while cgroups.populated(self.cgroup) and time.monotonic() < deadline:
+            gevent.sleep(KILL_POLL_INTERVAL)
+        self.end_leftovers()
+        return self.wait()
+
     def send_signal(self, signum):
         """Send *signum* to the main process only (not yet reaped, so the pid is still ours)."""
         if self.returncode is None:
@@ -381,8 +403,28 @@ class Child:
                 pass
 
     def kill(self):
-        """SIGKILL the process group and every descendant at once."""
+        """SIGKILL the process group and every descendant (the whole cgroup) at once."""
+        if self.cgroup is not None:
+            self.end_leftovers()
+            return
         _proctree().kill_all(self.pgid, self.descendants())
+
+    def end_leftovers(self):
+        """The main process is gone (or going): SIGKILL what is left of its group and cgroup.
+
+        A cgroup is removed once empty; the next run gets a fresh one.
+        """
+        signal_group(self.pgid, signal.SIGKILL)
+        if self.cgroup is not None:
+            cgroups.kill_and_remove(self.cgroup, gevent.sleep)
+
+    def reading(self):
+        """Return the ``usage.Reading`` of this run (its cgroup, or its process tree)."""
+        if self.cgroup is not None:
+            return cgroups.reading(self.cgroup)
+        if self.returncode is not None:
+            return usage.NOTHING
+        return usage.tree_reading(self.pid)
 
 
 def kill_leftover(pid, create_time):

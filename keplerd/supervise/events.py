@@ -1,12 +1,14 @@
-"""Per-client event queues that never block the daemon.
+"""Per-client event queues that never block the daemon, and the daemon's event feed.
 
 A publisher offers events; a subscriber that falls behind by more than its byte
 budget is dropped (it learns so on its next ``get``) instead of slowing anyone.
+``FEED`` carries every config's events (SPEC §19) to ``keplerctl events`` readers.
 """
 
 from gevent.queue import Empty, Queue
 
 DEFAULT_BUDGET = 16 * 1024 * 1024
+EVENT_READER_BUDGET = 8 * 1024 * 1024
 
 
 class Dropped(Exception):
@@ -53,3 +55,28 @@ class Subscriber:
             if event is not None:
                 events.append(event)
         return events
+
+
+class Feed:
+    """Every config's events, offered to each reader whose filter accepts them."""
+
+    def __init__(self):
+        self._readers = {}   # Subscriber -> accept(event)
+
+    def join(self, subscriber, accept):
+        self._readers[subscriber] = accept
+
+    def leave(self, subscriber):
+        self._readers.pop(subscriber, None)
+
+    def publish(self, event):
+        """Offer *event* to the readers that want it (nothing at all without readers)."""
+        if not self._readers:
+            return
+        size = 128 + sum(len(value) for value in event.values() if isinstance(value, str))
+        for subscriber, accept in tuple(self._readers.items()):
+            if accept(event):
+                subscriber.offer(event, size)
+
+
+FEED = Feed()

@@ -24,11 +24,16 @@ def run_hook(project, owner, name, hook):
     """Run hook *name* of *owner* (a service name or ``global``); raise ``HookFailed``.
 
     Output goes to the log name ``<owner>.<name>``; the hook runs in its own process
-    group, killed whole when its ``timeout`` expires.
+    group, killed whole when its ``timeout`` expires. Its result is an event.
     """
     with project.system.passing_child():
         mark = project.system.service_mark(project.id, owner)
-        _run(project, project.logs.writer(f"{owner}.{name}"), name, hook, mark)
+        try:
+            _run(project, project.logs.writer(f"{owner}.{name}"), name, hook, mark)
+        except HookFailed as failure:
+            project.record(owner, "hook", hook=name, ok=False, reason=str(failure))
+            raise
+    project.record(owner, "hook", hook=name, ok=True, reason=None)
 
 
 def _run(project, writer, name, hook, mark):

@@ -13,8 +13,9 @@ from keplerd import persist
 from keplerd.logs.store import LogStore
 from keplerd.model import actions, states
 from keplerd.model.errors import UnknownName
+from keplerd.osproc import cgroups
 from keplerd.paths import ConfigPaths
-from keplerd.supervise import lifecycle
+from keplerd.supervise import accounting, events, lifecycle
 from keplerd.supervise.service import Service
 from keplerd.supervise.system import System
 
@@ -247,6 +248,12 @@ class Project:
         for subscriber in tuple(self.subscribers):
             subscriber.offer(event)
 
+    def record(self, service, kind, **fields):
+        """Publish an event of *service* (a name, or ``global``) on the daemon's feed (SPEC §19)."""
+        events.FEED.publish({"time": time.time(), "config": self.name, "config_path": self.source_path,
+                             "config_id": self.id, "owner": self.owner, "service": service, "kind": kind,
+                             **fields})
+
     def wait_change(self, timeout=None):
         """Block until any service of this config changes state (or *timeout*)."""
         return self._changed.wait(timeout)
@@ -324,12 +331,17 @@ class Project:
 
     # -- views -----------------------------------------------------------------------
 
-    def ps_rows(self):
-        """The rows of ``ps``: each service's runtime, and whether its process is stopped (SIGSTOP)."""
-        return [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
+    def ps_rows(self, stats=False):
+        """The rows of ``ps``: each service's runtime, whether its process is stopped (SIGSTOP), and,
+        with *stats*, what it costs (SPEC §19)."""
+        rows = [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
                  "service": service.base, "replica": service.index if service.name != service.base else None,
                  **service.runtime(), "paused": bool(service.pid) and self.system.paused(service.pid)}
                 for service in self.services.values()]
+        if stats:
+            for row, service in zip(rows, self.services.values()):
+                row.update(accounting.stats_of(self, service))
+        return rows
 
     def inspect(self, names=()):
         return {
@@ -337,7 +349,9 @@ class Project:
                        "owner": self.owner, "owner_uid": self.owner_uid,
                        "on_init_done": self.on_init_done, "hooks": self.global_hooks},
             "services": {service.name: {"config": service.spec, "state": service.runtime(),
-                                        "effective_wait": service.spec["effective_wait"]}
+                                        "effective_wait": service.spec["effective_wait"],
+                                        "containment": cgroups.mode(),
+                                        "cgroup": cgroups.path_of(self.id, service.name)}
                          for service in self.select(names)},
         }
 

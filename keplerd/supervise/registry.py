@@ -122,12 +122,17 @@ class Registry:
         return found
 
     def kill_leftovers(self, project):
-        """Kill process groups a previous daemon left running for *project*'s services; return their names."""
+        """Kill the process groups and cgroups a previous daemon left for *project*'s services.
+
+        Returns the names of the services whose process group was still there.
+        """
         killed = []
         for name, saved in project.saved_services().items():
             if self.system.kill_leftover(saved.get("pid"), saved.get("create_time")):
                 log.warning("%s/%s: killed leftover process group %s", project.name, name, saved.get("pid"))
                 killed.append(name)
+        for path in self.system.kill_leftover_cgroups(project.id):
+            log.warning("%s: killed leftover cgroup %s", project.name, path)
         return killed
 
 

@@ -103,9 +103,11 @@ class HealthAndReadiness:
             if self._backoff is not None:
                 self._backoff.reset()  # a run that became healthy is no crash loop (SPEC §10)
             self._set_state(states.HEALTHY, was_healthy=True, health_failures=0, last_probe=probe)
+            self.project.record(self.name, "health", health="healthy", failures=0)
             self._logged_hook("post_healthcheck_success")
         elif unhealthy and self.status != states.UNHEALTHY:
             self._set_state(states.UNHEALTHY, health_failures=failures, last_probe=probe)
+            self.project.record(self.name, "health", health="unhealthy", failures=failures)
             self._logged_hook("post_healthcheck_fail")
             if self.spec["restart"].get("on_unhealthy"):
                 self._unhealthy.set()

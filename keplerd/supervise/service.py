@@ -127,7 +127,8 @@ class Service(HealthAndReadiness):
 
     def _set_state(self, status, **changes):
         states.check_transition(self.status, status)
-        if status != self.status:
+        previous = self.status
+        if status != previous:
             log.info("%s/%s: %s -> %s%s", self.project.name, self.name, self.status, status,
                      f" ({changes['reason']})" if changes.get("reason") else "")
         self.status = status
@@ -135,6 +136,9 @@ class Service(HealthAndReadiness):
         for key, value in changes.items():
             setattr(self, key, value)
         self.project.service_changed(self)
+        if status != previous:
+            self.project.record(self.name, "state", **{"from": previous, "to": status, "reason": self.reason,
+                                                       "exit_code": self.exit_code, "signal": self.signal})
 
     def _note(self, **changes):
         """Record runtime details that are not a state change (and tell watchers)."""
@@ -158,6 +162,7 @@ class Service(HealthAndReadiness):
     def note_restart(self, reason):
         """Record why the service restarts (``inspect`` shows it) and count it if it counts."""
         self._note(**self._restart_record(reason))
+        self.project.record(self.name, "restart", reason=reason, restarts=self.restarts)
 
     def _restart_record(self, reason):
         """Return the changes a restart for *reason* makes: ``restart_reason`` and ``restarts``."""
@@ -175,6 +180,11 @@ class Service(HealthAndReadiness):
         self.base_spec = self.spec = spec
         self.project.logs.forget(self.name)
         self.log = self.project.logs.writer(self.name, spec.get("logs"))
+
+    @property
+    def child(self):
+        """The running process of the service (``process.Child``), or None."""
+        return self._child
 
     @property
     def supervised(self):
@@ -360,6 +370,7 @@ class Service(HealthAndReadiness):
                             f"restarting after exit {_describe(returncode)}", pid=None,
                             retries=self._backoff.quick_failures,
                             backoff_until=time.time() + delay if delay else None)
+            self.project.record(self.name, "restart", reason="policy", restarts=self.restarts)
             dependents = lifecycle.dependents_to_restart(self.project, self.name)
             if dependents:
                 self.project.request_restart(dependents, "dependency")
@@ -433,7 +444,8 @@ class Service(HealthAndReadiness):
                     readiness.socket_path(self.project.state_dir, self.project.id, self.name),
                     self.spec.get("user"), self.spec.get("group"))
                 env = {**env, "NOTIFY_SOCKET": notify.path}
-            child, pumps = self.system.spawn_logged(self.log, self.spec, env=env)
+            child, pumps = self.system.spawn_logged(self.log, self.spec, env=env,
+                                                    instance=(self.project.id, self.name))
         except (process.SpawnError, readiness.NotifyError) as error:
             if notify is not None:
                 notify.close()
@@ -468,8 +480,8 @@ class Service(HealthAndReadiness):
             self._helpers.kill()
         ran_for = time.monotonic() - started
         if not self._stop_requested:
-            # The main process is gone; what it left in its group goes too (as systemd does).
-            self.system.signal_group(child.pgid, signal.SIGKILL)
+            # The main process is gone; what it left in its group and cgroup goes too (as systemd does).
+            self.system.end_leftovers(child)
             self._end_strays()
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         exit_code, signum = _split_returncode(returncode)

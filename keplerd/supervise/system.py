@@ -15,7 +15,7 @@ import contextlib
 import gevent
 from gevent.lock import Semaphore
 
-from keplerd.osproc import groups, launch, process, strays
+from keplerd.osproc import cgroups, groups, launch, process, strays
 
 
 # A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
@@ -45,14 +45,15 @@ class System:
         """Watch a service process an earlier image of this daemon spawned: a child, or None if gone."""
         return process.Child.adopt(pid, create_time)
 
-    def spawn_logged(self, writer, spec, env=None):
+    def spawn_logged(self, writer, spec, env=None, instance=None):
         """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError.
 
-        *env* replaces the spec's environment (it adds the stray mark, ``osproc/strays.py``).
+        *env* replaces the spec's environment (it adds the stray mark, ``osproc/strays.py``);
+        *instance* (``(config id, service)``) gives a service's process its cgroup.
         """
         with self._fork_gate:
             try:
-                return launch.spawn_logged(writer, spec, env=env)
+                return launch.spawn_logged(writer, spec, instance, env=env)
             finally:
                 gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
 
@@ -71,6 +72,23 @@ class System:
     def collect_strays(self, mark):
         """Kill what a service left outside its process tree (it carries *mark*); return their pids."""
         return strays.collect(mark)
+
+    def end_leftovers(self, child):
+        """The main process of *child* exited: kill what is left of its group and cgroup."""
+        child.end_leftovers()
+
+    def reading(self, child):
+        """Return what *child*'s run costs now: a ``usage.Reading``."""
+        return child.reading()
+
+    def kill_leftover_cgroups(self, config_id):
+        """Kill and remove the cgroups an earlier daemon left for a config; return those that held processes."""
+        killed = []
+        for path in cgroups.leftovers(config_id):
+            if cgroups.populated(path):
+                killed.append(path)
+            cgroups.kill_and_remove(path, gevent.sleep)
+        return killed
 
     def probe(self, check, spec, spawn):
         """Run the health *check* of the service *spec* once: a ``health.ProbeResult``.

@@ -19,6 +19,8 @@ import pytest
 BIN = os.path.dirname(sys.executable)
 KEPLERCTL = os.path.join(BIN, "keplerctl")
 DEFAULT_TIMEOUT = 15.0
+# Where keplerd puts its cgroups outside systemd (SPEC §19).
+CGROUP_ROOTS = ("/sys/fs/cgroup/unified/kepler", "/sys/fs/cgroup/kepler")
 
 
 def wait_for(predicate, timeout=DEFAULT_TIMEOUT, interval=0.02, message="condition"):
@@ -136,6 +138,16 @@ class Kepler:
                 self.daemon.kill()
             for pid, created in self._known_pids.items():
                 kill_if_same(pid, created)
+            self._remove_cgroups()
+
+    def _remove_cgroups(self):
+        """Kill and remove the cgroups of this daemon's configs (an escaped process included)."""
+        configs = os.path.join(self.state_dir, "configs")
+        if not os.path.isdir(configs):
+            return
+        for config_id in os.listdir(configs):
+            for root in CGROUP_ROOTS:
+                remove_cgroup_tree(os.path.join(root, config_id))
 
     # -- keplerctl ---------------------------------------------------------------------
 
@@ -224,3 +236,20 @@ def pids_with_marker(marker):
         except psutil.Error:
             continue
     return found
+
+
+def remove_cgroup_tree(path):
+    """Kill every process of the cgroup *path* and remove it, children first."""
+    if not os.path.isdir(path):
+        return
+    for name in os.listdir(path):
+        if os.path.isdir(os.path.join(path, name)):
+            remove_cgroup_tree(os.path.join(path, name))
+    try:
+        with open(os.path.join(path, "cgroup.kill"), "w") as kill:
+            kill.write("1")
+        wait_for(lambda: "populated 0" in open(os.path.join(path, "cgroup.events")).read(),
+                 message=f"cgroup {path} to empty")
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

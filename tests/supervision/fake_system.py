@@ -179,7 +179,7 @@ class FakeSystem:
 
     # -- the seam --------------------------------------------------------------------
 
-    def spawn_logged(self, writer, spec, env=None):
+    def spawn_logged(self, writer, spec, env=None, instance=None):
         name = writer.name
         self.environments[name] = env
         behaviour = self.behaviours.get(name) or Behaviour(exit_code=0 if "." in name else None)
@@ -236,6 +236,18 @@ class FakeSystem:
                     child.kill()
                 return True
         return False
+
+    def end_leftovers(self, child):
+        """The main process exited: what it left in its group goes (no cgroups here)."""
+        self.signal_group(child.pgid, signal.SIGKILL)
+
+    def kill_leftover_cgroups(self, config_id):
+        return []
+
+    def reading(self, child):
+        from keplerd.osproc.usage import Reading
+
+        return Reading(0.0, 0, 1 if child.running else 0)
 
     def paused(self, pid):
         return False

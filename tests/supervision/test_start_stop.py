@@ -269,7 +269,7 @@ def _log_bytes(stack, name, stream):
 
 
 def test_a_bug_in_the_supervisor_fails_the_service_visibly(stack, monkeypatch):
-    def broken_spawn(writer, spec, env=None):
+    def broken_spawn(writer, spec, env=None, instance=None):
         raise RuntimeError("boom")  # not a SpawnError: a bug, which nothing expects
 
     stack.load("services:\n  web: {command: [web], restart: always}\n")

@@ -53,6 +53,9 @@ class FakeProject:
     def service_changed(self, service):
         pass
 
+    def record(self, service, kind, **fields):
+        pass  # the event feed (keplerctl events) has no reader here
+
     def persist(self):
         pass
 

@@ -30,7 +30,9 @@ def test_ps_json_row_has_the_documented_fields():
                        "pid": None, "exit_code": None, "signal": 9, "since": 5.0, "restarts": 2})
     assert row == {"config": "/c/kepler.yaml", "owner": "alice", "name": "web", "service": "web", "replica": None,
                    "status": "killed", "pid": None, "exit_code": None, "signal": "SIGKILL", "since": 5.0,
-                   "restarts": 2, "health": None, "config_changed": False, "status_text": None}
+                   "restarts": 2, "health": None, "reason": None, "started_at": None, "cpu_seconds": 0.0,
+                   "cpu_percent": 0.0, "memory_bytes": 0, "processes": 0, "config_changed": False,
+                   "status_text": None}
 
 
 def test_table_aligns_columns():

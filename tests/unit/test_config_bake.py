@@ -10,7 +10,8 @@ from keplerd.config.bake import bake, stored_name
 from keplerd.config.errors import ConfigError
 
 HOME = "/home/ann"
-NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None}
+NO_LIMITS = {"memory": None, "cpu_time": None, "max_fds": None, "memory_max": None, "cpus": None,
+             "pids_max": None}
 DEFAULT_LOGS = {
     "max_size": None,
     "buffer_size": 0,
@@ -42,7 +43,7 @@ services:
     restart: {policy: on-failure, watch: ["**/*.py"], backoff: 200ms, max_retries: 5}
     user: 1000
     group: staff
-    limits: {memory: 512M, cpu_time: 1h, max_fds: 1024}
+    limits: {memory: 512M, cpu_time: 1h, max_fds: 1024, memory_max: 256M, cpus: 1.5, pids_max: 100}
     logs: {store: {stderr: false}, buffer_size: 4K}
     hooks:
       pre_start: {command: [python, -m, api.migrate], environment: [MIGRATE=1], timeout: 2m}
@@ -155,7 +156,8 @@ def test_service_with_every_key(realistic, tmp_path):
         "on_unhealthy": False,
     }
     assert (api["user"], api["group"]) == ("1000", "staff")
-    assert api["limits"] == {"memory": 512 << 20, "cpu_time": 3600, "max_fds": 1024}
+    assert api["limits"] == {"memory": 512 << 20, "cpu_time": 3600, "max_fds": 1024, "memory_max": 256 << 20,
+                             "cpus": 1.5, "pids_max": 100}
     assert api["logs"]["store"] == {"stdout": True, "stderr": False}
     assert api["logs"]["buffer_size"] == 4096
     assert api["logs"]["max_size"] == 10 << 20

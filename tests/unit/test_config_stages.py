@@ -94,7 +94,8 @@ def test_stage3_fields_see_system_env_file_and_environment(tmp_path):
             working_dir: /srv/${SYS}/${FILE}/${ENV}/${X}
             user: u-${ENV}
             group: g-${FILE}
-            limits: {memory: "${MEM}", cpu_time: "${CPU}", max_fds: "${FDS}"}
+            limits: {memory: "${MEM}", cpu_time: "${CPU}", max_fds: "${FDS}", cpus: "${FDS}", pids_max: "${FDS}",
+                     memory_max: "${MEM}"}
             restart: {policy: always, watch: ["${ENV}/**/*.py", "${SYS}.cfg"]}
         """,
         env={"SYS": "s", "X": "from-system", "FDS": "64"},
@@ -103,7 +104,8 @@ def test_stage3_fields_see_system_env_file_and_environment(tmp_path):
     web = snapshot["services"]["web"]
     assert web["working_dir"] == "/srv/s/f/e/from-environment"
     assert (web["user"], web["group"]) == ("u-e", "g-f")
-    assert web["limits"] == {"memory": 1024, "cpu_time": 120, "max_fds": 64}
+    assert web["limits"] == {"memory": 1024, "cpu_time": 120, "max_fds": 64, "cpus": 64.0, "pids_max": 64,
+                            "memory_max": 1024}
     assert web["restart"]["watch"] == ["e/**/*.py", "s.cfg"]
 
 

@@ -65,7 +65,7 @@ services:
     restart: {policy: on-failure, watch: ["*.py"], backoff: 1s, max_backoff: 20s, max_retries: 4}
     user: daemon
     group: daemon
-    limits: {memory: 1G, cpu_time: 1h, max_fds: 1024}
+    limits: {memory: 1G, cpu_time: 1h, max_fds: 1024, memory_max: 512M, cpus: 1.5, pids_max: 100}
     logs:
       max_size: 1M
       buffer_size: 1K

@@ -9,7 +9,8 @@ from keplerd.config.errors import ConfigError
 
 
 def _args(**values):
-    fields = {"config": None, "state_dir": None, "autostart_dir": None, "socket_group": None, "log_level": None}
+    fields = {"config": None, "state_dir": None, "autostart_dir": None, "socket_group": None, "log_level": None,
+              "metrics_listen": None}
     fields.update(values)
     return argparse.Namespace(**fields)
 
