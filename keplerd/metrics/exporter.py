@@ -27,7 +27,8 @@ LAG_INTERVAL = 1.0
 LAG_WATCHED_FOR = 600.0  # seconds the lag is measured after a scrape (scrape intervals are 15 s to a few minutes)
 MAX_SCRAPERS = 4
 YIELD_EVERY = 50  # services read between two turns of the loop
-SERVICE_LABELS = ["config", "service"]
+# ``replica`` is empty (which Prometheus reads as absent) for a service without replicas (SPEC §19).
+SERVICE_LABELS = ["config", "service", "replica"]
 
 
 class LoopLag:
@@ -114,7 +115,7 @@ class ServiceCollector:
 
 
 def _add_service(families, project, service):
-    labels = [project.source_path, service.name]
+    labels = [project.source_path, service.base, str(service.index) if service.name != service.base else ""]
     families["up"].add_metric(labels, 1 if service.status in states.UP else 0)
     for state in states.ALL:
         families["state"].add_metric(labels + [state], 1 if service.status == state else 0)

@@ -85,6 +85,8 @@ def carry_out(project, prepared):
              (time.monotonic() - began) * 1000, (stopped - began) * 1000, (time.monotonic() - stopped) * 1000,
              "; ".join(changes.plan_line(entry) for entry in prepared.entries if entry["action"] != changes.NOTHING)
              or "nothing changed")
+    project.record("global", "apply", plan=[changes.plan_line(entry) for entry in prepared.entries],
+                   failures=failures)
     if failures:
         raise lifecycle.ActionFailed("; ".join(failures))
     return started

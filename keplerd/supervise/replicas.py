@@ -30,10 +30,12 @@ def scale(project, counts):
         if count < len(current):
             lifecycle.stop(project, [service.name for service in current[count:]])
             project.set_count(base, count)
+            project.record(base, "scale", replicas=count, previous=len(current))
             log.info("%s: scaled %s down to %d", project.name, base, count)
         elif count > len(current):
             project.set_count(base, count)
             added = [service.name for service in project.instances(base)[len(current):]]
+            project.record(base, "scale", replicas=count, previous=len(current))
             started += lifecycle.start(project, added)
             log.info("%s: scaled %s up to %d", project.name, base, count)
     return started

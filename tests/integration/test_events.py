@@ -135,3 +135,17 @@ def test_all_shows_a_member_only_its_own_configs(request):
     finally:
         reader.kill()
         reader.wait()
+
+
+def test_applies_and_scales_are_events(kepler, watch):
+    kepler.config("services:\n  app:\n    command: [sleep, '1000']\n  web:\n    command: [sleep, '1000']\n")
+    kepler.ctl("start", "-d", "--wait")
+    reader = watch("--json")
+    kepler.config("services:\n  app:\n    command: [sleep, '1001']\n  web:\n    command: [sleep, '1000']\n")
+    kepler.ctl("apply", "-d")
+    applied = _read_until(reader, lambda event: event["kind"] == "apply")[-1]
+    assert applied["service"] == "global" and any(line.startswith("app") and "changed" in line
+                                                  for line in applied["plan"])
+    kepler.ctl("scale", "web=2")
+    scaled = _read_until(reader, lambda event: event["kind"] == "scale")[-1]
+    assert (scaled["service"], scaled["replicas"], scaled["previous"]) == ("web", 2, 1)

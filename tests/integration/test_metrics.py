@@ -124,3 +124,15 @@ def test_keplerd_conf_metrics_address_errors_are_located(kepler_stopped):
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 1
     assert f"{conf}: metrics_listen: metrics address '10.1.2.3:9464' is not loopback" in refused.stderr
+
+
+def test_instances_of_a_replicated_service_carry_a_replica_label(metered):
+    kepler = metered
+    path = kepler.config("services:\n  web:\n    command: [sleep, '1000']\n    replicas: 2\n"
+                         "  solo:\n    command: [sleep, '1000']\n")
+    kepler.ctl("start", "-d", "--wait")
+    body = _get(kepler)[1]
+    assert _sample(body, "kepler_service_up", config=path, service="web", replica="1") == 1
+    assert _sample(body, "kepler_service_up", config=path, service="web", replica="2") == 1
+    # Without replicas the label is empty, which Prometheus reads as absent.
+    assert _sample(body, "kepler_service_up", config=path, service="solo", replica="") == 1
