@@ -26,7 +26,7 @@ import time
 import gevent
 
 from keplerd.model import actions, changes
-from keplerd.supervise import lifecycle
+from keplerd.supervise import lifecycle, replicas
 from keplerd.supervise.hooks import HookFailed
 from keplerd.supervise.service import DESIRED_UP
 
@@ -41,6 +41,7 @@ class Prepared:
     global_fields: list
     snapshot: dict
     baked: object  # bakery.Baked for a whole apply; None when services were named
+    replicated: tuple = ()  # services with instances (web.1, web.2...): rolled or scaled, not restarted whole
 
     def named(self, *actions):
         return [entry["service"] for entry in self.entries if entry["action"] in actions]
@@ -53,17 +54,34 @@ def prepare(project, baked, names=()):
         # Services baked for two users in one config: run-as defaults and limits would differ.
         raise changes.PlanError(f"only {project.owner} (who owns this config) may apply some of its services; "
                                 f"apply the whole config instead")
-    replicated = sorted(name for snapshot in (old, baked.snapshot) for name, spec in snapshot["services"].items()
-                        if spec.get("replicas", 1) > 1) + sorted(project.scaled)
-    if replicated:
-        # Instances (web.1, web.2...) are not yet planned one by one: refuse rather than act on the wrong thing.
-        raise changes.PlanError(f"apply does not handle replicated services yet ({', '.join(replicated)}): "
-                                f"use restart --rolling, or stop the config and recreate it")
-    up = {name for name, service in project.services.items() if service.desired == DESIRED_UP or service.supervised}
+    replicated = {name for snapshot in (old, baked.snapshot) for name, spec in snapshot["services"].items()
+                  if spec.get("replicas", 1) > 1} | set(project.scaled)
+    up = {service.base for service in project.services.values()
+          if service.desired == DESIRED_UP or service.supervised}
     entries = changes.plan(old["services"], baked.snapshot["services"], up, names)
+    _refuse_what_cannot_roll(entries, replicated, old, baked.snapshot)
     snapshot = changes.merge(old, baked.snapshot, entries, names)
     global_fields = [] if names else changes.global_changes(old, baked.snapshot)
-    return Prepared(entries, global_fields, snapshot, None if names else baked)
+    return Prepared(entries, global_fields, snapshot, None if names else baked,
+                    tuple(entry["service"] for entry in entries if entry["service"] in replicated))
+
+
+def _refuse_what_cannot_roll(entries, replicated, old, new):
+    """Refuse what apply does not do to replicated services yet (rather than act on the wrong instances)."""
+    refused = []
+    for entry in entries:
+        name = entry["service"]
+        if name not in replicated:
+            continue
+        if entry["change"] in (changes.ADDED, changes.REMOVED):
+            refused.append(f"{name} ({entry['change']})")
+        elif entry["change"] == changes.UNCHANGED and entry["action"] == changes.RESTART:
+            refused.append(f"{name} (a restart: true dependent)")
+        elif (old["services"][name].get("replicas", 1) > 1) != (new["services"][name].get("replicas", 1) > 1):
+            refused.append(f"{name} (replicas between 1 and more: instance names change)")
+    if refused:
+        raise changes.PlanError(f"apply cannot do this to replicated services yet: {', '.join(refused)}; "
+                                f"use scale or restart --rolling, or stop the config and recreate it")
 
 
 def carry_out(project, prepared):
@@ -74,13 +92,14 @@ def carry_out(project, prepared):
     began = time.monotonic()
     old_edges = project.edges()
     _store(project, prepared)
-    restarting = prepared.named(changes.RESTART)
+    restarting = [name for name in prepared.named(changes.RESTART) if name not in prepared.replicated]
     removed = [entry["service"] for entry in prepared.entries if entry["change"] == changes.REMOVED]
     failures = _stop_old(project, old_edges, removed, restarting)
     stopped = time.monotonic()
     for name in removed:
         project.forget_service(name)
     started = _start_new(project, prepared, restarting)
+    failures += _roll_and_scale(project, prepared)
     log.info("%s: applied in %.0f ms (stop %.0f ms, start %.0f ms): %s", project.name,
              (time.monotonic() - began) * 1000, (stopped - began) * 1000, (time.monotonic() - stopped) * 1000,
              "; ".join(changes.plan_line(entry) for entry in prepared.entries if entry["action"] != changes.NOTHING)
@@ -103,10 +122,13 @@ def _store(project, prepared):
                 # Wanted up from now on: a daemon that dies before the start brings it up at boot.
                 service.desired = DESIRED_UP
         elif change.get(name) == changes.CHANGED:
-            project.services[name].redefine(spec)
+            for service in project.instances(name):
+                service.redefine(spec)  # a running instance takes it at its next start (the roll)
         else:
             # Equal in all the process sees; what differs (how the env was written, waits) applies now.
-            project.services[name].base_spec = project.services[name].spec = spec
+            for service in project.instances(name):
+                service.base_spec = spec
+                service.spec = service.instance_spec()
     project.write_state()
 
 
@@ -136,6 +158,27 @@ def _stop_old(project, old_edges, removed, restarting):
     crashed = [greenlet for greenlet in stoppers.values() if greenlet.exception is not None]
     if crashed:
         raise crashed[0].exception  # a bug in one stopper, raised once the others stopped theirs
+    return failures
+
+
+def _roll_and_scale(project, prepared):
+    """Roll the changed replicated services one instance at a time (SPEC §17), then set every count
+    from the file (a change of ``replicas`` alone only scales); return failures."""
+    failures = []
+    for entry in prepared.entries:
+        name = entry["service"]
+        if name not in prepared.replicated:
+            continue
+        if entry["action"] == changes.RESTART and entry["fields"] != ["replicas"]:
+            try:
+                replicas.roll(project, [service.name for service in project.instances(name)], reason="apply")
+            except lifecycle.ActionFailed as failure:
+                failures.append(str(failure))
+                continue
+        wanted = prepared.snapshot["services"][name].get("replicas", 1)
+        if len(project.instances(name)) != wanted and entry["action"] != changes.STORE:
+            replicas.scale(project, {name: wanted})
+        project.set_count(name, wanted)
     return failures
 
 

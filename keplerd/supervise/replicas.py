@@ -41,22 +41,22 @@ def scale(project, counts):
     return started
 
 
-def roll(project, names, timeout=None, before_each=None):
+def roll(project, names, timeout=None, before_each=None, reason="user"):
     """Restart the instances *names* one at a time, in ascending order (SPEC §17).
 
     Each must be healthy (with a healthcheck) or up before the next is touched; one
     that is not within *timeout* (default: its ``start_period + retries × interval``)
     stops the roll with ``RollStopped``: the instances not yet rolled keep running as
-    they were. *before_each(service)* runs just before an instance restarts (``apply``
-    installs the new definition there). ``restart: true`` dependents restart once,
-    after the last instance. Returns the names restarted.
+    they were. *before_each(service)* runs just before an instance restarts; *reason*
+    is recorded as the restart's (``apply``). ``restart: true`` dependents restart
+    once, after the last instance. Returns the names restarted.
     """
     ordered = sorted(names, key=lambda name: (project.services[name].base, project.services[name].index))
     for position, name in enumerate(ordered):
         service = project.services[name]
         if before_each is not None:
             before_each(service)
-        lifecycle.restart(project, [name], dependents=False)
+        lifecycle.restart(project, [name], dependents=False, reason=reason)
         problem = wait_up(project, service, timeout)
         if problem:
             rest = ordered[position + 1:]

@@ -275,3 +275,34 @@ def test_apply_goes_through_the_owner_checks(members):  # noqa: F811 (the fixtur
     row = owners.wait_running(members, "alice", "a")
     assert environ(row["pid"])["V"] == "2"
     assert psutil.Process(row["pid"]).uids().real == owners.uid(alice)
+
+
+def test_a_changed_replicated_service_rolls_one_instance_at_a_time_and_replicas_alone_scale(kepler):
+    config(kepler, {"web": sleeper(replicas=2, environment=["MODE=old"]), "db": sleeper()})
+    kepler.ctl("start", "-d", "--wait")
+    before = pids(kepler)
+    config(kepler, {"web": sleeper(replicas=2, environment=["MODE=new"]), "db": sleeper()})
+    kepler.ctl("apply")
+    after = pids(kepler)
+    assert after["db"] == before["db"], "an unchanged service keeps its process"
+    for name in ("web.1", "web.2"):
+        assert after[name] != before[name] and environ(after[name])["MODE"] == "new"
+        assert environ(after[name])["KEPLER_REPLICA"] == name[-1]
+    services = kepler.inspect("web")["services"]
+    assert [services[name]["state"]["restart_reason"] for name in ("web.1", "web.2")] == ["apply", "apply"]
+    # Only the count changed: the new instance starts, the others are not touched.
+    config(kepler, {"web": sleeper(replicas=3, environment=["MODE=new"]), "db": sleeper()})
+    kepler.ctl("apply")
+    up(kepler, "web.3")
+    scaled = pids(kepler)
+    assert {name: scaled[name] for name in after} == after
+
+
+def test_apply_refuses_what_it_cannot_do_to_replicated_services_and_changes_nothing(kepler):
+    config(kepler, {"web": sleeper()})
+    kepler.ctl("start", "-d", "--wait")
+    before = on_disk(kepler)
+    config(kepler, {"web": sleeper(), "workers": sleeper(replicas=2)})
+    result = kepler.ctl("apply", check=False)
+    assert result.returncode == 1 and "workers (added)" in result.stderr
+    assert on_disk(kepler) == before
