@@ -74,8 +74,8 @@ def _refuse_what_cannot_roll(entries, replicated, old, new):
         if name not in replicated:
             continue
         if entry["change"] in (changes.ADDED, changes.REMOVED):
-            refused.append(f"{name} ({entry['change']})")
-        elif entry["change"] == changes.UNCHANGED and entry["action"] == changes.RESTART:
+            continue  # started or stopped whole, instance by instance
+        if entry["change"] == changes.UNCHANGED and entry["action"] == changes.RESTART:
             refused.append(f"{name} (a restart: true dependent)")
         elif (old["services"][name].get("replicas", 1) > 1) != (new["services"][name].get("replicas", 1) > 1):
             refused.append(f"{name} (replicas between 1 and more: instance names change)")
@@ -94,7 +94,9 @@ def carry_out(project, prepared):
     _store(project, prepared)
     restarting = [name for name in prepared.named(changes.RESTART) if name not in prepared.replicated]
     removed = [entry["service"] for entry in prepared.entries if entry["change"] == changes.REMOVED]
-    failures = _stop_old(project, old_edges, removed, restarting)
+    # Removed services stop instance by instance (``web`` → ``web.1``, ``web.2``), in the old graph's order.
+    failures = _stop_old(project, old_edges, [service.name for name in removed for service in project.instances(name)],
+                         restarting)
     stopped = time.monotonic()
     for name in removed:
         project.forget_service(name)
@@ -117,10 +119,10 @@ def _store(project, prepared):
     change = {entry["service"]: entry["change"] for entry in prepared.entries}
     for name, spec in prepared.snapshot["services"].items():
         if change.get(name) == changes.ADDED:
-            service = project.add_service(name, spec)
-            if name in prepared.named(changes.START):
-                # Wanted up from now on: a daemon that dies before the start brings it up at boot.
-                service.desired = DESIRED_UP
+            for service in project.add_service(name, spec):
+                if name in prepared.named(changes.START):
+                    # Wanted up from now on: a daemon that dies before the start brings it up at boot.
+                    service.desired = DESIRED_UP
         elif change.get(name) == changes.CHANGED:
             for service in project.instances(name):
                 service.redefine(spec)  # a running instance takes it at its next start (the roll)
@@ -167,7 +169,7 @@ def _roll_and_scale(project, prepared):
     failures = []
     for entry in prepared.entries:
         name = entry["service"]
-        if name not in prepared.replicated:
+        if name not in prepared.replicated or entry["change"] in (changes.ADDED, changes.REMOVED):
             continue
         if entry["action"] == changes.RESTART and entry["fields"] != ["replicas"]:
             try:

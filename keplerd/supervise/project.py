@@ -154,17 +154,24 @@ class Project:
         self.owner = user_name(self.owner_uid)
 
     def add_service(self, name, spec):
-        """Add a service that a new definition brings (stopped; ``apply`` starts it)."""
-        service = self.services[name] = Service(name, spec, self, base=name, index=1)
-        self._instances[name] = [service]
-        return service
+        """Add a service that a new definition brings, with its instances (stopped; ``apply`` starts them).
+
+        The rest is not rebuilt: services the new definition removed are still here until they are stopped.
+        """
+        instances = self._instances[name] = []
+        for index in range(1, spec.get("replicas", 1) + 1):
+            instance = self.instance_name(name, index)
+            self.services[instance] = Service(instance, spec, self, base=name, index=index)
+            instances.append(self.services[instance])
+        return instances
 
     def forget_service(self, name):
-        """Drop a stopped service that the definition no longer has, and delete its logs."""
-        self.services.pop(name)
-        self._instances.pop(name, None)
-        self.logs.clear(name)
-        self.logs.forget(name)
+        """Drop a stopped service (every instance) that the definition no longer has, and delete its logs."""
+        for service in self._instances.pop(name, None) or [self.services[name]]:
+            self.services.pop(service.name)
+            self.logs.clear(service.name)
+            self.logs.forget(service.name)
+        self.scaled.pop(name, None)
         self.persist()
 
     def saved_services(self):

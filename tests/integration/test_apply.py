@@ -298,11 +298,22 @@ def test_a_changed_replicated_service_rolls_one_instance_at_a_time_and_replicas_
     assert {name: scaled[name] for name in after} == after
 
 
+def test_replicated_services_are_added_and_removed_instance_by_instance(kepler):
+    config(kepler, {"web": sleeper(), "old": sleeper(replicas=2)})
+    kepler.ctl("start", "-d", "--wait")
+    gone = [psutil.Process(pid) for name, pid in pids(kepler).items() if name.startswith("old.")]
+    config(kepler, {"web": sleeper(), "workers": sleeper(replicas=2)})
+    kepler.ctl("apply")
+    up(kepler, "workers.1", "workers.2")
+    assert sorted(kepler.ps()) == ["web", "workers.1", "workers.2"]
+    assert not any(alive(process) for process in gone)
+
+
 def test_apply_refuses_what_it_cannot_do_to_replicated_services_and_changes_nothing(kepler):
     config(kepler, {"web": sleeper()})
     kepler.ctl("start", "-d", "--wait")
     before = on_disk(kepler)
-    config(kepler, {"web": sleeper(), "workers": sleeper(replicas=2)})
+    config(kepler, {"web": sleeper(replicas=2)})
     result = kepler.ctl("apply", check=False)
-    assert result.returncode == 1 and "workers (added)" in result.stderr
+    assert result.returncode == 1 and "web (replicas between 1 and more" in result.stderr
     assert on_disk(kepler) == before
