@@ -75,9 +75,7 @@ def _refuse_what_cannot_roll(entries, replicated, old, new):
             continue
         if entry["change"] in (changes.ADDED, changes.REMOVED):
             continue  # started or stopped whole, instance by instance
-        if entry["change"] == changes.UNCHANGED and entry["action"] == changes.RESTART:
-            refused.append(f"{name} (a restart: true dependent)")
-        elif (old["services"][name].get("replicas", 1) > 1) != (new["services"][name].get("replicas", 1) > 1):
+        if (old["services"][name].get("replicas", 1) > 1) != (new["services"][name].get("replicas", 1) > 1):
             refused.append(f"{name} (replicas between 1 and more: instance names change)")
     if refused:
         raise changes.PlanError(f"apply cannot do this to replicated services yet: {', '.join(refused)}; "
@@ -92,7 +90,11 @@ def carry_out(project, prepared):
     began = time.monotonic()
     old_edges = project.edges()
     _store(project, prepared)
-    restarting = [name for name in prepared.named(changes.RESTART) if name not in prepared.replicated]
+    restarting = [entry["service"] for entry in prepared.entries if entry["action"] == changes.RESTART
+                  and entry["service"] not in prepared.replicated
+                  # a dependent of rolled services only: the roll restarts it once, at its end
+                  and not (entry["change"] == changes.UNCHANGED and entry["because"]
+                           and set(entry["because"]) <= set(prepared.replicated))]
     removed = [entry["service"] for entry in prepared.entries if entry["change"] == changes.REMOVED]
     # Removed services stop instance by instance (``web`` → ``web.1``, ``web.2``), in the old graph's order.
     failures = _stop_old(project, old_edges, [service.name for name in removed for service in project.instances(name)],
@@ -164,8 +166,9 @@ def _stop_old(project, old_edges, removed, restarting):
 
 
 def _roll_and_scale(project, prepared):
-    """Roll the changed replicated services one instance at a time (SPEC §17), then set every count
-    from the file (a change of ``replicas`` alone only scales); return failures."""
+    """Roll the changed replicated services, and replicated ``restart: true`` dependents of what
+    restarted, one instance at a time (SPEC §17), after the whole services restarted; then set
+    every count from the file (a change of ``replicas`` alone only scales); return failures."""
     failures = []
     for entry in prepared.entries:
         name = entry["service"]
@@ -173,7 +176,8 @@ def _roll_and_scale(project, prepared):
             continue
         if entry["action"] == changes.RESTART and entry["fields"] != ["replicas"]:
             try:
-                replicas.roll(project, [service.name for service in project.instances(name)], reason="apply")
+                replicas.roll(project, [service.name for service in project.instances(name)],
+                              reason="apply" if entry["change"] == changes.CHANGED else "dependency")
             except lifecycle.ActionFailed as failure:
                 failures.append(str(failure))
                 continue

@@ -317,3 +317,18 @@ def test_apply_refuses_what_it_cannot_do_to_replicated_services_and_changes_noth
     result = kepler.ctl("apply", check=False)
     assert result.returncode == 1 and "web (replicas between 1 and more" in result.stderr
     assert on_disk(kepler) == before
+
+
+def test_a_replicated_restart_true_dependent_rolls_after_its_dependency_restarted(kepler):
+    config(kepler, {"db": sleeper(environment=["V=1"]),
+                    "web": sleeper(replicas=2, depends_on={"db": {"restart": True}})})
+    kepler.ctl("start", "-d", "--wait")
+    before = pids(kepler)
+    config(kepler, {"db": sleeper(environment=["V=2"]),
+                    "web": sleeper(replicas=2, depends_on={"db": {"restart": True}})})
+    result = kepler.ctl("apply")
+    assert "web  unchanged -> restart (depends on db)" in result.stdout
+    after = pids(kepler)
+    assert all(after[name] != before[name] for name in ("db", "web.1", "web.2"))
+    services = kepler.inspect("web")["services"]
+    assert [services[name]["state"]["restart_reason"] for name in ("web.1", "web.2")] == ["dependency"] * 2
