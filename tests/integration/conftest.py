@@ -1,5 +1,6 @@
 import os
 import shutil
+import signal
 import tempfile
 
 import pytest
@@ -8,6 +9,11 @@ from tests.integration.accounts import Accounts
 from tests.integration.harness import Kepler
 
 INTEGRATION = os.path.dirname(os.path.abspath(__file__))
+
+# Tests press Ctrl+C (SIGINT) on keplerctl and keplerd. A run started as a background job of a
+# non-interactive shell inherits SIGINT ignored, and so would every child: give it a handler, which
+# exec resets to the default in the children.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
