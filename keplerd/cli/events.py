@@ -57,4 +57,7 @@ def describe(event):
     if kind == "hook":
         verdict = "ok" if event.get("ok") else f"failed: {event.get('reason')}"
         return f"hook {event.get('hook')}: {verdict}"
+    if kind == "scale":
+        renamed = "".join(f", {old} is now {new}" for old, new in (event.get("renamed") or {}).items())
+        return f"scale {event.get('previous')} -> {event.get('replicas')}{renamed}"
     return kind

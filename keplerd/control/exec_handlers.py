@@ -13,7 +13,6 @@ import secrets
 from keplerd.control import handlers
 from keplerd.control.handlers import RequestError
 from keplerd.osproc.process import SpawnError
-from keplerd.supervise.oneoff import OneOff
 from keplerd.units import parse_signal
 
 _RUNNING = {}  # token -> (session, OneOff)
@@ -35,7 +34,7 @@ def handle_exec(call, request):
         call.emit({"kind": "output", "stream": stream, "data": base64.b64encode(data).decode()})
 
     try:
-        command = OneOff(instance.instance_spec(), argv, forward, tty)
+        command = instance.one_offs.run(argv, forward, tty)  # in its cgroup, with its mark: a stop ends it
     except (SpawnError, OSError) as error:
         raise RequestError(f"cannot run {argv[0]}: {error}") from None
     token = secrets.token_hex(16)
@@ -46,6 +45,7 @@ def handle_exec(call, request):
     finally:  # also when the client went away (this greenlet is killed): no command outlives it
         _RUNNING.pop(token, None)
         command.close()
+        instance.one_offs.ended(command)
 
 
 def _window(request):

@@ -216,11 +216,13 @@ def _quietly(function):
 
 
 def _forward_until_done(call, subscriber, worker, services):
-    """Send the state changes of *services* to the client until *worker* ends; return its result."""
+    """Send the state changes of *services* (instances, or services for all their instances) to the client
+    until *worker* ends; return its result."""
     done = {"kind": "done"}
     worker.rawlink(lambda _: subscriber.offer(done))
     while (event := subscriber.get()) is not done:
-        if event.get("kind") == "state" and event.get("service") in services:
+        name = event.get("service") or ""
+        if event.get("kind") == "state" and (name in services or name.rpartition(".")[0] in services):
             call.emit(event)
     outcome = worker.value if worker.successful() else None
     if not isinstance(outcome, tuple):
@@ -237,7 +239,7 @@ def handle_apply(call, request):
     Unless detached, progress goes to the client and the answer comes once what
     was restarted or added is up (the wait of ``start --wait``).
     """
-    from keplerd.model.changes import RESTART, START
+    from keplerd.model.changes import RESTART, SCALE, START
     from keplerd.supervise import apply
 
     project = _project(call, request)
@@ -252,7 +254,7 @@ def handle_apply(call, request):
         if request.get("dry_run"):
             return {**plan, "dry_run": True, "services": []}
         call.emit({"kind": "plan", **plan})
-        targets = set(prepared.named(RESTART, START))
+        targets = set(prepared.named(RESTART, START, SCALE))
         project.attach(subscriber, logs=False)
         # In a greenlet of the config: a client that goes away (Ctrl+C) detaches, never aborts the apply.
         worker = project.spawn(_quietly, lambda: _act(lambda: apply.carry_out(project, prepared)))

@@ -8,7 +8,7 @@ whole: clearing ``web`` deletes ``web.*.log`` and ``web.<hook>.*.log``.
 import logging
 import os
 
-from keplerd.logs.files import remove_files
+from keplerd.logs.files import log_path, remove_files, segment_paths
 from keplerd.logs.format import owner_of
 from keplerd.logs.reader import log_names
 from keplerd.logs.settings import STREAMS, LogSettings
@@ -99,8 +99,44 @@ class LogStore:
             writer.close()
             self._writers.pop(name, None)
 
+    def rename(self, old, new):
+        """Give the logs of owner *old* (its own and its hooks') the name *new*: files and writers.
+
+        An instance renamed (``web`` ↔ ``web.1``, SPEC §17) keeps its history: its
+        files, rotated segments included, are renamed, and its open writers go on
+        writing into them under the new name (so rotation uses it too). Files left
+        on disk under *new* by an earlier instance are replaced, never mixed in.
+        """
+        self.flush(old)
+        self.release(new)
+        for name in log_names(self.logs_dir):
+            if owner_of(name) == new:
+                for stream in STREAMS:
+                    remove_files(log_path(self.logs_dir, name, stream))
+        for name in log_names(self.logs_dir):
+            if owner_of(name) == old:
+                _rename_files(self.logs_dir, name, new + name[len(old):])
+        renamed = self._owned.setdefault(new, {})
+        for name, writer in self._owned.pop(old, {}).items():
+            self._writers.pop(name, None)
+            writer.rename(self.logs_dir, new + name[len(old):])
+            self._writers[writer.name] = renamed[writer.name] = writer
+        if old in self._settings:
+            self._settings[new] = self._settings.pop(old)
+
     def close(self):
         """Flush and close every file (the next write opens it again)."""
         for writer in self._writers.values():
             writer.close()
 
+
+
+def _rename_files(logs_dir, old, new):
+    """Rename both streams of log *old*, each segment, to log *new*."""
+    for stream in STREAMS:
+        for source, target in zip(segment_paths(log_path(logs_dir, old, stream)),
+                                  segment_paths(log_path(logs_dir, new, stream))):
+            try:
+                os.rename(source, target)
+            except FileNotFoundError:
+                pass  # that stream or segment was never written

@@ -79,6 +79,13 @@ class LogWriter:
         self._pumps.add(pump)
         return pump
 
+    def rename(self, logs_dir, name):
+        """Write under log *name* from now on: the files were renamed, the open ones stay open."""
+        self.flush()
+        self.name = name
+        for stream, stored in self._stored.items():
+            stored.file.path = log_path(logs_dir, name, stream)
+
     def flush(self):
         for stored in self._stored.values():
             stored.flush()

@@ -12,7 +12,9 @@ What counts as a change is what the process (or its supervision) would see:
   compared on their own (moving a variable into an env file changes nothing);
 * ``wait`` and ``effective_wait`` (derived from it and the graph) only say what a
   start waits for, not how the service runs: taken without a restart;
-* every other field counts, dicts one level deep (``restart.policy``, ``hooks.pre_stop``).
+* every other field counts, dicts one level deep (``restart.policy``, ``hooks.pre_stop``);
+* ``replicas`` alone changed is a scale, not a restart: the entry carries
+  ``replicas: [running count, new count]`` and restarts no dependent.
 
 >>> old = {"web": {"command": ["a"], "env": {"X": "1"}}}
 >>> new = {"web": {"command": ["b"], "env": {"X": "2"}}}
@@ -23,7 +25,7 @@ What counts as a change is what the process (or its supervision) would see:
 from keplerd.model import graph
 
 UNCHANGED, CHANGED, ADDED, REMOVED = "unchanged", "changed", "added", "removed"
-NOTHING, RESTART, START, STOP, STORE = "none", "restart", "start", "stop", "store"
+NOTHING, RESTART, START, STOP, STORE, SCALE = "none", "restart", "start", "stop", "store", "scale"
 
 NOT_COMPARED = frozenset({"environment", "env_file", "sys_env", "wait", "effective_wait"})
 LABELS = {"env": "environment"}
@@ -107,7 +109,10 @@ def _entry(name, before, after, up):
     fields = changed_fields(before, after)
     if not fields:
         return _make(name, UNCHANGED, [], NOTHING)
-    return _make(name, CHANGED, fields, RESTART if up else STORE)
+    entry = _make(name, CHANGED, fields, (SCALE if fields == ["replicas"] else RESTART) if up else STORE)
+    if "replicas" in fields:
+        entry["replicas"] = [before.get("replicas", 1), after.get("replicas", 1)]
+    return entry
 
 
 def _make(name, change, fields, action, because=()):
@@ -136,6 +141,9 @@ def plan_line(entry):
 
     >>> plan_line({"service": "cache", "change": "added", "fields": [], "action": "start", "because": []})
     'cache  added -> start'
+    >>> plan_line({"service": "web", "change": "changed", "fields": ["replicas"], "action": "scale",
+    ...            "because": [], "replicas": [1, 3]})
+    'web  changed: replicas -> scale 1 → 3'
     """
     name, change, action = entry["service"], entry["change"], entry["action"]
     if action == STORE:
@@ -145,6 +153,9 @@ def plan_line(entry):
         text += ": " + ", ".join(entry["fields"])
     if action != NOTHING:
         text += f" -> {action}"
+    counts = entry.get("replicas")
+    if counts and (action == SCALE or counts[0] != counts[1]):
+        text += f"{'' if action == SCALE else ', scale'} {counts[0]} → {counts[1]}"
     if entry["because"]:
         text += f" (depends on {', '.join(entry['because'])})"
     return text

@@ -75,14 +75,16 @@ def find_program(program, env, cwd):
 
 
 def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None, tty=False,
-          cgroup=None):
+          cgroup=None, cgroup_guest=False):
     """Start *argv* in its own session and return a ``Child``.
 
     *stdin*, *stdout*, *stderr* are fds for the child (``None``: /dev/null); with
     *tty*, *stdin* is a terminal that becomes the session's controlling one. *user*
     and *group* follow SPEC §12; *limits* maps ``memory``/``cpu_time``/``max_fds``
     to values (other keys are cgroup limits, applied by ``cgroups.prepare``).
-    *cgroup* is the cgroup directory the child starts in (None: the daemon's).
+    *cgroup* is the cgroup directory the child starts in (None: the daemon's); a
+    *cgroup_guest* (an exec'd command) does not own it: its ``Child`` stops and
+    kills by process group, leaving the rest of the cgroup alone.
     Raises ``SpawnError`` with a user-facing reason.
     """
     if not os.path.isdir(cwd):
@@ -108,7 +110,7 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
                 errpipe_read, errpipe_write, identity, limits, tty=tty,
             )
         # Register the watcher before anything can yield, so the exit is never missed.
-        child = Child(pid, cgroup)
+        child = Child(pid, None if cgroup_guest else cgroup)
     except (OSError, ValueError) as error:
         # fork itself failed (EAGAIN, ENOMEM), or an argument or variable holds a NUL byte.
         close_now(errpipe_read)

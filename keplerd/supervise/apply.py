@@ -59,27 +59,28 @@ def prepare(project, baked, names=()):
     up = {service.base for service in project.services.values()
           if service.desired == DESIRED_UP or service.supervised}
     entries = changes.plan(old["services"], baked.snapshot["services"], up, names)
-    _refuse_what_cannot_roll(entries, replicated, old, baked.snapshot)
+    _count_instances(project, entries, baked.snapshot)
     snapshot = changes.merge(old, baked.snapshot, entries, names)
     global_fields = [] if names else changes.global_changes(old, baked.snapshot)
     return Prepared(entries, global_fields, snapshot, None if names else baked,
                     tuple(entry["service"] for entry in entries if entry["service"] in replicated))
 
 
-def _refuse_what_cannot_roll(entries, replicated, old, new):
-    """Refuse what apply does not do to replicated services yet (rather than act on the wrong instances)."""
-    refused = []
+def _count_instances(project, entries, new):
+    """Give each entry whose instance count changes ``replicas: [running, wanted]`` (SPEC §17).
+
+    The running count may be one ``scale`` set by hand: apply takes every count
+    from the file again, so an unchanged service scaled by hand is planned as a scale.
+    """
     for entry in entries:
         name = entry["service"]
-        if name not in replicated:
+        if entry["change"] in (changes.ADDED, changes.REMOVED) or entry["action"] == changes.STORE:
             continue
-        if entry["change"] in (changes.ADDED, changes.REMOVED):
-            continue  # started or stopped whole, instance by instance
-        if (old["services"][name].get("replicas", 1) > 1) != (new["services"][name].get("replicas", 1) > 1):
-            refused.append(f"{name} (replicas between 1 and more: instance names change)")
-    if refused:
-        raise changes.PlanError(f"apply cannot do this to replicated services yet: {', '.join(refused)}; "
-                                f"use scale or restart --rolling, or stop the config and recreate it")
+        running, wanted = len(project.instances(name)), new["services"][name].get("replicas", 1)
+        if running != wanted or "replicas" in entry:
+            entry["replicas"] = [running, wanted]
+            if entry["action"] == changes.NOTHING:
+                entry["action"] = changes.SCALE
 
 
 def carry_out(project, prepared):
@@ -103,7 +104,9 @@ def carry_out(project, prepared):
     for name in removed:
         project.forget_service(name)
     started = _start_new(project, prepared, restarting)
-    failures += _roll_and_scale(project, prepared)
+    scaled, roll_failures = _scale_and_roll(project, prepared)
+    started += scaled
+    failures += roll_failures
     log.info("%s: applied in %.0f ms (stop %.0f ms, start %.0f ms): %s", project.name,
              (time.monotonic() - began) * 1000, (stopped - began) * 1000, (time.monotonic() - stopped) * 1000,
              "; ".join(changes.plan_line(entry) for entry in prepared.entries if entry["action"] != changes.NOTHING)
@@ -112,27 +115,36 @@ def carry_out(project, prepared):
                    failures=failures)
     if failures:
         raise lifecycle.ActionFailed("; ".join(failures))
-    return started
+    return list(dict.fromkeys(started))
 
 
 def _store(project, prepared):
-    """Write the new snapshot and redefine the services; nothing here yields."""
+    """Write the new snapshot and redefine the services; nothing here yields.
+
+    Each service keeps its count of instances (and so their names) until
+    ``_scale_and_roll`` changes it: a daemon killed before then boots with the
+    new definitions and the counts (in ``state.json``) that ran.
+    """
     project.take_definition(prepared.snapshot, prepared.baked)
+    for entry in prepared.entries:
+        if entry["change"] not in (changes.ADDED, changes.REMOVED):
+            project.pin_count(entry["service"], len(project.instances(entry["service"])))
     change = {entry["service"]: entry["change"] for entry in prepared.entries}
+    scaled_only = set(prepared.named(changes.SCALE))
     for name, spec in prepared.snapshot["services"].items():
         if change.get(name) == changes.ADDED:
             for service in project.add_service(name, spec):
                 if name in prepared.named(changes.START):
                     # Wanted up from now on: a daemon that dies before the start brings it up at boot.
                     service.desired = DESIRED_UP
-        elif change.get(name) == changes.CHANGED:
+        elif change.get(name) == changes.CHANGED and name not in scaled_only:
             for service in project.instances(name):
                 service.redefine(spec)  # a running instance takes it at its next start (the roll)
         else:
-            # Equal in all the process sees; what differs (how the env was written, waits) applies now.
+            # Equal in all the process sees (the count aside); what differs (how the env was written,
+            # waits) applies now.
             for service in project.instances(name):
-                service.base_spec = spec
-                service.spec = service.instance_spec()
+                service.take_equal_definition(spec)
     project.write_state()
 
 
@@ -165,27 +177,49 @@ def _stop_old(project, old_edges, removed, restarting):
     return failures
 
 
-def _roll_and_scale(project, prepared):
-    """Roll the changed replicated services, and replicated ``restart: true`` dependents of what
-    restarted, one instance at a time (SPEC §17), after the whole services restarted; then set
-    every count from the file (a change of ``replicas`` alone only scales); return failures."""
-    failures = []
+def _scale_and_roll(project, prepared):
+    """Give the replicated services their new counts, then roll what changed; return ``(started, failures)``.
+
+    A count crossing 1 renames instance 1 (``web`` ↔ ``web.1``), process kept
+    (SPEC §17). Then the instances that ran before roll one at a time, once the
+    new ones are up: those of a changed service, and of a replicated ``restart:
+    true`` dependent of what restarted (after the whole services restarted).
+    Every count is the file's afterwards (a hand ``scale`` ends).
+    """
+    started, failures = [], []
     for entry in prepared.entries:
         name = entry["service"]
         if name not in prepared.replicated or entry["change"] in (changes.ADDED, changes.REMOVED):
             continue
-        if entry["action"] == changes.RESTART and entry["fields"] != ["replicas"]:
+        wanted = prepared.snapshot["services"][name].get("replicas", 1)
+        if entry["action"] == changes.STORE:
+            project.set_count(name, wanted)
+            continue
+        before = set(map(id, project.instances(name)))
+        added = replicas.scale(project, {name: wanted})
+        project.set_count(name, wanted)
+        started += added
+        if entry["action"] == changes.RESTART:
+            problem = _wait_new_instances(project, added)
+            if problem:
+                failures.append(f"{problem}; {name} not rolled: its other instances keep their old definition")
+                continue
+            kept = [service.name for service in project.instances(name) if id(service) in before]
             try:
-                replicas.roll(project, [service.name for service in project.instances(name)],
-                              reason="apply" if entry["change"] == changes.CHANGED else "dependency")
+                started += replicas.roll(project, kept, reason="apply" if entry["change"] == changes.CHANGED
+                                         else "dependency")
             except lifecycle.ActionFailed as failure:
                 failures.append(str(failure))
-                continue
-        wanted = prepared.snapshot["services"][name].get("replicas", 1)
-        if len(project.instances(name)) != wanted and entry["action"] != changes.STORE:
-            replicas.scale(project, {name: wanted})
-        project.set_count(name, wanted)
-    return failures
+    return started, failures
+
+
+def _wait_new_instances(project, names):
+    """Wait until the instances a scale-up started are up; return why one is not, or None."""
+    for name in names:
+        problem = replicas.wait_up(project, project.services[name])
+        if problem:
+            return f"{name}: {problem}"
+    return None
 
 
 def _start_new(project, prepared, restarting):

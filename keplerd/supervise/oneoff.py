@@ -2,9 +2,11 @@
 
 The command gets the instance's baked environment, user, group, working dir and
 limits, in a session of its own: with a pseudo-terminal (its controlling terminal,
-so Ctrl+C typed by the user reaches its foreground job) or with three pipes. Its
-owner passes the output on and feeds input; whatever happens to the owner, the
-command's process group does not outlive it.
+so Ctrl+C typed by the user reaches its foreground job) or with three pipes. It
+may join the instance's cgroup, as a guest: killing the command never kills the
+cgroup (``service_exec.py`` says who ends what). Its owner passes the output on
+and feeds input; whatever happens to the owner, the command's process group does
+not outlive it.
 """
 
 import fcntl
@@ -23,11 +25,15 @@ DRAIN_SECONDS = 1.0
 
 
 class OneOff:
-    """A running one-off command; *on_output(stream, bytes)* gets what it writes."""
+    """A running one-off command; *on_output(stream, bytes)* gets what it writes.
 
-    def __init__(self, spec, argv, on_output, tty=None):
+    *cgroup* is the cgroup directory it starts in (None: the daemon's).
+    """
+
+    def __init__(self, spec, argv, on_output, tty=None, cgroup=None):
         self._group = Group()        # the output pumps, owned by this command
         self._on_output = on_output
+        self._cgroup = cgroup
         self._fds = []
         if tty is not None:
             self._start_with_terminal(spec, argv, tty)
@@ -39,7 +45,7 @@ class OneOff:
         self._fds.append(master)
         self.resize(*size, fd=master)
         try:
-            self.child = _spawn(spec, argv, stdin=slave, stdout=slave, stderr=slave, tty=True)
+            self.child = _spawn(spec, argv, self._cgroup, stdin=slave, stdout=slave, stderr=slave, tty=True)
         finally:
             os.close(slave)
         self._input = self._terminal = master
@@ -50,7 +56,7 @@ class OneOff:
         (in_read, in_write), (out_read, out_write), (err_read, err_write) = ends
         self._fds += [in_write, out_read, err_read]
         try:
-            self.child = _spawn(spec, argv, stdin=in_read, stdout=out_write, stderr=err_write)
+            self.child = _spawn(spec, argv, self._cgroup, stdin=in_read, stdout=out_write, stderr=err_write)
         finally:
             for fd in (in_read, out_write, err_write):
                 os.close(fd)
@@ -109,17 +115,21 @@ class OneOff:
         self._group.join(timeout=DRAIN_SECONDS)
         return returncode if returncode >= 0 else 128 - returncode
 
-    def close(self):
-        """Kill the command's group if it still runs; stop the pumps; close the fds."""
+    def kill(self):
+        """SIGKILL the command's process group and descendants if it still runs (its owner then ends)."""
         if self.child.returncode is None:
             self.child.kill()
+
+    def close(self):
+        """Kill the command's group if it still runs; stop the pumps; close the fds."""
+        self.kill()
         self._group.kill()
         for fd in self._fds:
             process.close_now(fd)
         self._fds = []
 
 
-def _spawn(spec, argv, **fds):
+def _spawn(spec, argv, cgroup, **fds):
     return process.spawn(argv, spec["env"], spec["working_dir"], user=spec.get("user"), group=spec.get("group"),
-                         limits=spec.get("limits"), **fds)
+                         limits=spec.get("limits"), cgroup=cgroup, cgroup_guest=True, **fds)
 

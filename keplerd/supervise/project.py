@@ -16,7 +16,7 @@ from keplerd.model.errors import UnknownName
 from keplerd.osproc import cgroups
 from keplerd.paths import ConfigPaths
 from keplerd.supervise import accounting, events, lifecycle
-from keplerd.supervise.service import Service
+from keplerd.supervise.instances import Instances, renamed_from, valid_counts
 from keplerd.supervise.system import System
 
 log = logging.getLogger("keplerd.project")
@@ -26,7 +26,7 @@ STATE_RETRY_SECONDS = 1.0
 PERSIST_INTERVAL = 0.15  # at least this many seconds between two writes of state.json
 
 
-class Project:
+class Project(Instances):
     """A baked config loaded in the daemon.
 
     Owns the greenlets of its services (one ``Group``), the subscribers that watch
@@ -56,7 +56,7 @@ class Project:
         self._persist_timer = None
         self._last_write = -PERSIST_INTERVAL
         # Instance counts that ``keplerctl scale`` set, kept in state.json until the next bake (SPEC §17).
-        self.scaled = _valid_counts((saved_state or {}).get("scaled"), snapshot["services"])
+        self.scaled = valid_counts((saved_state or {}).get("scaled"), snapshot["services"])
         self.services = {}
         self._instances = {}
         self._build_services()
@@ -92,47 +92,18 @@ class Project:
 
     def _restore(self, saved):
         self.on_init_done = saved.get("on_init_done", False)
-        for name, service_state in saved.get("services", {}).items():
-            if name in self.services:
-                self.services[name].restore(service_state)
-
-    # -- instances (SPEC §17) ---------------------------------------------------------
-
-    def replica_count(self, base):
-        """Return how many instances service *base* runs: its ``replicas``, or what ``scale`` set."""
-        return self.scaled.get(base, self.snapshot["services"][base].get("replicas", 1))
-
-    def instance_name(self, base, index):
-        """Return ``web.2``; a service baked with ``replicas: 1`` keeps its plain name for instance 1."""
-        if index == 1 and self.snapshot["services"][base].get("replicas", 1) == 1:
-            return base
-        return f"{base}.{index}"
-
-    def instances(self, base):
-        """Return the instances of service *base*, in ascending order."""
-        return self._instances.get(base, [])
-
-    def set_count(self, base, count):
-        """Make service *base* have *count* instances: new ones are created stopped, extra ones forgotten."""
-        if count == self.snapshot["services"][base].get("replicas", 1):
-            self.scaled.pop(base, None)
-        else:
-            self.scaled[base] = count
-        self._build_services()
-        self.persist()
-
-    def _build_services(self):
-        """(Re)build ``services`` (instance name → Service) in config order, keeping existing instances."""
-        existing, self.services, self._instances = self.services, {}, {}
-        for base, spec in self.snapshot["services"].items():
-            instances = self._instances[base] = []
-            for index in range(1, self.replica_count(base) + 1):
-                name = self.instance_name(base, index)
-                service = existing.get(name) or Service(name, spec, self, base=base, index=index)
-                self.services[name] = service
-                instances.append(service)
-        for name in existing.keys() - self.services.keys():
-            self.logs.release(name)  # a removed instance: its log files stay, its writers go
+        services = saved.get("services", {})
+        for name, service in self.services.items():
+            if name in services:
+                service.restore(services[name])
+                continue
+            renamed = renamed_from(name, service.base, services)
+            if renamed is not None:
+                # A daemon killed in an apply that renamed it (snapshot written, state.json not yet).
+                log.warning("%s: %s was recorded as %s: taking its state and logs", self.name, name, renamed)
+                self.logs.rename(renamed, name)
+                service.log = self.logs.writer(name, service.base_spec.get("logs"))  # the files it now names
+                service.restore(services[renamed])
 
     def take_definition(self, snapshot, baked=None):
         """Make *snapshot* this config's definition (``apply``); services are redefined by the caller.
@@ -152,18 +123,6 @@ class Project:
         # Whoever applied the whole file owns it from now on, as after a recreate (SPEC §21).
         self.owner_uid = snapshot.get("owner", 0)
         self.owner = user_name(self.owner_uid)
-
-    def add_service(self, name, spec):
-        """Add a service that a new definition brings, with its instances (stopped; ``apply`` starts them).
-
-        The rest is not rebuilt: services the new definition removed are still here until they are stopped.
-        """
-        instances = self._instances[name] = []
-        for index in range(1, spec.get("replicas", 1) + 1):
-            instance = self.instance_name(name, index)
-            self.services[instance] = Service(instance, spec, self, base=name, index=index)
-            instances.append(self.services[instance])
-        return instances
 
     def forget_service(self, name):
         """Drop a stopped service (every instance) that the definition no longer has, and delete its logs."""
@@ -193,6 +152,13 @@ class Project:
         A full disk releases the state dir's reserve first (``persist.Reserve``).
         """
         persist.write_state_json(self.state_dir, self.paths.state, self.state())
+
+    def write_state_now(self):
+        """Write ``state.json`` now if the disk lets us, else as ``persist`` retries (never raises)."""
+        try:
+            self.write_state()
+        except OSError:
+            self.persist()
 
     def persist(self):
         """Write ``state.json`` soon, at most once per PERSIST_INTERVAL: changes meanwhile share a write.
@@ -358,7 +324,7 @@ class Project:
             "services": {service.name: {"config": service.spec, "state": service.runtime(),
                                         "effective_wait": service.spec["effective_wait"],
                                         "containment": cgroups.mode(),
-                                        "cgroup": cgroups.path_of(self.id, service.name)}
+                                        "cgroup": _cgroup_of(self.id, service)}
                          for service in self.select(names)},
         }
 
@@ -414,20 +380,18 @@ class Project:
         self.logs.close()
 
 
+def _cgroup_of(config_id, service):
+    """Return the cgroup of *service*: its running process's (a failed rename leaves it elsewhere), else its own."""
+    cgroup = getattr(service.child, "cgroup", None)
+    return cgroup if cgroup is not None else cgroups.path_of(config_id, service.name)
+
+
 def user_name(uid):
     """Return the name of *uid*, or the number as text when it has no passwd entry."""
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-
-
-def _valid_counts(saved, services):
-    """Return the scaled counts of state.json that still name a service of the snapshot."""
-    if not isinstance(saved, dict):
-        return {}
-    return {base: count for base, count in saved.items()
-            if base in services and isinstance(count, int) and not isinstance(count, bool) and count >= 1}
 
 
 def _log_forwarder(config_name, subscriber):

@@ -22,20 +22,22 @@ def scale(project, counts):
     """Give each service of *counts* (``{base: n}``, n ≥ 1) that many instances.
 
     Extra instances (the highest-numbered) are stopped and forgotten; new ones are
-    started. The other instances are not touched. Returns the names started.
+    started. The other instances keep their processes; crossing 1 renames instance
+    1 (``web`` becomes ``web.1`` before the new ones start, ``web.1`` becomes ``web``
+    once the others are stopped). Returns the names started.
     """
     started = []
     for base, count in counts.items():
         current = project.instances(base)
         if count < len(current):
             lifecycle.stop(project, [service.name for service in current[count:]])
-            project.set_count(base, count)
-            project.record(base, "scale", replicas=count, previous=len(current))
+            renamed = project.set_count(base, count)
+            project.record(base, "scale", replicas=count, previous=len(current), renamed=renamed)
             log.info("%s: scaled %s down to %d", project.name, base, count)
         elif count > len(current):
-            project.set_count(base, count)
+            renamed = project.set_count(base, count)
             added = [service.name for service in project.instances(base)[len(current):]]
-            project.record(base, "scale", replicas=count, previous=len(current))
+            project.record(base, "scale", replicas=count, previous=len(current), renamed=renamed)
             started += lifecycle.start(project, added)
             log.info("%s: scaled %s up to %d", project.name, base, count)
     return started

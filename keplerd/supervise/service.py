@@ -20,6 +20,7 @@ from keplerd.model.backoff import Backoff, wants_restart
 from keplerd.osproc import process
 from keplerd.supervise import lifecycle, readiness
 from keplerd.supervise.run_health import HealthAndReadiness
+from keplerd.supervise.service_exec import OneOffs
 from keplerd.supervise.hooks import HookFailed, run_hook
 from keplerd.supervise.service_watch import ServiceWatch
 
@@ -29,6 +30,7 @@ log = logging.getLogger("keplerd.service")
 DESIRED_UP = "up"
 DESIRED_DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
+REPLICA_VARIABLES = ("KEPLER_REPLICA", "KEPLER_REPLICAS")
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
               "restart_reason", "retries")
 # What a supervised service's runtime carries over a ``daemon reexec`` (SPEC §20).
@@ -77,7 +79,9 @@ class Service(HealthAndReadiness):
                                      # one even if a restart follows
         self.status_text = None      # the last STATUS= of a notify service
         self.log = project.logs.writer(name, spec.get("logs"))
+        # The stray mark of the current run's processes (osproc/strays.py): set at each spawn, kept by a rename.
         self.mark = project.system.service_mark(project.id, name)
+        self.one_offs = OneOffs(self)  # the commands exec'd as this instance (``keplerctl exec``)
         self.watch_error = None
         self._watch = ServiceWatch(self)
         self._child = None
@@ -181,6 +185,32 @@ class Service(HealthAndReadiness):
         self.project.logs.forget(self.name)
         self.log = self.project.logs.writer(self.name, spec.get("logs"))
 
+    def rename(self, name):
+        """Become instance *name*: its service's count crossed 1 (``web`` ↔ ``web.1``, SPEC §17).
+
+        The process goes on untouched; its logs (rotated and hook logs too) and its
+        cgroup take the new name. Its processes keep the stray mark and the
+        ``KEPLER_REPLICA`` variables they started with (a running process's
+        environment cannot change): ``_end_strays`` finds them by that mark.
+        """
+        old, self.name = self.name, name
+        self.project.logs.rename(old, name)
+        if self._child is not None:
+            self.system.rename_cgroup(self._child, name, self.spec.get("limits"))
+        log.info("%s: %s is now %s (pid %s kept)", self.project.name, old, name, self.pid)
+
+    def take_equal_definition(self, spec):
+        """Take *spec*, equal to the current one in all the process sees (``apply``), at once.
+
+        A running instance keeps the environment its run started with (its
+        ``KEPLER_REPLICAS`` of that moment): its probes and hooks see what its process sees.
+        """
+        self.base_spec = spec
+        fresh = self.instance_spec()
+        if self.supervised:
+            fresh = {**fresh, "env": self.spec["env"], "hooks": self.spec["hooks"]}
+        self.spec = fresh
+
     @property
     def child(self):
         """The running process of the service (``process.Child``), or None."""
@@ -216,12 +246,17 @@ class Service(HealthAndReadiness):
         self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
         self._supervisor.link_exception(self._supervisor_crashed)
 
-    def instance_spec(self):
-        """Return the baked spec with this instance's ``KEPLER_REPLICA``/``KEPLER_REPLICAS`` (SPEC §17)."""
-        count = self.project.replica_count(self.base)
-        if self.name == self.base and count == 1:
+    def instance_spec(self, extra=None):
+        """Return the baked spec with this instance's ``KEPLER_REPLICA``/``KEPLER_REPLICAS`` (SPEC §17).
+
+        *extra* gives those variables as a run started with them (``hand_over``); by default, as of now.
+        """
+        if extra is None:
+            count = self.project.replica_count(self.base)
+            plain = self.name == self.base and count == 1
+            extra = {} if plain else {"KEPLER_REPLICA": str(self.index), "KEPLER_REPLICAS": str(count)}
+        if not extra:
             return self.base_spec  # a plain service: nothing added
-        extra = {"KEPLER_REPLICA": str(self.index), "KEPLER_REPLICAS": str(count)}
         hooks = {name: {**hook, "env": {**hook["env"], **extra}} for name, hook in self.base_spec["hooks"].items()}
         return {**self.base_spec, "env": {**self.base_spec["env"], **extra}, "hooks": hooks}
 
@@ -250,6 +285,8 @@ class Service(HealthAndReadiness):
             self._guard_hook("pre_restart")
         if not self.supervised:
             self._watch.disarm()
+            if self.one_offs.used:
+                self._end_strays()  # no process of the service runs, but an exec'd command may
             if by_user:
                 self.desired = DESIRED_DOWN
                 if self.status in (states.EXITED, states.KILLED) and why == actions.BY_USER:
@@ -282,11 +319,15 @@ class Service(HealthAndReadiness):
             if self._in_post_start:
                 # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
                 self._supervisor.kill()
+            # Exec'd commands are part of the service (its cgroup, its mark): they get the stop signal too.
+            self.one_offs.send_signal(signum or self.spec["stop_signal"])
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
             self._end_strays()
             self._supervisor.join()
         else:
             self._supervisor.kill()
+            if self.one_offs.used:
+                self._end_strays()  # between runs (a back-off), an exec'd command may still run
         self._child = None
         self.project.logs.apply_retention(self.name, "on_stop" if why == actions.BY_USER else None)
         self._set_state(states.STOPPED, pid=None, waiting_on=None, backoff_until=None)
@@ -300,8 +341,13 @@ class Service(HealthAndReadiness):
             child.kill()
 
     def _end_strays(self):
-        """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop)."""
+        """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop),
+        and its exec'd commands: they end with the service's run, as in its cgroup."""
+        self.one_offs.kill()
         self.system.collect_strays(self.mark)
+        named = self.system.service_mark(self.project.id, self.name)
+        if named != self.mark:
+            self.system.collect_strays(named)  # renamed: hooks and exec'd commands since carry the new name
 
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
@@ -437,6 +483,7 @@ class Service(HealthAndReadiness):
     def _spawn_and_wait(self, after_start):
         """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
         notify = None
+        self.mark = self.system.service_mark(self.project.id, self.name)  # this run's, whatever renames follow
         env = self.system.marked_env(self.spec["env"], self.project.state_dir, self.mark)
         try:
             if self.spec.get("notify"):
@@ -522,7 +569,10 @@ class Service(HealthAndReadiness):
     def hand_over(self):
         """Return the record the next image adopts (at rest, and without yielding until the exec)."""
         runtime = {**self.runtime(), "reached_up": self.reached_up, "was_healthy": self.was_healthy}
-        record = {"runtime": runtime, "supervised": self.supervised, "wait_on": None,
+        # What the run started as (a rename since changed the name, not its process's environment).
+        started_as = {key: self.spec["env"][key] for key in REPLICA_VARIABLES if key in self.spec["env"]}
+        record = {"runtime": runtime, "supervised": self.supervised, "wait_on": None, "mark": self.mark,
+                  "replica_env": started_as,
                   "quick_failures": self._backoff.quick_failures if self._backoff else 0}
         if self._wait_on is not None:
             record["wait_on"] = sorted(self._wait_on)
@@ -536,12 +586,13 @@ class Service(HealthAndReadiness):
         runtime = record["runtime"]
         for key in _ADOPTED:
             setattr(self, key, runtime.get(key))
+        self.mark = record.get("mark", self.mark)  # a run started before a rename carries its old name
         down_by_itself = self.desired == DESIRED_UP and self.status in (states.EXITED, states.KILLED, states.FAILED)
         if record["supervised"] or down_by_itself:
             self._watch.arm()  # armed from start to stop, across the hand-over too (SPEC §10)
         if not record["supervised"]:
             return
-        self.spec = self.instance_spec()
+        self.spec = self.instance_spec(record.get("replica_env"))
         self._backoff = Backoff.from_spec(self.spec["restart"])
         self._backoff.quick_failures = record["quick_failures"]
         wait_on = None if record["wait_on"] is None else set(record["wait_on"])

@@ -11,12 +11,14 @@ What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
 """
 
 import contextlib
+import logging
 
 import gevent
 from gevent.lock import Semaphore
 
 from keplerd.osproc import cgroups, groups, launch, process, strays
 
+log = logging.getLogger("keplerd.system")
 
 # A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
 # and greenlets that are ready run back to back: 300 services starting at once
@@ -56,6 +58,38 @@ class System:
                 return launch.spawn_logged(writer, spec, instance, env=env)
             finally:
                 gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
+
+    def rename_cgroup(self, child, name, limits):
+        """Give the cgroup *child* runs in the instance name *name* (``web`` → ``web.1``), with *limits*.
+
+        If that fails the process keeps running, contained, in its cgroup under
+        the old name (``child.cgroup`` still says where): stop, accounting and the
+        end of the run use that one, and the next run starts in a cgroup of the new name.
+        """
+        if child.cgroup is None:
+            return
+        try:
+            child.cgroup = cgroups.rename(child.cgroup, name, limits)
+        except OSError as error:
+            log.warning("cannot rename cgroup %s to %s: %s; the process stays in it until it ends",
+                        child.cgroup, name, error.strerror)
+
+    def one_off_cgroup(self, child, config_id, name, limits):
+        """Return the cgroup an exec'd command of instance *name* joins (None without cgroups).
+
+        The running *child*'s own (wherever a failed rename left it), else the
+        instance's, made with its *limits* for the command. Raises ``process.SpawnError``.
+        """
+        if child is not None and getattr(child, "cgroup", None) is not None:
+            return child.cgroup
+        try:
+            return cgroups.prepare(config_id, name, limits)
+        except cgroups.LimitUnavailable as error:
+            raise process.SpawnError(str(error)) from None
+
+    def remove_idle_cgroup(self, path):
+        """Remove cgroup *path* if nothing runs in it any more (else it stays, for the next stop or boot)."""
+        cgroups.remove_if_empty(path)
 
     def paused(self, pid):
         """True when *pid* is stopped (SIGSTOP, a debugger): ``ps`` says ``(paused)``."""

@@ -7,7 +7,7 @@ import subprocess
 import psutil
 
 from tests.integration import test_security_owners as owners
-from tests.integration.harness import KEPLERCTL, wait_for
+from tests.integration.harness import KEPLERCTL, pids_with_marker, wait_for
 from tests.integration.test_dependencies import config
 from tests.integration.test_hooks import record
 from tests.integration.test_security_owners import members as members  # the fixture, for the owner test
@@ -309,14 +309,82 @@ def test_replicated_services_are_added_and_removed_instance_by_instance(kepler):
     assert not any(alive(process) for process in gone)
 
 
-def test_apply_refuses_what_it_cannot_do_to_replicated_services_and_changes_nothing(kepler):
-    config(kepler, {"web": sleeper()})
+def counted(kepler, count, marker="kt-renamed"):
+    """A service of *count* instances whose hooks record ``<instance number>.<hook>`` (empty number: plain)."""
+    path = os.path.join(kepler.workdir, "record")
+    return {"command": ["bash", "-c", f'echo "started as [$KEPLER_REPLICA]"; exec -a {marker} sleep 1000'],
+            "replicas": count,
+            "hooks": {name: {"run": f"echo $KEPLER_REPLICA.{name} >> {path}"}
+                      for name in ("pre_start", "post_start", "pre_stop", "post_stop", "pre_restart")}}
+
+
+def cgroup_line(pid):
+    with open(f"/proc/{pid}/cgroup") as file:
+        return next(line.strip() for line in file if line.startswith("0::"))
+
+
+def test_apply_between_one_instance_and_more_renames_it_and_keeps_its_process(kepler):
+    config(kepler, {"web": counted(kepler, 1)})
     kepler.ctl("start", "-d", "--wait")
-    before = on_disk(kepler)
-    config(kepler, {"web": sleeper(replicas=2)})
-    result = kepler.ctl("apply", check=False)
-    assert result.returncode == 1 and "web (replicas between 1 and more" in result.stderr
-    assert on_disk(kepler) == before
+    pid = pids(kepler)["web"]
+    wait_for(lambda: any("started as []" in line for line in kepler.logs("web")), message="web's output")
+    wait_for(lambda: ".post_start" in record(kepler), message="web's post_start")
+    os.unlink(os.path.join(kepler.workdir, "record"))
+    config(kepler, {"web": counted(kepler, 3)})
+    planned = kepler.ctl("apply", "--dry-run")
+    assert planned.stdout.splitlines() == ["web  changed: replicas -> scale 1 → 3"]
+    assert pids(kepler) == {"web": pid}
+    kepler.ctl("apply")
+    up(kepler, "web.1", "web.2", "web.3")
+    rows = kepler.ps()
+    assert sorted(rows) == ["web.1", "web.2", "web.3"] and rows["web.1"]["pid"] == pid
+    assert any("started as []" in line for line in kepler.logs("web.1")), "web.1 keeps web's logs"
+    started = ["2.post_start", "2.pre_start", "3.post_start", "3.pre_start"]
+    wait_for(lambda: sorted(record(kepler)) == started, message=f"only {started} in {record(kepler)}")
+    inspected = kepler.inspect("web.1")["services"]["web.1"]
+    if inspected["containment"] == "cgroup":
+        assert inspected["cgroup"].endswith("/web.1") and cgroup_line(pid).endswith("/web.1")
+        assert pid in [int(line) for line in open(os.path.join(inspected["cgroup"], "cgroup.procs"))]
+    others = [psutil.Process(rows[name]["pid"]) for name in ("web.2", "web.3")]
+    os.unlink(os.path.join(kepler.workdir, "record"))
+    config(kepler, {"web": counted(kepler, 1)})
+    kepler.ctl("apply")
+    rows = kepler.ps()
+    assert sorted(rows) == ["web"] and rows["web"]["pid"] == pid
+    assert not any(alive(process) for process in others)
+    stopped = ["2.post_stop", "2.pre_stop", "3.post_stop", "3.pre_stop"]
+    wait_for(lambda: sorted(record(kepler)) == stopped, message=f"only {stopped} in {record(kepler)}")
+    assert any("started as []" in line for line in kepler.logs("web")), "and back: web keeps the history"
+    if inspected["containment"] == "cgroup":
+        assert cgroup_line(pid).endswith("/web")
+
+
+def test_a_daemon_killed_in_an_apply_from_one_instance_to_more_boots_without_a_duplicate(kepler):
+    marker = os.path.join(kepler.workdir, "blocked")
+
+    def web(count):
+        # web.2's first pre_start hangs: the daemon dies after web became web.1, before web.2 started.
+        hang = f'if [ "$KEPLER_REPLICA" = 2 ] && [ ! -e {marker} ]; then touch {marker}; exec sleep 1000; fi'
+        return {**counted(kepler, count, marker="kt-renamed-crash"), "hooks": {"pre_start": {"run": hang}}}
+
+    config(kepler, {"web": web(1)})
+    kepler.ctl("start", "-d", "--wait")
+    old = psutil.Process(pids(kepler)["web"])
+    config(kepler, {"web": web(3)})
+    applying = subprocess.Popen([KEPLERCTL, "apply", "-d"], cwd=kepler.workdir, env=kepler.env(),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: os.path.exists(marker), message="web.2's pre_start to hang")
+        kepler.kill_daemon()
+        applying.wait(30)
+    finally:
+        applying.kill()
+        applying.wait()
+    kepler.start_daemon()
+    up(kepler, "web.1", "web.2", "web.3")
+    assert sorted(kepler.ps()) == ["web.1", "web.2", "web.3"]
+    assert not alive(old), "the renamed instance's old process was found by its pid and start time"
+    assert len(pids_with_marker("kt-renamed-crash")) == 3, "one process per instance"
 
 
 def test_a_replicated_restart_true_dependent_rolls_after_its_dependency_restarted(kepler):

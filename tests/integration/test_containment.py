@@ -6,6 +6,7 @@ leftovers at boot, limits that need a controller, and the process-group fallback
 
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -28,6 +29,14 @@ def _root_controllers():
 
 def _pids_in(cgroup):
     return [int(pid) for pid in open(os.path.join(cgroup, "cgroup.procs")).read().split()]
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
 
 
 def _escaping(marker):
@@ -203,3 +212,57 @@ def test_after_a_daemon_reexec_the_stop_still_kills_the_whole_cgroup(kepler):
     kepler.ctl("stop", "web")
     assert pids_with_marker(marker) == []
     assert not os.path.exists(cgroup)
+
+
+def test_a_renamed_instance_takes_its_processes_into_a_cgroup_of_its_new_name(kepler):
+    marker = "kt-cgroup-rename"
+    kepler.config(f"""
+        services:
+          web:
+            command: {_escaping(marker)}
+    """)
+    kepler.ctl("start", "-d", "--wait")
+    old = _cgroup_of(kepler)
+    escaped = wait_for(lambda: pids_with_marker(f"{marker}-escaped"), message="the escaped child")
+    main = kepler.ps()["web"]["pid"]
+    kepler.ctl("scale", "web=2")  # cgroup v2 cannot rename a directory: the processes move
+    new = kepler.inspect("web.1")["services"]["web.1"]["cgroup"]
+    assert kepler.ps()["web.1"]["pid"] == main and new == os.path.join(os.path.dirname(old), "web.1")
+    assert set(escaped + [main]) <= set(_pids_in(new)), "the whole instance moved, its escaped child too"
+    assert not os.path.exists(old)
+    assert "frozen 0" in open(os.path.join(new, "cgroup.events")).read()
+    instance = _pids_in(new)
+    kepler.ctl("stop", "web.1")
+    assert not [pid for pid in instance if _alive(pid)] and not os.path.exists(new)
+
+
+def test_an_instance_whose_cgroup_cannot_take_its_new_name_stays_contained_in_the_old_one(kepler):
+    marker = "kt-cgroup-norename"
+    kepler.config(f"""
+        services:
+          web:
+            command: {_escaping(marker)}
+    """)
+    kepler.ctl("start", "-d", "--wait")
+    old = _cgroup_of(kepler)
+    wait_for(lambda: pids_with_marker(f"{marker}-escaped"), message="the escaped child")
+    main = kepler.ps()["web"]["pid"]
+    # Something already lives in a cgroup named web.1: the instance's processes cannot go there.
+    squatter_cgroup = os.path.join(os.path.dirname(old), "web.1")
+    os.mkdir(squatter_cgroup)
+    squatter = subprocess.Popen(["sleep", "1000"])
+    try:
+        with open(os.path.join(squatter_cgroup, "cgroup.procs"), "w") as procs:
+            procs.write(str(squatter.pid))
+        kepler.ctl("scale", "web=2")
+        assert kepler.ps()["web.1"]["pid"] == main
+        assert kepler.inspect("web.1")["services"]["web.1"]["cgroup"] == old, "inspect says where it is"
+        assert main in _pids_in(old) and "frozen 0" in open(os.path.join(old, "cgroup.events")).read()
+        assert "cannot rename cgroup" in kepler.read_daemon_log()
+        instance = _pids_in(old)
+        kepler.ctl("stop", "web.1")
+        assert not [pid for pid in instance if _alive(pid)] and not os.path.exists(old), "the stop ends all of it"
+        assert squatter.poll() is None, "and nothing else"
+    finally:
+        squatter.kill()
+        squatter.wait()

@@ -149,3 +149,4 @@ def test_applies_and_scales_are_events(kepler, watch):
     kepler.ctl("scale", "web=2")
     scaled = _read_until(reader, lambda event: event["kind"] == "scale")[-1]
     assert (scaled["service"], scaled["replicas"], scaled["previous"]) == ("web", 2, 1)
+    assert scaled["renamed"] == {"web": "web.1"}, "one instance to two: web is now web.1"

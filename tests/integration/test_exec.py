@@ -67,6 +67,81 @@ def test_ctrl_c_of_a_non_interactive_cli_interrupts_the_command(kepler):
             cli.wait()
 
 
+def environ(pid):
+    with open(f"/proc/{pid}/environ", "rb") as file:
+        return set(file.read().split(b"\0"))
+
+
+def cgroup_of(pid):
+    with open(f"/proc/{pid}/cgroup") as file:
+        return next(line.strip()[3:] for line in file if line.startswith("0::"))
+
+
+def exec_forking(kepler, marker):
+    """Exec, as web, a sleep with a child in its group and a double-forked, setsid'd one; return the CLI."""
+    script = (f"setsid bash -c '(exec -a {marker}-escaped sleep 1000) &'; (exec -a {marker}-child sleep 1000) & "
+              f"exec -a {marker}-main sleep 1000")
+    cli = subprocess.Popen([KEPLERCTL, "exec", "web", "--", "bash", "-c", script], cwd=kepler.workdir,
+                           env=kepler.env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    wait_for(lambda: all(pids_with_marker(f"{marker}-{part}") for part in ("main", "child", "escaped")),
+             message="the exec'd command and its children")
+    return cli
+
+
+def stop_ends_the_exec(kepler, marker):
+    """Exec a forking command in the running web, check its mark (and cgroup), stop web: all of it ends."""
+    config(kepler, {"web": {"command": ["sleep", "1000"], "stop_grace_period": "1s"}})
+    kepler.ctl("start", "-d", "--wait")
+    cli = exec_forking(kepler, marker)
+    try:
+        escaped = pids_with_marker(f"{marker}-escaped")[0]
+        config_id = os.path.basename(kepler.inspect_path())
+        assert f"KEPLER_SERVICE_ID={config_id}/web".encode() in environ(escaped), "it carries web's mark"
+        inspected = kepler.inspect("web")["services"]["web"]
+        if inspected["containment"] == "cgroup":
+            main = pids_with_marker(f"{marker}-main")[0]
+            service = kepler.ps()["web"]["pid"]
+            assert cgroup_of(main) == cgroup_of(escaped) == cgroup_of(service)
+            assert cgroup_of(main).endswith(f"/{config_id}/web")
+        kepler.ctl("stop", "web")
+        wait_for(lambda: not pids_with_marker(marker), message="the exec'd command and its children to end")
+        # It got the stop signal with the service (the kill that follows may overtake it).
+        assert cli.wait(timeout=30) in (128 + signal.SIGTERM, 128 + signal.SIGKILL)
+        return inspected["containment"]
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+def test_a_stop_of_the_service_ends_its_exec_d_command_and_all_it_started(kepler):
+    containment = stop_ends_the_exec(kepler, f"kt-exec-{uuid.uuid4().hex[:8]}")
+    if containment != "cgroup":
+        pytest.skip("keplerd found no writable cgroup v2 here: the cgroup membership was not checked")
+
+
+def test_without_cgroups_the_mark_alone_ends_the_exec_d_command_with_the_stop(kepler_stopped):
+    kepler = kepler_stopped
+    kepler.write("keplerd.conf", f"autostart_dir: {kepler.root}/conf.d\ncontainment: process-group\n",
+                 directory=kepler.root)
+    kepler.start_daemon()
+    assert stop_ends_the_exec(kepler, f"kt-exec-{uuid.uuid4().hex[:8]}") == "process-group"
+
+
+def test_an_exec_of_a_stopped_service_joins_a_cgroup_made_for_it_and_removed_after(kepler):
+    config(kepler, {"web": {"command": ["sleep", "1000"]}})
+    result = kepler.ctl("exec", "web", "--", "cat", "/proc/self/cgroup")
+    inspected = kepler.inspect("web")["services"]["web"]
+    if inspected["containment"] != "cgroup":
+        pytest.skip("keplerd found no writable cgroup v2 here")
+    cgroup = inspected["cgroup"]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("0::"))
+    assert line.endswith("/web") and cgroup.endswith(line[3:]), (line, cgroup)
+    assert not os.path.exists(cgroup), "the cgroup made for the command is removed once it ended"
+    assert kepler.ps()["web"]["status"] == "stopped"
+
+
 @pytest.fixture
 def tmux(kepler):
     if shutil.which("tmux") is None:

@@ -244,6 +244,10 @@ class FakeSystem:
     def kill_leftover_cgroups(self, config_id):
         return []
 
+    def rename_cgroup(self, child, name, limits):
+        """A renamed instance's running child: its cgroup would follow (none here)."""
+        self.journal.append(("rename-cgroup", child.name, name))
+
     def reading(self, child):
         from keplerd.osproc.usage import Reading
 

@@ -155,6 +155,22 @@ def test_naming_an_unknown_service_is_an_error():
         plan({"a": service()}, {"a": service()}, {"a"}, ["nope"])
 
 
+def test_a_change_of_replicas_alone_scales_and_restarts_no_dependent():
+    old = {"web": service(replicas=1), "api": service(depends_on={"web": edge(restart=True)})}
+    new = copy.deepcopy(old)
+    new["web"]["replicas"] = 3
+    entries = plan(old, new, set(old))
+    assert entries[0]["action"] == "scale" and entries[0]["replicas"] == [1, 3]
+    assert [plan_line(entry) for entry in entries] == ["web  changed: replicas -> scale 1 → 3", "api  unchanged"]
+
+
+def test_a_change_of_replicas_with_another_field_restarts_and_says_the_scale():
+    old = {"web": service(replicas=3)}
+    new = {"web": service(replicas=1, command=["new"])}
+    assert lines(old, new) == ["web  changed: command, replicas -> restart, scale 3 → 1"]
+    assert lines(old, new, up=set()) == ["web  changed (stopped): stored"]
+
+
 def test_plan_entries_are_data_for_json():
     entry = plan({"a": service()}, {"a": service(stop_signal=9)}, {"a"})[0]
     assert entry == {"service": "a", "change": "changed", "fields": ["stop_signal"], "action": "restart",

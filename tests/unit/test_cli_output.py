@@ -50,3 +50,11 @@ def test_status_words_of_a_back_off_and_of_giving_up():
         "Restarting in 0s (1 retry)"
     assert status_text(_row("exited", exit_code=1, since=NOW - 5, gave_up=True, retries=5), NOW) == \
         "Exited (1) 5s ago, gave up after 5 retries"
+
+
+def test_a_scale_event_says_the_counts_and_the_rename():
+    from keplerd.cli.events import describe
+
+    event = {"kind": "scale", "replicas": 3, "previous": 1, "renamed": {"web": "web.1"}}
+    assert describe(event) == "scale 1 -> 3, web is now web.1"
+    assert describe({**event, "renamed": {}}) == "scale 1 -> 3"

@@ -67,3 +67,30 @@ def test_an_instances_retention_and_release_touch_only_that_instance(tmp_path):
     store.release("web.2")
     assert store.writer("web.2", {}) is not first
     assert store.writer("web.1") is store.writer("web.1")
+
+
+def test_renaming_an_instance_carries_its_files_segments_hook_logs_and_open_writers(tmp_path):
+    logs = str(tmp_path)
+    touch(logs, "web.stdout.log.1", "web.pre_start.stderr.log", "web-api.stdout.log", "web.2.stdout.log",
+          "web.1.stderr.log")  # web.1's: left by an earlier instance of that name
+    store = LogStore(logs, set(), timers=FakeTimers())
+    writer = store.writer("web", {"max_size": 80})
+    writer.write("stdout", b"1 before the rename\n")
+    store.rename("web", "web.1")
+    assert sorted(os.listdir(logs)) == ["web-api.stdout.log", "web.1.pre_start.stderr.log", "web.1.stdout.log",
+                                        "web.1.stdout.log.1", "web.2.stdout.log"]
+    assert store.writer("web.1") is writer and writer.name == "web.1"
+    writer.write("stdout", b"2 after\n")
+    assert (tmp_path / "web.1.stdout.log").read_bytes() == b"1 before the rename\n2 after\n"
+    writer.write("stdout", b"3 rotates under the new name\n")
+    assert (tmp_path / "web.1.stdout.log.1").read_bytes() == b"1 before the rename\n2 after\n"
+    assert not [name for name in os.listdir(logs) if name.startswith("web.std")]
+    assert store.settings("web.1").max_size == 80
+
+
+def test_renaming_back_to_the_plain_name_replaces_what_an_earlier_plain_instance_left(tmp_path):
+    logs = str(tmp_path)
+    touch(logs, "web.stdout.log", "web.stdout.log.1", "web.1.stdout.log")
+    store = LogStore(logs, set(), timers=FakeTimers())
+    store.rename("web.1", "web")
+    assert sorted(os.listdir(logs)) == ["web.stdout.log"]
