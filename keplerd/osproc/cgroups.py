@@ -21,7 +21,6 @@ import contextlib
 import errno
 import logging
 import os
-import time
 
 from keplerd.osproc import usage
 
@@ -31,7 +30,6 @@ DAEMON_LEAF = "daemon"
 CGROUP = "cgroup"
 PROCESS_GROUP = "process-group"
 KILL_WAIT_SECONDS = 5.0
-FREEZE_WAIT_SECONDS = 0.2  # a rename's freeze: the daemon waits without yielding, so briefly
 _KILL_POLL_SECONDS = 0.005
 CPU_PERIOD_USEC = 100_000
 
@@ -149,17 +147,6 @@ def _round_trip(hierarchy):
         _remove(probe)
 
 
-def _block(seconds):
-    """Sleep without yielding to other greenlets (the daemon's ``time.sleep`` is gevent's)."""
-    try:
-        from gevent import monkey
-
-        sleep = monkey.get_original("time", "sleep")
-    except ImportError:
-        sleep = time.sleep
-    sleep(seconds)
-
-
 def _make_dir(path):
     """Make a cgroup directory readable by all (as systemd's): a service may read its own limits.
 
@@ -256,65 +243,6 @@ def joined(path):
         yield
     finally:
         _write(os.path.join(_active.home, "cgroup.procs"), pid)
-
-
-def rename(path, name, limits=None):
-    """Give cgroup *path* the name *name* in the same parent, processes and all; return the new path.
-
-    cgroup v1 renames a directory in place; cgroup v2 refuses (``EPERM``), so the
-    processes move instead: *path* is frozen (nothing in it can fork meanwhile),
-    each of its processes is written into a new cgroup *name* made with *limits*
-    (a moved process thaws there), and the emptied *path* is removed. Nothing
-    here yields. Raises OSError when that cannot be done whole: then every process
-    is back in *path*, running.
-    """
-    target = os.path.join(os.path.dirname(path), name)
-    if target == path:
-        return path
-    _remove(target)  # an empty leftover of that name; a populated one stays and the move fails
-    try:
-        os.rename(path, target)
-        return target
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EINVAL):
-            raise
-    return _move_processes(path, target, limits)
-
-
-def _move_processes(path, target, limits):
-    if os.path.exists(target):
-        raise OSError(errno.EEXIST, f"{target} exists and is in use")
-    try:
-        prepare_path(target, limits)
-    except LimitUnavailable as error:
-        raise OSError(errno.EINVAL, str(error)) from None
-    try:
-        _freeze(path)
-        for pid in pids(path):
-            try:
-                _write(os.path.join(target, "cgroup.procs"), str(pid))
-            except ProcessLookupError:
-                pass  # it exited meanwhile: nothing to move
-        if pids(path):
-            raise OSError(errno.EBUSY, f"{path} still holds processes")
-    except OSError:
-        for pid in pids(target):  # put everything back where stop and accounting look for it
-            _write(os.path.join(path, "cgroup.procs"), str(pid))
-        _write(os.path.join(path, "cgroup.freeze"), "0")
-        _remove(target)
-        raise
-    _remove(path)
-    return target
-
-
-def _freeze(path):
-    """Freeze cgroup *path* and wait (without yielding, at most FREEZE_WAIT_SECONDS) until it is frozen."""
-    _write(os.path.join(path, "cgroup.freeze"), "1")
-    deadline = time.monotonic() + FREEZE_WAIT_SECONDS
-    while "frozen 1" not in _read(os.path.join(path, "cgroup.events")):
-        if time.monotonic() >= deadline:
-            raise OSError(errno.ETIMEDOUT, f"{path} did not freeze within {FREEZE_WAIT_SECONDS:g}s")
-        _block(_KILL_POLL_SECONDS)
 
 
 def cgroup_of(pid):

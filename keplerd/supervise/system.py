@@ -16,7 +16,7 @@ import logging
 import gevent
 from gevent.lock import Semaphore
 
-from keplerd.osproc import cgroups, groups, launch, process, strays
+from keplerd.osproc import cgroup_rename, cgroups, groups, launch, process, strays
 
 log = logging.getLogger("keplerd.system")
 
@@ -69,7 +69,7 @@ class System:
         if child.cgroup is None:
             return
         try:
-            child.cgroup = cgroups.rename(child.cgroup, name, limits)
+            child.cgroup = cgroup_rename.rename(child.cgroup, name, limits)
         except OSError as error:
             log.warning("cannot rename cgroup %s to %s: %s; the process stays in it until it ends",
                         child.cgroup, name, error.strerror)
