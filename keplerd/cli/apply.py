@@ -45,8 +45,10 @@ def apply(context):
 
 def print_plan(plan, stream):
     """Print one line per service (``web  changed: command -> restart``), then global changes."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
     for entry in plan["plan"]:
-        stream.write(plan_line(entry) + "\n")
+        # ``scale 1 → 3``: a terminal whose encoding lacks the arrow gets "?" rather than a traceback.
+        stream.write(plan_line(entry).encode(encoding, "replace").decode(encoding) + "\n")
     if plan.get("global"):
         stream.write(f"global  changed: {', '.join(plan['global'])} -> stored\n")
     stream.flush()

@@ -5,7 +5,7 @@ A mixin of ``Project``, which holds ``snapshot``, ``scaled`` (counts set by
 (service → its instances in order).
 """
 
-from keplerd.supervise.service import Service
+from keplerd.supervise.service import DESIRED_UP, Service
 
 
 class Instances:
@@ -29,16 +29,22 @@ class Instances:
         """Return the instances of service *base*, in ascending order."""
         return self._instances.get(base, [])
 
-    def set_count(self, base, count):
+    def set_count(self, base, count, wanted_up=False):
         """Make service *base* have *count* instances: new ones are created stopped, extra ones forgotten.
 
-        Crossing 1 renames instance 1 (``web`` ↔ ``web.1``), process kept; ``state.json``
-        is then written at once, so a daemon killed next finds it under its new name.
+        With *wanted_up* the new ones are wanted up (the caller starts them next).
+        Crossing 1 renames instance 1 (``web`` ↔ ``web.1``), process kept. Either
+        way ``state.json`` is written at once, so a daemon killed next finds the
+        instance under its new name and brings the new ones up at boot.
         Returns the renames, ``{old name: new name}``.
         """
+        before = len(self.instances(base))
         self.pin_count(base, count)
         renamed = self._build_services()
-        if renamed:
+        if wanted_up:
+            for service in self.instances(base)[before:]:
+                service.desired = DESIRED_UP
+        if renamed or wanted_up:
             self.write_state_now()
         else:
             self.persist()

@@ -35,7 +35,7 @@ def scale(project, counts):
             project.record(base, "scale", replicas=count, previous=len(current), renamed=renamed)
             log.info("%s: scaled %s down to %d", project.name, base, count)
         elif count > len(current):
-            renamed = project.set_count(base, count)
+            renamed = project.set_count(base, count, wanted_up=True)
             added = [service.name for service in project.instances(base)[len(current):]]
             project.record(base, "scale", replicas=count, previous=len(current), renamed=renamed)
             started += lifecycle.start(project, added)

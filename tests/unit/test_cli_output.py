@@ -58,3 +58,17 @@ def test_a_scale_event_says_the_counts_and_the_rename():
     event = {"kind": "scale", "replicas": 3, "previous": 1, "renamed": {"web": "web.1"}}
     assert describe(event) == "scale 1 -> 3, web is now web.1"
     assert describe({**event, "renamed": {}}) == "scale 1 -> 3"
+
+
+def test_a_plan_printed_on_a_terminal_without_the_arrow_gets_a_question_mark_not_a_traceback():
+    import io
+
+    from keplerd.cli.apply import print_plan
+
+    raw = io.BytesIO()
+    latin1 = io.TextIOWrapper(raw, encoding="latin-1")
+    entry = {"service": "web", "change": "changed", "fields": ["replicas"], "action": "scale", "because": [],
+             "replicas": [1, 3]}
+    print_plan({"plan": [entry]}, latin1)
+    latin1.flush()
+    assert raw.getvalue() == b"web  changed: replicas -> scale 1 ? 3\n"
