@@ -46,7 +46,8 @@ def test_stop_kills_a_grandchild_that_daemonized_itself(kepler):
     assert psutil.Process(stray).ppid() == kepler.daemon.pid, "re-parented to the subreaper"
     kepler.ctl("stop")
     wait_for(lambda: _gone(stray), message="the stray to be killed at stop")
-    assert pids_with_marker(marker) == []
+    # This daemon's only: another suite on the machine may run the same test meanwhile.
+    assert [pid for pid in pids_with_marker(marker) if _state_dir(pid) == kepler.state_dir] == []
 
 
 def test_a_grandchild_dies_with_a_main_process_that_exits_on_its_own(kepler):
