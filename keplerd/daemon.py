@@ -44,6 +44,7 @@ from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.osproc import cgroups, strays  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
+from keplerd.supervise.events import FEED  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
 from keplerd.model import actions  # noqa: E402
@@ -97,6 +98,11 @@ class Daemon:
         self.generation = 1        # images of this daemon so far: daemon reexec adds one
         if handed:
             self.started_at, self.generation = handed["started_at"], handed["generation"] + 1
+        # Event readers resume by seq across a reexec (the feed is handed over), never across a restart.
+        if handed and handed.get("events"):
+            FEED.take_over(handed["events"])
+        else:
+            FEED.id = f"{self.pid}-{self.started_at:.6f}"
 
     def run(self):
         """Boot, serve until asked to stop, then stop every service and clean up."""
@@ -228,17 +234,18 @@ class Daemon:
         # From here to the exec nothing yields: no greenlet can change what is handed over.
         path = handover.path_in(self.state_dir)
         command = handover.exec_command(path, self._log_path)
-        pumps = []
+        kept = []   # the services' output pipes and notify sockets
         configs = {}
         for project in self.registry.projects.values():
             configs[project.id] = project.hand_over()
-            pumps += [pump["fd"] for record in configs[project.id]["services"].values()
-                      for pump in record.get("pumps", ())]
+            for service in configs[project.id]["services"].values():
+                kept += [pump["fd"] for pump in service.get("pumps", ())]
+                kept += [service["notify"]["fd"]] if "notify" in service else []
         record = {"pid": self.pid, "version": __version__, "started_at": self.started_at,
                   "generation": self.generation, "settings": dataclasses.asdict(self.settings),
                   "log_path": self._log_path, "listener_fd": self._listener.fileno(), "lock_fd": self._lock_fd,
-                  "configs": configs}
-        handover.write(path, record, [self._listener.fileno(), self._lock_fd, *pumps])
+                  "configs": configs, "events": FEED.hand_over()}
+        handover.write(path, record, [self._listener.fileno(), self._lock_fd, *kept])
         bakery.stop_zygote()
         log.info("re-executing %s (%d services handed over)", " ".join(command),
                  sum(len(config["services"]) for config in configs.values()))
