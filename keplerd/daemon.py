@@ -121,13 +121,17 @@ class Daemon:
         self._contain()
         self._serve_metrics()
         persist.keep_reserve(self.state_dir)  # space for state.json when the disk is full
-        bakery.start_zygote()  # importing the bake stack overlaps with the restore below
+        if not self._handed:
+            bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
             self._listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request),
             SessionLimits(**self.settings.session_limits()))
         if self._handed:
             self._adopt(self._handed)
+            # Only now: spawning it installs the child watcher's SIGCHLD handler, which would reap a
+            # service that ended during the exec before its adoption (its exit code lost).
+            bakery.start_zygote()
         else:
             self._restore_configs()
         if self.settings.autostart_dir is None:
@@ -209,6 +213,7 @@ class Daemon:
             return self.reexec()
         except Exception as error:  # a bug here must not end the daemon: it carries on as it was
             log.exception("re-exec failed")
+            bakery.start_zygote()
             self._server.start_accepting()
             self._notifier.ready(self._status())
             return f"internal error: {error}"
@@ -223,7 +228,11 @@ class Daemon:
         log.info("re-executing: waiting until no hook, probe, spawn or stop is under way")
         self._notifier.reloading()
         self._server.stop_accepting()   # new clients wait in the socket's backlog
+        # Reaping the zygote yields: before the quiet moment, never between the records and the exec
+        # (a supervisor running there would reap an exit, a pump read lines, the records would lie).
+        bakery.stop_zygote()
         if not self._wait_quiet(REEXEC_QUIET_TIMEOUT):
+            bakery.start_zygote()
             self._server.start_accepting()
             self._notifier.ready(self._status())
             busy = [project.name for project in self.registry.projects.values() if not project.at_rest()]
@@ -246,7 +255,6 @@ class Daemon:
                   "log_path": self._log_path, "listener_fd": self._listener.fileno(), "lock_fd": self._lock_fd,
                   "configs": configs, "events": FEED.hand_over()}
         handover.write(path, record, [self._listener.fileno(), self._lock_fd, *kept])
-        bakery.stop_zygote()
         log.info("re-executing %s (%d services handed over)", " ".join(command),
                  sum(len(config["services"]) for config in configs.values()))
         for handler in logging.getLogger().handlers:
