@@ -45,6 +45,7 @@ from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.osproc import cgroups, strays  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
+from keplerd.supervise.loop_lag import LoopLag  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
 from keplerd.model import actions  # noqa: E402
 from keplerd.supervise.service import DESIRED_UP  # noqa: E402
@@ -85,6 +86,7 @@ class Daemon:
         self._on_ready = list(on_ready)
         self._server = None
         self._metrics = None
+        self.loop_lag = None       # LoopLag, armed in run(): the hub's loop is this process's
         self._lock_fd = None
         self._mailbox = Queue()
         self._greenlets = Group()  # the daemon's own: the watchdog, the configs' shutdowns
@@ -101,6 +103,8 @@ class Daemon:
     def run(self):
         """Boot, serve until asked to stop, then stop every service and clean up."""
         self._handle_signals()
+        self.loop_lag = LoopLag(gevent.get_hub().loop)
+        self.loop_lag.start()
         self._start_watchdog()
         if self._handed:
             # The socket never closed: clients that connected meanwhile wait in its backlog.
@@ -139,6 +143,7 @@ class Daemon:
             self._metrics.stop()
         self.cursors.close_all()
         self._greenlets.kill()
+        self.loop_lag.close()
         bakery.stop_zygote()
         self._cleanup_files()
         log.info("keplerd stopped")
@@ -361,7 +366,7 @@ class Daemon:
         from keplerd.metrics.exporter import Exporter
 
         try:
-            self._metrics = Exporter(self.registry, where, gevent.get_hub().loop)
+            self._metrics = Exporter(self.registry, where, self.loop_lag)
         except OSError as error:
             raise StartupError(f"cannot serve metrics on {self.settings.metrics_listen}: {error.strerror}") from None
         self._metrics.start()
