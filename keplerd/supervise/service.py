@@ -48,6 +48,16 @@ class Service(HealthAndReadiness):
     publishes events, holds the log writers and knows the other services.
     """
 
+    # A thousand services each carry these: slots keep them in 8 bytes apiece, where an
+    # instance dict past 30 keys costs ~1.6 KiB per service (issue #25, S7).
+    __slots__ = ("name", "base", "index", "base_spec", "spec", "project", "system", "status", "desired", "pid",
+                 "create_time", "exit_code", "signal", "since", "started_at", "restarts", "restart_reason",
+                 "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on", "reached_up",
+                 "was_healthy", "health_failures", "last_probe", "bad_exits", "status_text", "log", "mark",
+                 "watch_error", "_watch", "_child", "_pumps", "_started", "_backoff", "_wait_on", "_supervisor",
+                 "_stop_requested", "_next_spec", "_in_post_start", "_unhealthy", "_ready", "_overdue",
+                 "_overdue_changed", "_helpers", "_idle")
+
     def __init__(self, name, spec, project, base=None, index=1):
         self.name = name
         self.base = base or name     # the service of the config this is an instance of (SPEC §17)
