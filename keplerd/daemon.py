@@ -119,7 +119,7 @@ class Daemon:
         self._server = ControlServer(
             self._listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request),
-            SessionLimits(**self.settings.session_limits()))
+            SessionLimits(**self.settings.session_limits()), on_session_end=self.cursors.close_owned_by)
         if self._handed:
             self._adopt(self._handed)
         else:
