@@ -174,8 +174,10 @@ class Daemon:
         for project, stopper in zip(projects, stoppers):
             if stopper.exception is not None:
                 log.error("%s: shutdown failed: %r", project.name, stopper.exception, exc_info=stopper.exc_info)
-        # Every service has ended: whatever still carries this state dir's mark is a stray.
+        # Every service has ended: whatever still carries this state dir's mark is a stray, and so is
+        # every child the daemon adopted (one that cleared its environment and left its session too).
         strays.collect_all(self.state_dir)
+        strays.collect_adopted()
         self._stopped.set()
         self._mailbox.put(STOP)
 
