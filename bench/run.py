@@ -67,16 +67,18 @@ def run_tool(scenario_id, function, cls, rep, context, tools, keep):
     manager = cls(workdir, tools)
     record = {"rep": rep, "scenario": scenario_id, "tool": cls.name, "metrics": {}, "errors": []}
     began = time.monotonic()
+    applicable = True
     try:
         record["metrics"] = function(manager, context)
     except scenarios.NotApplicable:
-        teardown(manager)
-        shutil.rmtree(workdir, ignore_errors=True)
-        return None
+        applicable = False
     except Exception as error:  # one tool's failure is a result, not the end of the run
         record["errors"].append(f"{type(error).__name__}: {error}")
     finally:
         record["errors"] += teardown(manager)
+    if not applicable:
+        shutil.rmtree(workdir, ignore_errors=True)
+        return None
     record["seconds"] = round(time.monotonic() - began, 1)
     if not record["errors"] and not keep:
         shutil.rmtree(workdir, ignore_errors=True)

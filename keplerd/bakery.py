@@ -34,6 +34,7 @@ Baked = collections.namedtuple("Baked", "snapshot config_bytes env_files")
 
 # Beyond the Lua CPU cap: starting an interpreter, reading files, validating.
 SLACK_SECONDS = 30.0
+ZYGOTE_EXIT_SECONDS = 2.0  # a zygote told to go exits in milliseconds; one that has not by then is killed
 ENV = {"PATH": process.DEFAULT_PATH, "LANG": "C.UTF-8"}
 
 log = logging.getLogger("keplerd.bakery")
@@ -150,9 +151,17 @@ class Zygote:
             self._socket.send(f"kill {pid}".encode())
 
     def close(self):
-        """Let the zygote go: it exits when its socket closes."""
-        self._socket.close()
+        """End the zygote and reap it, so that it never outlives the daemon.
+
+        It exits when its socket closes; one that does not (stopped, stuck) is killed
+        with its process group, which holds any bake worker still running.
+        """
         self._greenlets.kill()
+        self._socket.close()
+        if self.child.wait(ZYGOTE_EXIT_SECONDS) is None:
+            log.warning("bake zygote %d did not exit when told to: killing it", self.child.pid)
+            self.child.kill()
+            self.child.wait(ZYGOTE_EXIT_SECONDS)
 
     def _read_messages(self):
         try:

@@ -92,7 +92,7 @@ class Circus(Manager):
         return self.ctl("quit")
 
     def manager_pids(self):
-        return [self.daemon.pid]
+        return [self.daemon.pid] if self.daemon is not None else []  # [] before the daemon started
 
     def log_path(self, service_name):
         return self.path("logs", f"{service_name}.stdout.log")

@@ -65,7 +65,7 @@ class Kepler(Manager):
         return self.ctl("-f", self.config_file, "logs", "--follow", "--tail", "0", service)
 
     def manager_pids(self):
-        return [self.daemon.pid]
+        return [self.daemon.pid] if self.daemon is not None else []  # [] before the daemon started
 
     def log_path(self, service_name):
         # SPEC §1: the config's id is 16 hex chars of sha256 of its real path.

@@ -101,7 +101,7 @@ class Supervisord(Manager):
         return self.ctl("shutdown")
 
     def manager_pids(self):
-        return [self.daemon.pid]
+        return [self.daemon.pid] if self.daemon is not None else []  # [] before the daemon started
 
     def log_path(self, service_name):
         return self.path("logs", f"{service_name}.stdout.log")

@@ -22,6 +22,7 @@ log = logging.getLogger("keplerd.logs")
 IDLE_SECONDS = 300.0
 SWEEP_SECONDS = 30.0
 MAX_WAIT_SECONDS = 30.0
+GATHER_SECONDS = 0.05  # what a follower's lines may lag, at most, to travel in fewer answers
 
 
 class FollowerDropped(Exception):
@@ -58,8 +59,11 @@ class Reading:
             return {"lines": lines, "done": self.stored.exhausted and self.live is None}
         if self.live is None:
             return {"lines": [], "done": True}
-        if not self.live.dropped and not self.live.pending:
-            self.live.wait(min(max(wait, 0.0), MAX_WAIT_SECONDS))
+        idle = not self.live.dropped and not self.live.pending
+        if idle and self.live.wait(min(max(wait, 0.0), MAX_WAIT_SECONDS)):
+            # Woken by the first chunk of a burst: let the rest of it gather, so that a
+            # follower costs one answer per burst, not one per chunk the pumps read.
+            gevent.sleep(GATHER_SECONDS)
         if self.live.dropped:
             raise FollowerDropped("log follower dropped: it fell too far behind the services' output")
         chunks = self.live.take(MAX_BATCH_BYTES)

@@ -259,3 +259,11 @@ def test_a_bake_after_the_zygote_died_still_works(kepler):
     kepler.ctl("start", "-d")
     kepler.wait_status("fine", "running")
     assert bake_zygote(kepler).pid != zygote.pid, "a new zygote took over"
+
+
+def test_the_daemon_never_leaves_its_bake_zygote_behind(kepler):
+    zygote = bake_zygote(kepler)
+    zygote.suspend()  # a zygote that cannot act on its socket closing: the daemon must end it itself
+    kepler.stop_daemon()
+    assert not zygote.is_running() or zygote.status() == psutil.STATUS_ZOMBIE, \
+        "the zygote outlived the daemon that started it"
