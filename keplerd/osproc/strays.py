@@ -127,8 +127,11 @@ def _environ(pid):
 
 
 def _adopted():
-    """The daemon's children it did not spawn itself (re-parented to it: it is a subreaper)."""
-    return [pid for pid in _own_children() if pid not in process.LIVE_PIDS]
+    """The daemon's running children it did not spawn itself (re-parented to it: it is a subreaper).
+
+    A killed one stays a zombie until the hub reaps it: it is not counted again.
+    """
+    return [pid for pid in _own_children() if pid not in process.LIVE_PIDS and _running(pid)]
 
 
 def _session_of(pid):

@@ -142,6 +142,7 @@ def test_stop_kills_a_grandchild_that_cleared_its_environment_and_left_its_group
     stray = _hidden_stray(kepler, marker)
     kepler.ctl("stop")
     wait_for(lambda: _gone(stray), message=f"the hidden stray to be killed at stop: {_describe(stray)}")
+    assert kepler.read_daemon_log().count(f"killing stray process {stray} ") == 1, "once: its zombie is not a stray"
 
 
 def test_a_hidden_grandchild_dies_with_a_main_process_that_exits(kepler_stopped):
