@@ -47,6 +47,9 @@ _STOPPING_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGT
 
 # Pids of the children this daemon spawned that have not been reaped: strays.collect spares them.
 LIVE_PIDS = set()
+# The ones of them stopped by a signal now (SIGSTOP, a debugger): the child watcher tells us, so
+# ``ps`` need not read /proc/<pid>/stat for each of its rows (1,000 reads at 1,000 services).
+PAUSED_PIDS = set()
 
 _RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
 
@@ -307,8 +310,9 @@ class Child:
         self.cgroup = cgroup
         self.returncode = None
         self._exit = AsyncResult()
-        self._watcher = gevent.get_hub().loop.child(pid, ref=False)
-        self._watcher.start(self._on_exit, self._watcher)
+        # trace: stops and continues are reported too (libev reaps with WUNTRACED | WCONTINUED).
+        self._watcher = gevent.get_hub().loop.child(pid, trace=True, ref=False)
+        self._watcher.start(self._on_status, self._watcher)
         self.create_time = start_time(pid)
         LIVE_PIDS.add(pid)
 
@@ -323,6 +327,8 @@ class Child:
             return None
         gevent.get_hub().loop.install_sigchld()  # from now on an exit reaches the child watcher
         child = cls(pid, cgroups.cgroup_of(pid))  # read before a zombie leaves its cgroup
+        if stopped(pid):  # stopped under the earlier image: no stop is reported again
+            PAUSED_PIDS.add(pid)
         if child.returncode is None and _is_zombie(pid):
             reaped, status = _waitpid(pid, os.WNOHANG)
             if reaped == pid:
@@ -332,9 +338,18 @@ class Child:
                 child._exit.set(child.returncode)
         return child
 
+    def _on_status(self, watcher):
+        if os.WIFSTOPPED(watcher.rstatus):
+            PAUSED_PIDS.add(self.pid)
+        elif os.WIFCONTINUED(watcher.rstatus):
+            PAUSED_PIDS.discard(self.pid)
+        else:
+            self._on_exit(watcher)
+
     def _on_exit(self, watcher):
         watcher.stop()
         LIVE_PIDS.discard(self.pid)
+        PAUSED_PIDS.discard(self.pid)
         self.returncode = os.waitstatus_to_exitcode(watcher.rstatus)
         self._exit.set(self.returncode)
 

@@ -59,7 +59,7 @@ class System:
 
     def paused(self, pid):
         """True when *pid* is stopped (SIGSTOP, a debugger): ``ps`` says ``(paused)``."""
-        return process.stopped(pid)
+        return pid in process.PAUSED_PIDS
 
     def service_mark(self, config_id, owner):
         """The mark of a service's (or ``global``'s) processes: ``<config id>/<owner>``."""

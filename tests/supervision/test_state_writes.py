@@ -1,5 +1,7 @@
 """state.json: written after changes, a burst of changes sharing few writes, at once on shutdown."""
 
+import pytest
+
 from keplerd import persist
 from keplerd.model import states
 
@@ -55,3 +57,11 @@ def test_changes_in_later_loop_turns_wait_for_the_interval(stack, monkeypatch):
     assert len(writes) == 1, "the next write waits for the interval"
     stack.project.close()
     assert len(writes) == 2, "close writes what is still due"
+
+
+def test_slow_writes_of_state_json_are_spaced_to_a_share_of_the_time():
+    from keplerd.supervise.project import MAX_PERSIST_INTERVAL, PERSIST_INTERVAL, persist_interval
+
+    assert persist_interval(0.0) == PERSIST_INTERVAL, "a quick write: the usual interval"
+    assert persist_interval(0.020) == pytest.approx(0.4), "a 20 ms write: 5 % of the time"
+    assert persist_interval(5.0) == MAX_PERSIST_INTERVAL, "never longer than the cap"
