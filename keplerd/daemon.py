@@ -44,6 +44,7 @@ from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
 from keplerd.osproc import cgroups, strays  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
+from keplerd.supervise.events import FEED  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
 from keplerd.model import actions  # noqa: E402
@@ -97,6 +98,11 @@ class Daemon:
         self.generation = 1        # images of this daemon so far: daemon reexec adds one
         if handed:
             self.started_at, self.generation = handed["started_at"], handed["generation"] + 1
+        # Event readers resume by seq across a reexec (the feed is handed over), never across a restart.
+        if handed and handed.get("events"):
+            FEED.take_over(handed["events"])
+        else:
+            FEED.id = f"{self.pid}-{self.started_at:.6f}"
 
     def run(self):
         """Boot, serve until asked to stop, then stop every service and clean up."""
@@ -115,13 +121,17 @@ class Daemon:
         self._contain()
         self._serve_metrics()
         persist.keep_reserve(self.state_dir)  # space for state.json when the disk is full
-        bakery.start_zygote()  # importing the bake stack overlaps with the restore below
+        if not self._handed:
+            bakery.start_zygote()  # importing the bake stack overlaps with the restore below
         self._server = ControlServer(
             self._listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request),
             SessionLimits(**self.settings.session_limits()), on_session_end=self.cursors.close_owned_by)
         if self._handed:
             self._adopt(self._handed)
+            # Only now: spawning it installs the child watcher's SIGCHLD handler, which would reap a
+            # service that ended during the exec before its adoption (its exit code lost).
+            bakery.start_zygote()
         else:
             self._restore_configs()
         if self.settings.autostart_dir is None:
@@ -205,6 +215,7 @@ class Daemon:
             return self.reexec()
         except Exception as error:  # a bug here must not end the daemon: it carries on as it was
             log.exception("re-exec failed")
+            bakery.start_zygote()
             self._server.start_accepting()
             self._notifier.ready(self._status())
             return f"internal error: {error}"
@@ -219,7 +230,11 @@ class Daemon:
         log.info("re-executing: waiting until no hook, probe, spawn or stop is under way")
         self._notifier.reloading()
         self._server.stop_accepting()   # new clients wait in the socket's backlog
+        # Reaping the zygote yields: before the quiet moment, never between the records and the exec
+        # (a supervisor running there would reap an exit, a pump read lines, the records would lie).
+        bakery.stop_zygote()
         if not self._wait_quiet(REEXEC_QUIET_TIMEOUT):
+            bakery.start_zygote()
             self._server.start_accepting()
             self._notifier.ready(self._status())
             busy = [project.name for project in self.registry.projects.values() if not project.at_rest()]
@@ -230,18 +245,18 @@ class Daemon:
         # From here to the exec nothing yields: no greenlet can change what is handed over.
         path = handover.path_in(self.state_dir)
         command = handover.exec_command(path, self._log_path)
-        pumps = []
+        kept = []   # the services' output pipes and notify sockets
         configs = {}
         for project in self.registry.projects.values():
             configs[project.id] = project.hand_over()
-            pumps += [pump["fd"] for record in configs[project.id]["services"].values()
-                      for pump in record.get("pumps", ())]
+            for service in configs[project.id]["services"].values():
+                kept += [pump["fd"] for pump in service.get("pumps", ())]
+                kept += [service["notify"]["fd"]] if "notify" in service else []
         record = {"pid": self.pid, "version": __version__, "started_at": self.started_at,
                   "generation": self.generation, "settings": dataclasses.asdict(self.settings),
                   "log_path": self._log_path, "listener_fd": self._listener.fileno(), "lock_fd": self._lock_fd,
-                  "configs": configs}
-        handover.write(path, record, [self._listener.fileno(), self._lock_fd, *pumps])
-        bakery.stop_zygote()
+                  "configs": configs, "events": FEED.hand_over()}
+        handover.write(path, record, [self._listener.fileno(), self._lock_fd, *kept])
         log.info("re-executing %s (%d services handed over)", " ".join(command),
                  sum(len(config["services"]) for config in configs.values()))
         for handler in logging.getLogger().handlers:

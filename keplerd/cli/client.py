@@ -103,6 +103,10 @@ class Client:
         return (f"keplerd did not answer within {CONNECT_TIMEOUT:g}s on {self.socket_path} "
                 f"(overloaded, or out of sessions: see the daemon log)")
 
+    @property
+    def connected(self):
+        return self._sock is not None
+
     def close(self):
         if self._sock is not None:
             self._sock.close()
@@ -189,6 +193,10 @@ class Client:
         if not response.get("ok"):
             raise CommandError(response.get("error", "the request failed"))
         return response
+
+    def answered(self, request_id):
+        """Tell whether the response to *request_id* has come (``result`` returns it)."""
+        return request_id in self._responses
 
     def forget(self, request_id):
         """Drop a kept response nobody waits for (answers to fire-and-forget requests)."""

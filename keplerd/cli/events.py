@@ -4,28 +4,58 @@ import json
 import sys
 
 from keplerd.cli.output import iso_time
+from keplerd.cli.reconnect import resuming
 from keplerd.units import signal_name
 
 
 def events(context):
-    """Print events as they happen, until Ctrl+C (SPEC §19)."""
+    """Print events as they happen, until Ctrl+C (SPEC §19); a ``daemon reexec`` is carried over."""
     args = context.args
     request = {"type": "events", "all": True} if args.all else context.config_request("events")
-    show = _print_json if args.json else _print_line
+    reader = Reader(_print_json if args.json else _print_line,
+                    "every config" if args.all else context.config_path)
 
-    def on_event(event):
-        if event.get("kind") == "subscribed":
-            what = "every config" if args.all else context.config_path
-            print(f"keplerctl: watching the events of {what} (Ctrl+C to stop)", file=sys.stderr, flush=True)
-            return
-        show(event)
+    def watch(client):
+        client.call({**request, **reader.resume_fields()}, reader.on_event)
 
-    with context.client() as client:
-        try:
-            client.call(request, on_event)
-        except KeyboardInterrupt:
-            return 0  # Ctrl+C is how watching ends
+    try:
+        resuming(context, watch)
+    except KeyboardInterrupt:
+        return 0  # Ctrl+C is how watching ends
     return 0
+
+
+class Reader:
+    """Shows each event once: after a cut connection it asks from the last ``seq`` shown."""
+
+    def __init__(self, show, what):
+        self.show = show
+        self.what = what
+        self.feed = None    # the id of the feed the seqs count in (it survives a reexec)
+        self.seq = None     # the last event shown
+
+    def resume_fields(self):
+        return {} if self.feed is None else {"feed": self.feed, "after": self.seq}
+
+    def on_event(self, event):
+        if event.get("kind") == "subscribed":
+            self._subscribed(event)
+        elif event["seq"] > self.seq:
+            self.seq = event["seq"]
+            self.show(event)
+
+    def _subscribed(self, event):
+        fresh = self.feed is None or event["missed"] is None   # a sequence of its own: from now on
+        if self.feed is None:
+            print(f"keplerctl: watching the events of {self.what} (Ctrl+C to stop)", file=sys.stderr, flush=True)
+        elif event["missed"] is None:
+            print("keplerctl: keplerd restarted: events from before it are not shown", file=sys.stderr, flush=True)
+        elif event["missed"]:
+            print(f"keplerctl: {event['missed']} event(s) were missed while reconnecting", file=sys.stderr,
+                  flush=True)
+        if fresh:
+            self.seq = event["next_seq"] - 1
+        self.feed = event["feed"]
 
 
 def _print_json(event):

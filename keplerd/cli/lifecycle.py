@@ -2,12 +2,17 @@
 
 import signal
 import sys
+import time
 
 from keplerd.cli.client import CommandError
+from keplerd.cli.logs import Resumable, print_batch
 from keplerd.cli.output import LogPrinter
+from keplerd.cli.reconnect import resuming
 from keplerd.units import signal_name
 
 EXIT_INTERRUPTED = 130
+# Carried over a reexec, an attached start reads lines in batches: how long one may wait for new ones.
+FOLLOW_POLL_SECONDS = 0.5
 
 
 def start(context):
@@ -66,11 +71,11 @@ def _mode(args):
 
 
 def _run(context, request):
+    if request["attach"]:
+        return _attached(context, request)
     with context.client() as client:
-        if not request["attach"]:
-            client.call(request, None if context.args.quiet else _print_ready_line)
-            return 0
-        return _attached(context, client, request)
+        client.call(request, None if context.args.quiet else _print_ready_line)
+    return 0
 
 
 def _print_ready_line(event):
@@ -79,31 +84,86 @@ def _print_ready_line(event):
         print(event["line"], flush=True)
 
 
-def _attached(context, client, request):
+def _attached(context, request):
     """Show progress and logs until every service ends; Ctrl+C stops them gracefully."""
     # SIGTERM (e.g. from a terminal multiplexer or `timeout`) means the same as Ctrl+C here.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    view = AttachedView(verbose=context.args.verbose)
-    request_id = client.send(request, view.event)
+    run = AttachedRun(context, request, AttachedView(verbose=context.args.verbose))
     try:
-        client.wait(request_id)
-        return 0
+        return resuming(context, run.follow)
     except KeyboardInterrupt:
         pass
     print("Gracefully stopping... (press Ctrl+C again to force)", file=sys.stderr, flush=True)
-    # Named services: stop those this start follows (it says which), not dependencies that already ran.
-    services = view.followed if request.get("services") else []
-    stopped = False
-    try:
-        client.call(context.config_request("stop", services=services))
-        stopped = True
-        client.wait(request_id)
-    except KeyboardInterrupt:
-        if not stopped:
-            print("keplerctl: not waiting any longer; services keep stopping in the daemon", file=sys.stderr)
-    except CommandError:
-        pass  # the start request ends with the stop; its error (if any) says nothing new
-    return EXIT_INTERRUPTED
+    return run.stop()
+
+
+class AttachedRun:
+    """An attached start: the start request, and after a ``daemon reexec`` cut its connection, a follow-on
+    (the services' states through ``attach``, their lines through a ``logs`` cursor from the last one shown)."""
+
+    def __init__(self, context, request, view):
+        self.context = context
+        self.request = request
+        self.view = view
+        self.client = None
+        self.pending = None        # the start request while it runs on this connection
+        self.began = int(time.time() * 1000)
+
+    def follow(self, client):
+        """Follow until every service has ended, on this connection; return the exit code."""
+        self.client = client
+        self.pending = None
+        if not self.view.attached:
+            # First, or cut before the daemon said what it follows: (again) start, which starts nothing twice.
+            self.pending = client.send(self.request, self.view.event)
+            client.wait(self.pending)
+        else:
+            self._follow_again(client)
+        return 0
+
+    def _follow_again(self, client):
+        names = self.view.followed or self.request.get("services") or []
+        attached = client.send(self.context.config_request("attach", services=names), self.view.event)
+        logs = self.view.logs
+        since = self.began if logs.last is None else logs.resume()
+        response = client.call(self.context.config_request("logs", services=[], follow=True, since=since))
+        cursor = response["cursor"]
+        logs.know([*response.get("services", ()), *response.get("names", ())])
+        ended = False
+        while True:
+            print_batch(logs, response)
+            if response.get("done") or (ended and not (response.get("lines") or response.get("chunks"))):
+                break
+            # Once the services have ended, read on (without waiting) until a batch asked for since is empty.
+            ended = client.answered(attached)
+            response = client.call({"type": "logs_read", "cursor": cursor,
+                                    "wait": 0 if ended else FOLLOW_POLL_SECONDS})
+        if not response.get("done"):
+            client.call({"type": "logs_close", "cursor": cursor})
+        client.result(attached)
+
+    def stop(self):
+        """Stop the services this start follows (after Ctrl+C); return the exit code."""
+        client = self.client
+        # Named services: stop those this start follows (it says which), not dependencies that already ran.
+        services = self.view.followed if self.request.get("services") else []
+        stopped = False
+        try:
+            if client is None or not client.connected:   # Ctrl+C while connecting (again)
+                client, self.pending = self.context.client().connect(), None
+            client.call(self.context.config_request("stop", services=services))
+            stopped = True
+            if self.pending is not None:
+                client.wait(self.pending)
+        except KeyboardInterrupt:
+            if not stopped:
+                print("keplerctl: not waiting any longer; services keep stopping in the daemon", file=sys.stderr)
+        except CommandError:
+            pass  # the start request ends with the stop; its error (if any) says nothing new
+        finally:
+            if client is not None:
+                client.close()
+        return EXIT_INTERRUPTED
 
 
 class AttachedView:
@@ -111,15 +171,16 @@ class AttachedView:
 
     def __init__(self, verbose=False, stream=sys.stdout):
         self.stream = stream
-        self.logs = LogPrinter(stream)
+        self.logs = Resumable(LogPrinter(stream))   # remembers the last line shown, for a reexec
         self.followed = []
+        self.attached = False      # the daemon said which services it follows
         self._shown = {}
 
     def event(self, event):
         if event.get("kind") == "attached":
-            self.followed = event["services"]
+            self.followed, self.attached = event["services"], True
         elif event.get("kind") == "log":
-            self.logs.chunk(event["name"], event["data"])
+            self.logs.chunk(event["name"], event["data"], event.get("stream", "stdout"))
         elif event.get("kind") == "state":
             self._state(event)
         elif event.get("kind") == "ready":

@@ -7,16 +7,13 @@ cursor is done (or, following, until Ctrl+C) and prints each batch with one writ
 import collections
 import json
 import sys
-import time
 
-from keplerd.cli.client import CommandError, ConnectionLost, DaemonUnreachable
+from keplerd.cli.client import CommandError
 from keplerd.cli.output import LogPrinter, parse_chunk
+from keplerd.cli.reconnect import resuming
 
 # How long one follow request may wait in the daemon for new lines before answering empty.
 FOLLOW_WAIT_SECONDS = 10.0
-# A follower whose daemon went away (a `daemon reexec`, a restart) connects again for this long.
-RECONNECT_SECONDS = 60.0
-RECONNECT_INTERVAL = 0.05
 
 
 def show(context):
@@ -36,16 +33,14 @@ def show(context):
         with context.client() as client:
             return _read(client, request, output)
     output = Resumable(output)
+
+    def follow(client):
+        # Back after a cut connection (daemon reexec): on from the last line shown, none twice.
+        resumed = request if output.last is None else {**request, "since": output.resume(), "tail": None}
+        return _read(client, resumed, output)
+
     try:
-        while True:
-            try:
-                with context.client() as client:
-                    return _read(client, request, output)
-            except ConnectionLost:
-                # The daemon went away (daemon reexec, a restart): follow on from the last line shown.
-                _wait_for_daemon(context)
-                if output.last is not None:
-                    request = {**request, "since": output.resume(), "tail": None}
+        return resuming(context, follow)
     except KeyboardInterrupt:
         return 0  # Ctrl+C is how a follow ends
 
@@ -56,24 +51,12 @@ def _read(client, request, output):
     output.know([*response.get("services", ()), *response.get("names", ())])
     cursor = response["cursor"]
     while True:
-        _print_batch(output, response)
+        print_batch(output, response)
         if response.get("done"):
             if response.get("reason"):
                 print(f"keplerctl: {response['reason']}", file=sys.stderr)
             return 0
         response = client.call({"type": "logs_read", "cursor": cursor, "wait": FOLLOW_WAIT_SECONDS})
-
-
-def _wait_for_daemon(context):
-    deadline = time.monotonic() + RECONNECT_SECONDS
-    while True:
-        try:
-            with context.client():
-                return
-        except (DaemonUnreachable, ConnectionLost):
-            if time.monotonic() > deadline:
-                raise CommandError(f"keplerd did not come back within {RECONNECT_SECONDS:.0f}s") from None
-            time.sleep(RECONNECT_INTERVAL)
 
 
 class Resumable:
@@ -121,7 +104,8 @@ class Resumable:
         return True
 
 
-def _print_batch(output, response):
+def print_batch(output, response):
+    """Print one batch of a cursor (stored lines or live chunks) with one flush."""
     if response.get("lines"):
         output.lines(response["lines"])
     for name, stream, data in response.get("chunks", ()):

@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 
+from keplerd.cli.client import CommandError, ConnectionLost
 from keplerd.cli.output import format_bytes, status_text
+from keplerd.cli.reconnect import reconnect
 from keplerd.units import format_age
 
 REFRESH_SECONDS = 1.0
@@ -26,12 +28,13 @@ def top(context):
     """Run the live view until ``q`` or Ctrl+C."""
     args = context.args
     view = TopView(context, every_config=args.all)
-    with context.client() as client:
-        view.client = client
-        try:
-            curses.wrapper(view.run)
-        except KeyboardInterrupt:
-            pass  # Ctrl+C is a way out too; wrapper has restored the terminal
+    view.client = context.client().connect()
+    try:
+        curses.wrapper(view.run)
+    except KeyboardInterrupt:
+        pass  # Ctrl+C is a way out too; wrapper has restored the terminal
+    finally:
+        view.client.close()
     return 0
 
 
@@ -66,7 +69,14 @@ class TopView:
             request = {"type": "ps", "all": True, "stats": True}
         else:
             request = self.context.config_request("ps", stats=True)
-        self.rows = sort_rows(self.client.call(request)["services"])
+        try:
+            rows = self.client.call(request)["services"]
+        except ConnectionLost:
+            # Cut by a daemon reexec: ask the new image (a daemon that stopped ends top, as reconnect says).
+            self.client.close()
+            self.client = reconnect(self.context)
+            rows = self.client.call(request)["services"]
+        self.rows = sort_rows(rows)
         self._fetched_at = time.monotonic()
         keys = [row_key(row) for row in self.rows]
         if self.selected not in keys:
@@ -101,8 +111,6 @@ class TopView:
         request = {"type": action, "config": config, "services": [name]}
         if action == "start":
             request.update(env=dict(os.environ), home=self.context.home)
-        from keplerd.cli.client import CommandError
-
         try:
             self.client.call(request)
             self.message = f"{action} {name}: done"

@@ -327,6 +327,29 @@ def _run_in_mode(call, project, request, action):
         project.detach(subscriber)
 
 
+def handle_attach(call, request):
+    """Send the states of the named services until each has ended: an attached ``start`` carried over a
+    ``daemon reexec`` (SPEC §20) follows on with this, and reads their lines through a ``logs`` cursor.
+
+    Their current states come first; names the config no longer has are left out; none named: all.
+    """
+    project = _project(call, request)
+    names = [name for name in _names(request) or list(project.services) if name in project.services]
+    subscriber = Subscriber()
+    project.attach(subscriber, logs=False)
+    try:
+        for name in names:
+            call.emit({"kind": "state", "service": name, **project.services[name].runtime()})
+        _follow_until_terminal(call, project, subscriber, names)
+        for event in subscriber.drain():
+            call.emit(event)
+        return {"services": names}
+    except Dropped as error:
+        raise RequestError(str(error)) from None
+    finally:
+        project.detach(subscriber)
+
+
 def _act(action):
     try:
         return action()
@@ -532,6 +555,9 @@ def _count(request, key):
 def handle_events(call, request):
     """Stream the daemon's events (SPEC §19) until the client goes away; a slow one is dropped.
 
+    With ``after`` (a ``seq``) and ``feed`` (the feed's id it was counted in), the events
+    after it that the daemon still keeps come first (a reader reconnecting after a reexec).
+
     ``--all`` shows the configs the caller may see (``access.visible``, SPEC §21).
     """
     if request.get("all"):
@@ -544,9 +570,12 @@ def handle_events(call, request):
         def accept(event):
             return event["config_path"] == path
     subscriber = Subscriber(budget=EVENT_READER_BUDGET)
-    FEED.join(subscriber, accept)
+    # A reader back after a ``daemon reexec`` asks from the last event it showed: none twice, none missed.
+    replay, missed = FEED.join(subscriber, accept, _count(request, "after"), _text(request, "feed"))
     try:
-        call.emit({"kind": "subscribed"})
+        call.emit({"kind": "subscribed", "feed": FEED.id, "next_seq": FEED.next_seq, "missed": missed})
+        for event in replay:
+            call.emit(event)
         while True:
             call.emit(subscriber.get())
     except Dropped as error:
@@ -596,6 +625,7 @@ HANDLERS = {
     "daemon_stop": handle_daemon_stop,
     "events": handle_events,
     "daemon_reexec": handle_daemon_reexec,
+    "attach": handle_attach,
 }
 
 

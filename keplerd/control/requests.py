@@ -82,11 +82,11 @@ def _version(key, value):
 # Every field a request may carry; None (or absent) always means "not given".
 FIELDS = {
     "type": _text, "config": _text, "cwd": _text, "home": _text, "display_name": _text, "cursor": _text,
-    "file": _text, "format": _text, "output": _text,
+    "file": _text, "format": _text, "output": _text, "feed": _text,
     "services": _names,
     "env": _environment,
     "wait": _flag_or_seconds, "timeout": _seconds,
-    "head": _count, "tail": _count,
+    "head": _count, "tail": _count, "after": _count,
     "signal": _signal,
     "version": _version,
     "attach": _flag, "no_deps": _flag, "clean": _flag, "all": _flag, "follow": _flag, "no_hook": _flag,

@@ -5,10 +5,14 @@ budget is dropped (it learns so on its next ``get``) instead of slowing anyone.
 ``FEED`` carries every config's events (SPEC §19) to ``keplerctl events`` readers.
 """
 
+import collections
+
 from gevent.queue import Empty, Queue
 
 DEFAULT_BUDGET = 16 * 1024 * 1024
 EVENT_READER_BUDGET = 8 * 1024 * 1024
+# The feed's latest events, for a reader that reconnects (``daemon reexec``) and asks from its last ``seq``.
+RECENT_EVENTS = 1000
 
 
 class Dropped(Exception):
@@ -58,25 +62,58 @@ class Subscriber:
 
 
 class Feed:
-    """Every config's events, offered to each reader whose filter accepts them."""
+    """Every config's events, offered to each reader whose filter accepts them.
 
-    def __init__(self):
+    Each event gets the next ``seq``; the latest ``RECENT_EVENTS`` are kept, so that a
+    reader whose connection was cut (``daemon reexec``) asks from its last ``seq`` and
+    misses none. ``id`` names the sequence: it survives a reexec, not a restart.
+    """
+
+    def __init__(self, feed_id="", recent=RECENT_EVENTS):
+        self.id = feed_id
+        self.next_seq = 1
+        self._recent = collections.deque(maxlen=recent)
         self._readers = {}   # Subscriber -> accept(event)
 
-    def join(self, subscriber, accept):
+    def join(self, subscriber, accept, after=None, feed_id=None):
+        """Add a reader; return ``(events after seq *after* it accepts, how many it missed)``.
+
+        *after* counts only in the sequence *feed_id* (this feed's, across reexecs): from
+        another one (a daemon restarted since) nothing is replayed and ``missed`` is None.
+        Joining and replaying yield nowhere between: every later event reaches the reader live.
+        """
         self._readers[subscriber] = accept
+        if after is None:
+            return [], 0
+        if feed_id != self.id:
+            return [], None
+        oldest = self._recent[0]["seq"] if self._recent else self.next_seq
+        replay = [event for event in self._recent if event["seq"] > after and accept(event)]
+        return replay, max(0, oldest - after - 1)
 
     def leave(self, subscriber):
         self._readers.pop(subscriber, None)
 
     def publish(self, event):
-        """Offer *event* to the readers that want it (nothing at all without readers)."""
+        """Number *event*, keep it, and offer it to the readers that want it."""
+        event["seq"] = self.next_seq
+        self.next_seq += 1
+        self._recent.append(event)
         if not self._readers:
             return
         size = 128 + sum(len(value) for value in event.values() if isinstance(value, str))
         for subscriber, accept in tuple(self._readers.items()):
             if accept(event):
                 subscriber.offer(event, size)
+
+    def hand_over(self):
+        """Return what the next image of the daemon needs to carry the sequence on (SPEC §20)."""
+        return {"id": self.id, "next_seq": self.next_seq, "recent": list(self._recent)}
+
+    def take_over(self, record):
+        self.id, self.next_seq = record["id"], record["next_seq"]
+        self._recent.clear()
+        self._recent.extend(record["recent"])
 
 
 FEED = Feed()

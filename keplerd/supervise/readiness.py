@@ -42,7 +42,11 @@ def parse(datagram):
 
 
 class NotifySocket:
-    """One run's notify socket: bound and owned by the service's user, removed when closed."""
+    """One run's notify socket: bound and owned by the service's user, removed when closed.
+
+    A ``daemon reexec`` hands it to the next image (``hand_over``, ``adopt``): what the
+    service sends meanwhile waits in it, so no notification is lost.
+    """
 
     def __init__(self, path, user=None, group=None):
         self.path = path
@@ -56,6 +60,21 @@ class NotifySocket:
         except OSError as error:
             self.close()
             raise NotifyError(f"cannot make the notify socket {path}: {error.strerror or error}") from None
+
+    @classmethod
+    def adopt(cls, path, fd):
+        """Take over the socket *fd* an earlier image of the daemon bound at *path* (``daemon reexec``)."""
+        notify = cls.__new__(cls)
+        notify.path = path
+        os.set_inheritable(fd, False)
+        notify.sock = socket.socket(fileno=fd)
+        return notify
+
+    def hand_over(self):
+        """Return ``{path, fd}`` for the next image of the daemon, the fd kept open across the exec."""
+        fd = self.sock.fileno()
+        os.set_inheritable(fd, True)
+        return {"path": self.path, "fd": fd}
 
     def _bind(self, identity):
         directory = os.path.dirname(self.path)

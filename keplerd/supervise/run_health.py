@@ -23,19 +23,27 @@ log = logging.getLogger("keplerd.service")
 class HealthAndReadiness:
     """The health and readiness half of ``Service`` (it holds the state these methods use)."""
 
-    def _start_run(self, child, began, notify, hooks):
+    def _start_run(self, child, began, notify, hooks, resumed=False):
         """Bring a fresh process up: ready (notify), running, probed, *hooks* (``post_start``...).
 
-        Returns why a notify service failed to become ready (``no READY=1 within 5s``),
-        else None (also when the process ended first).
+        *resumed*: the run of a notify service an earlier image of the daemon started,
+        still awaiting its READY=1 (``daemon reexec``). Returns why a notify service
+        failed to become ready (``no READY=1 within 5s``), else None (also when the
+        process ended first).
         """
-        identity = {"pid": child.pid, "create_time": child.create_time, "started_at": time.time()}
+        started_at = self.started_at if resumed else time.time()
+        identity = {"pid": child.pid, "create_time": child.create_time, "started_at": started_at}
         if notify is not None:
-            self._ready.clear()
-            self._overdue = None
-            self._note(status_text=None, **identity)
-            self.spawn_helper("notify listener", self._helpers)(notify.listen, self._notified)
-            not_ready = self._await_ready(child, began)
+            if not resumed:
+                self._ready.clear()
+                self._overdue = None
+                self._note(status_text=None, **identity)
+            self.listen_to(notify)
+            self._awaiting_ready = hooks   # a reexec may come meanwhile: these still follow READY=1
+            try:
+                not_ready = self._await_ready(child, began)
+            finally:
+                self._awaiting_ready = None
             if not_ready or not self._ready.is_set():
                 return not_ready
             log.info("%s/%s: READY=1", self.project.name, self.name)
@@ -63,6 +71,10 @@ class HealthAndReadiness:
             self._overdue_changed.clear()
             gevent.wait([child, self._ready, self._overdue_changed], count=1, timeout=left)
         return None
+
+    def listen_to(self, notify):
+        """Hear the run's notifications (READY=1, STATUS=) in a helper of the run."""
+        self.spawn_helper("notify listener", self._helpers)(notify.listen, self._notified)
 
     def _notified(self, message):
         """Take one notification of the service: READY=1, STATUS=text."""

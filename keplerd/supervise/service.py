@@ -82,6 +82,8 @@ class Service(HealthAndReadiness):
         self._watch = ServiceWatch(self)
         self._child = None
         self._pumps = ()             # the running child's output pumps
+        self._notify = None          # the running child's NOTIFY_SOCKET (notify services)
+        self._awaiting_ready = None  # while a notify run awaits READY=1: the hooks that follow it
         self._started = None         # when the running child started (monotonic)
         self._backoff = None         # the supervisor's crash-loop back-off
         self._wait_on = None         # the dependencies the supervisor awaits (None: all)
@@ -457,21 +459,24 @@ class Service(HealthAndReadiness):
             if notify is not None:
                 notify.close()
 
-    def _wait_run(self, child, pumps, started, hooks, notify=None, adopted=False):
+    def _wait_run(self, child, pumps, started, hooks, notify=None, adopted=False, resumed=False):
         """Bring the run of *child* up, then wait for its end; return ``(returncode, seconds run)``.
 
         Up: ready (``notify``), running, probed, *hooks* run; an *adopted* run (daemon
-        reexec) is up already and only probed again. None when a notify service was
-        not ready in time: it is stopped and fails.
+        reexec) is up already and only probed again; a *resumed* one (daemon reexec) still
+        awaits its READY=1. None when a notify service was not ready in time: it is
+        stopped and fails.
         """
-        self._child, self._pumps, self._started = child, pumps, started
+        self._child, self._pumps, self._started, self._notify = child, pumps, started, notify
         self._unhealthy.clear()
         not_ready = None
         try:
             if adopted:
+                if notify is not None:
+                    self.listen_to(notify)   # STATUS= goes on being heard
                 self._monitor_health(time.monotonic())  # the probe waits start_period again
             else:
-                not_ready = self._start_run(child, started, notify, hooks)
+                not_ready = self._start_run(child, started, notify, hooks, resumed=resumed)
             if not_ready:
                 child.stop(self.spec["stop_signal"], self.spec["stop_grace_period"])
             returncode = self._await_end(child)
@@ -485,7 +490,7 @@ class Service(HealthAndReadiness):
             self._end_strays(child)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         exit_code, signum = _split_returncode(returncode)
-        self._child, self._pumps = None, ()
+        self._child, self._pumps, self._notify = None, (), None
         bad = returncode != 0 and not self._stop_requested
         self._note(exit_code=exit_code, signal=signum, bad_exits=self.bad_exits + bad)
         if not_ready and not self._stop_requested:
@@ -516,7 +521,8 @@ class Service(HealthAndReadiness):
         if not self._idle.is_set() or self._stop_requested:
             return False
         if self._child is not None:
-            return self._child.returncode is None and self.reached_up
+            # Up, or a notify run awaiting READY=1 (its socket is handed over, and holds what comes meanwhile).
+            return self._child.returncode is None and (self.reached_up or self._awaiting_ready is not None)
         return self.backoff_until is not None or self.waiting_on is not None
 
     def hand_over(self):
@@ -529,6 +535,12 @@ class Service(HealthAndReadiness):
         if self.supervised and self._child is not None:
             record["ran_for"] = time.monotonic() - self._started
             record["pumps"] = [_encoded(pump.hand_over()) for pump in self._pumps if not pump.dead]
+            if self._notify is not None:
+                record["notify"] = self._notify.hand_over()
+                if self._awaiting_ready is not None:
+                    record["awaiting_ready"] = list(self._awaiting_ready)
+                    # READY=1 read by now, the supervisor not yet woken: the datagram is gone from the socket.
+                    record["notify"]["ready"] = self._ready.is_set()
         return record
 
     def take_over(self, record):
@@ -548,8 +560,13 @@ class Service(HealthAndReadiness):
         if "ran_for" in record:
             pumps = [self.log.start_pump(pump["stream"], pump["fd"], base64.b64decode(pump["partial"]))
                      for pump in record["pumps"]]
+            notify = record.get("notify")
+            if notify is not None:
+                if notify.get("ready"):
+                    self._ready.set()
+                notify = self.system.adopt_notify_socket(notify["path"], notify["fd"])
             child = self.system.adopt_child(self.pid, self.create_time)
-            supervise = self._carry_on_running, child, pumps, record["ran_for"]
+            supervise = self._carry_on_running, child, pumps, record["ran_for"], notify, record.get("awaiting_ready")
         elif self.backoff_until is not None:
             supervise = self._carry_on_backing_off, max(0.0, self.backoff_until - time.time())
         else:
@@ -557,13 +574,23 @@ class Service(HealthAndReadiness):
         self._supervisor = self.project.spawn(*supervise)
         self._supervisor.link_exception(self._supervisor_crashed)
 
-    def _carry_on_running(self, child, pumps, ran_for):
-        if child is None:  # not ours any more: the pid was reaped or reused
-            for pump in pumps:
-                pump.stop()
-            self._keep_running((-signal.SIGKILL, ran_for))
-            return
-        self._keep_running(self._wait_run(child, pumps, time.monotonic() - ran_for, hooks=(), adopted=True))
+    def _carry_on_running(self, child, pumps, ran_for, notify=None, awaiting_ready=None):
+        """Supervise a run the previous image handed over: up already, or (notify) still awaiting READY=1."""
+        try:
+            if child is None:  # not ours any more: the pid was reaped or reused
+                for pump in pumps:
+                    pump.stop()
+                self._keep_running((-signal.SIGKILL, ran_for))
+                return
+            started = time.monotonic() - ran_for
+            if awaiting_ready is not None:
+                outcome = self._wait_run(child, pumps, started, tuple(awaiting_ready), notify, resumed=True)
+            else:
+                outcome = self._wait_run(child, pumps, started, (), notify, adopted=True)
+        finally:
+            if notify is not None:
+                notify.close()
+        self._keep_running(outcome)
 
     def _carry_on_backing_off(self, delay):
         if self._back_off(delay):

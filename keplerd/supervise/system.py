@@ -106,6 +106,12 @@ class System:
 
         return readiness.NotifySocket(path, user, group)
 
+    def adopt_notify_socket(self, path, fd):
+        """Take over a run's ``NOTIFY_SOCKET`` an earlier image of the daemon handed over."""
+        from keplerd.supervise import readiness
+
+        return readiness.NotifySocket.adopt(path, fd)
+
     def open_inotify(self, **options):
         """Return a new inotify instance (``inotify_simple.INotify``) for a service's file watch."""
         from inotify_simple import INotify  # loaded by the first service that watches

@@ -170,6 +170,14 @@ def test_a_file_planted_at_a_log_path_is_replaced_not_written_through(kepler, ma
     assert "is not a regular file of its own: replacing it" in kepler.read_daemon_log()
 
 
+def _planted(make, target, path):
+    try:
+        make(target, path)
+    except FileExistsError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("make", [os.symlink, os.link], ids=["symlink", "hardlink"])
 def test_state_json_is_never_written_through_a_planted_temp_file(kepler, make):
     config(kepler, {"web": {"command": ["sleep", "1000"]}})
@@ -179,7 +187,8 @@ def test_state_json_is_never_written_through_a_planted_temp_file(kepler, make):
     victim = os.path.join(kepler.root, "victim")
     with open(victim, "w") as file:
         file.write("precious\n")
-    make(victim, state_json + ".tmp")
+    # The daemon's own temp file exists while it writes state.json: plant ours between two writes.
+    wait_for(lambda: _planted(make, victim, state_json + ".tmp"), message="a moment between two writes")
     kepler.ctl("stop")
     wait_for(lambda: json.loads(read(state_json))["services"]["web"]["status"] == "stopped",
              message="state.json to say stopped")

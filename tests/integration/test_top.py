@@ -155,3 +155,15 @@ def test_all_shows_a_config_column(kepler, terminal):
     assert any(line.split()[:2] == ["second", "gamma"] for line in screen.splitlines())
     terminal.keys("q")
     terminal.wait_screen(_exited, "top to quit")
+
+
+def test_top_carries_on_after_a_daemon_reexec_and_ends_when_the_daemon_stops(kepler, terminal):
+    terminal.run(_top(kepler))
+    _settled(terminal)
+    kepler.ctl("daemon", "reexec")
+    kepler.ctl("stop", "beta")   # seen by the new image only: the screen shows it once top asks it
+    terminal.wait_screen(lambda screen: "Stopped" in (_row(screen, "beta") or ""), "beta shown stopped")
+    assert "TOP-EXITED" not in terminal.screen()
+    kepler.stop_daemon()
+    screen = terminal.wait_screen(lambda screen: "TOP-EXITED 2" in screen, "top to end with the daemon")
+    assert "keplerctl: the daemon went away" in screen

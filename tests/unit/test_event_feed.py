@@ -41,3 +41,36 @@ def test_a_reader_that_left_gets_nothing():
     feed.leave(reader)
     feed.publish(_event("a"))
     assert reader.drain() == []
+
+
+def test_events_are_numbered_and_a_reader_back_after_a_cut_gets_those_after_its_last():
+    feed = Feed("boot-1")
+    for n in range(5):
+        feed.publish(_event("a" if n != 3 else "b", n))
+    assert [event["seq"] for event in feed.hand_over()["recent"]] == [1, 2, 3, 4, 5]
+    reader = Subscriber()
+    replay, missed = feed.join(reader, lambda event: event["config_path"] == "/a", after=2, feed_id="boot-1")
+    assert [event["seq"] for event in replay] == [3, 5] and missed == 0
+    feed.publish(_event("a", 5))
+    assert [event["seq"] for event in reader.drain()] == [6], "live events come after the replay, none twice"
+
+
+def test_the_sequence_goes_on_in_the_next_image_of_the_daemon():
+    old = Feed("boot-1")
+    for n in range(3):
+        old.publish(_event("a", n))
+    new = Feed("boot-2")
+    new.take_over(old.hand_over())
+    new.publish(_event("a", 3))
+    replay, missed = new.join(Subscriber(), lambda event: True, after=1, feed_id="boot-1")
+    assert [event["seq"] for event in replay] == [2, 3, 4] and missed == 0 and new.id == "boot-1"
+
+
+def test_a_reader_too_far_behind_learns_how_many_it_missed_and_another_feed_replays_nothing():
+    feed = Feed("boot-1", recent=3)
+    for n in range(10):
+        feed.publish(_event("a", n))
+    replay, missed = feed.join(Subscriber(), lambda event: True, after=2, feed_id="boot-1")
+    assert [event["seq"] for event in replay] == [8, 9, 10] and missed == 5
+    assert feed.join(Subscriber(), lambda event: True, after=2, feed_id="boot-0") == ([], None)
+    assert feed.join(Subscriber(), lambda event: True) == ([], 0)
