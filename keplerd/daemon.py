@@ -130,7 +130,7 @@ class Daemon:
         self._server = ControlServer(
             self._listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request),
-            SessionLimits(**self.settings.session_limits()))
+            SessionLimits(**self.settings.session_limits()), on_session_end=self.cursors.close_owned_by)
         if self._handed:
             self._adopt(self._handed)
             # Only now: spawning it installs the child watcher's SIGCHLD handler, which would reap a
@@ -189,8 +189,10 @@ class Daemon:
         for project, stopper in zip(projects, stoppers):
             if stopper.exception is not None:
                 log.error("%s: shutdown failed: %r", project.name, stopper.exception, exc_info=stopper.exc_info)
-        # Every service has ended: whatever still carries this state dir's mark is a stray.
+        # Every service has ended: whatever still carries this state dir's mark is a stray, and so is
+        # every child the daemon adopted (one that cleared its environment and left its session too).
         strays.collect_all(self.state_dir)
+        strays.collect_adopted()
         self._stopped.set()
         self._mailbox.put(STOP)
 

@@ -295,7 +295,7 @@ class Service(HealthAndReadiness):
                 # A post_start hook may run for ever: it dies with the supervisor, as pre_start does.
                 self._supervisor.kill()
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
-            self._end_strays()
+            self._end_strays(child)
             self._supervisor.join()
         else:
             self._supervisor.kill()
@@ -311,9 +311,9 @@ class Service(HealthAndReadiness):
         if child is not None and child.returncode is None:
             child.kill()
 
-    def _end_strays(self):
+    def _end_strays(self, child):
         """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop)."""
-        self.system.collect_strays(self.mark)
+        self.system.collect_strays(self.mark, child)
 
     def _supervisor_crashed(self, supervisor):
         """A bug ended the supervisor: fail the service visibly and leave no process behind."""
@@ -321,7 +321,7 @@ class Service(HealthAndReadiness):
         child, self._child = self._child, None
         if child is not None and child.returncode is None:
             child.kill()
-        self._end_strays()
+        self._end_strays(child)
         if self._stop_requested:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
@@ -497,7 +497,7 @@ class Service(HealthAndReadiness):
         if not self._stop_requested:
             # The main process is gone; what it left in its group and cgroup goes too (as systemd does).
             self.system.end_leftovers(child)
-            self._end_strays()
+            self._end_strays(child)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         exit_code, signum = _split_returncode(returncode)
         self._child, self._pumps, self._notify = None, (), None
