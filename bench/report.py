@@ -64,6 +64,17 @@ def rows(settings):
         Row("S7", "all_gone_s", f"stop {settings.scale_n}: no service process left", "s", 1.5, "≤ 1.5 s"),
         Row("S9", "cpu_percent", f"{settings.followers} followers of {settings.follow_rate:,} lines/s: manager "
             f"CPU over {settings.follow_window_s:g} s", "%", 30, "≤ 30 %"),
+        Row("C1", "apply_ms", f"`apply` of 1 changed service of {settings.apply_n}: command → it runs again "
+            f"(median of {settings.applies})", "ms"),
+        Row("C2", "pause_ms", f"`daemon reexec`, {settings.reexec_n} services: longest gap in "
+            f"{settings.reexec_writers} writers' stored lines (median of {settings.reexecs})", "ms"),
+        Row("C2", "command_s", "`daemon reexec` command → the new image answers", "s"),
+        Row("C3", "scrape_ms", f"one `/metrics` scrape of {settings.scrape_n} services (median of "
+            f"{settings.scrapes})", "ms"),
+        Row("C4", "idle_cpu_ms", f"{settings.idle_n} idle, metrics on, no scrape: manager CPU over "
+            f"{settings.idle_window_s:g} s (schedstat)", "ms"),
+        Row("C5", "roll_s", f"`restart --rolling` of {settings.roll_replicas} replicas, health check every "
+            "200 ms: command returned", "s"),
     ]
     return table
 
@@ -199,7 +210,9 @@ subtree must be empty after each run. Settings per tool:"""
 def _limit_notes(direct):
     notes = ["Physical limits: S3, the same writer piped into `cat > file`; S4, a shell loop "
              "running the crashing service back to back; S5, the interpreter alone (`python3 -c pass`). "
-             "S9 is Kepler's alone (the peers' follow commands are not driven here)."]
+             "S9 is Kepler's alone (the peers' follow commands are not driven here). C1–C5 are the costs of "
+             "capabilities the peers do not have (apply, re-exec, metrics, rolling restart): Kepler's alone, "
+             "each checked (untouched pids, no line lost, every service scraped, every replica healthy)."]
     if direct:
         notes.append(f"Plain `cat data > file` took {number(statistics.median(direct), 's')} s.")
     return " ".join(notes)

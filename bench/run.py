@@ -3,6 +3,7 @@
     python bench/run.py                      # the full run (3 repetitions), ~15 minutes
     python bench/run.py --quick              # 1 repetition, smaller N: a few minutes
     python bench/run.py --only kepler --scenarios S1,S3
+    python bench/run.py --only kepler --scenarios C   # the costs of Kepler's capabilities alone
 
 Each tool runs as a whole product (its own daemon and CLI), with a fresh daemon and
 scratch dir for every scenario of every repetition; the tools take turns inside each
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import time
 
+import capabilities
 import procs
 import report
 import scenarios
@@ -48,6 +50,11 @@ def scenario_table(settings):
         ("S6", scenarios.stop_all, None),
         ("S7", scenarios.scale, None),
         ("S9", scenarios.followers, None),
+        ("C1", capabilities.apply_one, None),
+        ("C2", capabilities.reexec_pause, None),
+        ("C3", capabilities.scrape, None),
+        ("C4", capabilities.idle_metered, None),
+        ("C5", capabilities.rolling_restart, None),
     ]
 
 

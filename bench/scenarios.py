@@ -48,11 +48,19 @@ class Settings:
     followers: int = 50              # S9
     follow_rate: int = 10_000        # S9: lines per second of the followed service
     follow_window_s: float = 10.0
+    apply_n: int = 100               # C1-C5: the capabilities' costs (bench/capabilities.py)
+    applies: int = 5
+    reexec_n: int = 100
+    reexec_writers: int = 20
+    reexecs: int = 5
+    scrape_n: int = 300
+    scrapes: int = 10
+    roll_replicas: int = 10
 
 
 QUICK = Settings(reps=1, start_many=(50,), idle_n=20, idle_window_s=5.0, log_lines=100_000, restarts=20,
                  restart_budget_s=10.0, status_n=20, status_calls=10, stop_n=20, scale_n=200, followers=10,
-                 follow_window_s=3.0)
+                 follow_window_s=3.0, applies=3, reexecs=2, scrapes=5)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ Attacks, each against a fresh private daemon (a temporary state dir):
   bytes, deep nesting, NaN; every answer must be clean (no internal error) and the
   daemon's log free of tracebacks.
 * configs: mutated configs and random bytes through ``config check`` (in-process).
-* memory: 100 clients announce 4 MiB frames and send 1 MiB each, then leave;
-  the daemon's RSS before, during and after.
+* memory: 100 clients announce 16 MiB frames (over the daemon's 4 MiB cap), then 100
+  announce 4 MiB ones; each sends 1 MiB and leaves. The daemon's RSS before, while
+  held, 2s after they left and SETTLE seconds later.
 * pipeline: one client sends 400 ``logs_read`` on a big log without reading the
-  answers; the daemon's RSS before, while it is unread, and after it left.
+  answers; the daemon's RSS before, while it is unread, 2s after it left and SETTLE
+  seconds later.
 * kills: ``kill -9`` of the daemon during start/stop/restart of 50 chatty
   services, KILLS times; after each reboot every service must have exactly one
   process (none duplicated, none orphaned).
@@ -180,29 +182,43 @@ def attack_configs(count, rng):
 # -- memory ---------------------------------------------------------------------------
 
 
-def attack_memory(clients):
+def settled_rss(kepler, settle):
+    """RSS 2 seconds after the hostile clients left, and again *settle* seconds later (nothing delayed)."""
+    time.sleep(2)  # a soak, not a test: let the sessions end
+    after = wire.rss_kib(kepler.daemon.pid)
+    time.sleep(settle)
+    return {"rss_kib_after": after, f"rss_kib_after_{settle}s": wire.rss_kib(kepler.daemon.pid)}
+
+
+def attack_memory(clients, settle):
+    """CLIENTS announce a 16 MiB frame (over the cap), then CLIENTS a 4 MiB one (at it), each sending 1 MiB."""
     kepler = daemon()
     try:
         kepler.start_daemon()
-        before = wire.rss_kib(kepler.daemon.pid)
-        socks = []
-        for _ in range(clients):
-            sock = wire.hello(wire.connect(kepler))
-            sock.sendall(struct.pack(">I", 4 << 20) + b"[" + b" " * ((1 << 20) - 1))
-            socks.append(sock)
         wire.hello(wire.connect(kepler)).close()
-        during = wire.rss_kib(kepler.daemon.pid)
-        for sock in socks:
-            sock.close()
-        time.sleep(2)  # a soak, not a test: let the sessions end
-        after = wire.rss_kib(kepler.daemon.pid)
-        return {"memory_clients": clients, "rss_kib_before": before, "rss_kib_during": during,
-                "rss_kib_after": after}
+        result = {"memory_clients": clients}
+        for name, announced in (("over_cap", 16 << 20), ("at_cap", 4 << 20)):
+            before = wire.rss_kib(kepler.daemon.pid)
+            socks = []
+            for _ in range(clients):
+                sock = wire.hello(wire.connect(kepler))
+                try:
+                    sock.sendall(struct.pack(">I", announced) + b"[" + b" " * ((1 << 20) - 1))
+                except OSError:
+                    pass  # refused at the length prefix: the daemon hung up
+                socks.append(sock)
+            wire.hello(wire.connect(kepler)).close()
+            during = wire.rss_kib(kepler.daemon.pid)
+            for sock in socks:
+                sock.close()
+            result[name] = {"announced": announced, "rss_kib_before": before, "rss_kib_while_held": during,
+                            **settled_rss(kepler, settle)}
+        return result
     finally:
         finish(kepler)
 
 
-def attack_pipeline(requests, megabytes):
+def attack_pipeline(requests, megabytes, settle):
     """One client asks for a big log REQUESTS times without reading an answer; RSS before, while, after."""
     kepler = daemon()
     try:
@@ -216,6 +232,7 @@ def attack_pipeline(requests, megabytes):
         log = os.path.join(kepler.inspect_path(), "logs", "big.stdout.log")
         wait_for(lambda: os.path.exists(log) and os.path.getsize(log) >= megabytes << 20, timeout=600, interval=0.5,
                  message="the big log")
+        kepler.ctl("logs", "--tail", "1")  # the log reading code is imported before the first reading of RSS
         before = wire.rss_kib(kepler.daemon.pid)
         sock = wire.hello(wire.connect(kepler))
         config = os.path.join(kepler.workdir, "kepler.yaml")
@@ -232,9 +249,8 @@ def attack_pipeline(requests, megabytes):
         time.sleep(5)
         during = wire.rss_kib(kepler.daemon.pid)
         sock.close()
-        time.sleep(3)
         return {"pipelined_requests": sent, "log_megabytes": megabytes, "rss_kib_before": before,
-                "rss_kib_while_unread": during, "rss_kib_after": wire.rss_kib(kepler.daemon.pid)}
+                "rss_kib_while_held": during, **settled_rss(kepler, settle)}
     finally:
         finish(kepler)
 
@@ -398,6 +414,8 @@ def main():
     parser.add_argument("--followers", type=int, default=50)
     parser.add_argument("--lines", type=int, default=6_000, help="lines each follower must see")
     parser.add_argument("--log-megabytes", type=int, default=300, help="size of the log read by the pipeline")
+    parser.add_argument("--settle", type=int, default=35,
+                        help="seconds after the hostile clients left for a second RSS reading")
     parser.add_argument("--only", default=",".join(ATTACKS), help="comma-separated attacks to run")
     parser.add_argument("--seed", type=int, default=24)
     args = parser.parse_args()
@@ -405,7 +423,8 @@ def main():
         sys.exit("bench/soak.py starts keplerd and must run as root")
     rng = random.Random(args.seed)
     runs = {"frames": lambda: attack_frames(args.frames, rng), "configs": lambda: attack_configs(args.configs, rng),
-            "memory": lambda: attack_memory(100), "pipeline": lambda: attack_pipeline(400, args.log_megabytes),
+            "memory": lambda: attack_memory(100, args.settle),
+            "pipeline": lambda: attack_pipeline(400, args.log_megabytes, args.settle),
             "kills": lambda: attack_kills(args.kills, 50, rng),
             "services": lambda: attack_services(args.services),
             "followers": lambda: attack_followers(args.followers, args.lines), "disk": attack_disk}

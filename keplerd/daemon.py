@@ -46,6 +46,7 @@ from keplerd.osproc import cgroups, strays  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.events import FEED  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
+from keplerd.supervise.loop_lag import LoopLag  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
 from keplerd.model import actions  # noqa: E402
 from keplerd.supervise.service import DESIRED_UP  # noqa: E402
@@ -86,6 +87,7 @@ class Daemon:
         self._on_ready = list(on_ready)
         self._server = None
         self._metrics = None
+        self.loop_lag = None       # LoopLag, armed in run(): the hub's loop is this process's
         self._lock_fd = None
         self._mailbox = Queue()
         self._greenlets = Group()  # the daemon's own: the watchdog, the configs' shutdowns
@@ -107,6 +109,8 @@ class Daemon:
     def run(self):
         """Boot, serve until asked to stop, then stop every service and clean up."""
         self._handle_signals()
+        self.loop_lag = LoopLag(gevent.get_hub().loop)
+        self.loop_lag.start()
         self._start_watchdog()
         if self._handed:
             # The socket never closed: clients that connected meanwhile wait in its backlog.
@@ -126,7 +130,7 @@ class Daemon:
         self._server = ControlServer(
             self._listener, self.socket_group,
             lambda session, request_id, request: handlers.dispatch(self, session, request_id, request),
-            SessionLimits(**self.settings.session_limits()))
+            SessionLimits(**self.settings.session_limits()), on_session_end=self.cursors.close_owned_by)
         if self._handed:
             self._adopt(self._handed)
             # Only now: spawning it installs the child watcher's SIGCHLD handler, which would reap a
@@ -149,6 +153,7 @@ class Daemon:
             self._metrics.stop()
         self.cursors.close_all()
         self._greenlets.kill()
+        self.loop_lag.close()
         bakery.stop_zygote()
         self._cleanup_files()
         log.info("keplerd stopped")
@@ -184,8 +189,10 @@ class Daemon:
         for project, stopper in zip(projects, stoppers):
             if stopper.exception is not None:
                 log.error("%s: shutdown failed: %r", project.name, stopper.exception, exc_info=stopper.exc_info)
-        # Every service has ended: whatever still carries this state dir's mark is a stray.
+        # Every service has ended: whatever still carries this state dir's mark is a stray, and so is
+        # every child the daemon adopted (one that cleared its environment and left its session too).
         strays.collect_all(self.state_dir)
+        strays.collect_adopted()
         self._stopped.set()
         self._mailbox.put(STOP)
 
@@ -376,7 +383,7 @@ class Daemon:
         from keplerd.metrics.exporter import Exporter
 
         try:
-            self._metrics = Exporter(self.registry, where, gevent.get_hub().loop)
+            self._metrics = Exporter(self.registry, where, self.loop_lag)
         except OSError as error:
             raise StartupError(f"cannot serve metrics on {self.settings.metrics_listen}: {error.strerror}") from None
         self._metrics.start()

@@ -61,10 +61,10 @@ def configs_dir(state):
 def config_id(config_path):
     """Return the id of a config: 16 hex chars of sha256 of its absolute real path."""
     real = os.path.realpath(config_path)
-    return _sha256(real.encode()).hexdigest()[:16]
+    return sha256(real.encode()).hexdigest()[:16]
 
 
-def _sha256(data):
+def sha256(data):
     """Return a sha256 hash object, preferring CPython's built-in implementation.
 
     ``hashlib`` loads OpenSSL, about 4 MiB of resident memory in the daemon for one

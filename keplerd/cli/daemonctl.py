@@ -101,7 +101,7 @@ def _wait_generation(generation):
 
 
 def status(context):
-    """Show pid, uptime, version, socket and loaded configs; exit 1 when not running."""
+    """Show pid, uptime, version, socket, loop lag and loaded configs; exit 1 when not running."""
     try:
         with Client() as client:
             info = client.call({"type": "daemon_status"})
@@ -113,6 +113,7 @@ def status(context):
         return 0
     print(f"keplerd {info['version']} running (pid {info['pid']}), up {format_age(info['uptime'])}")
     print(f"socket: {info['socket']}")
+    print(f"loop lag: {info['loop_lag_ms']:.1f} ms now, {info['loop_lag_max_ms']:.1f} ms at worst in the last minute")
     configs = info["configs"]
     print(f"configs: {len(configs)}")
     for config in configs:

@@ -8,7 +8,7 @@ greenlet, and with it the command.
 """
 
 import base64
-import secrets
+import os
 
 from keplerd.control import handlers
 from keplerd.control.handlers import RequestError
@@ -37,7 +37,7 @@ def handle_exec(call, request):
         command = instance.one_offs.run(argv, forward, tty)  # in its cgroup, with its mark: a stop ends it
     except (SpawnError, OSError) as error:
         raise RequestError(f"cannot run {argv[0]}: {error}") from None
-    token = secrets.token_hex(16)
+    token = os.urandom(16).hex()  # not `secrets`: it loads OpenSSL into the daemon (~4 MiB) for this
     _RUNNING[token] = (call.session, command)
     try:
         call.emit({"kind": "exec_started", "exec": token, "pid": command.child.pid})

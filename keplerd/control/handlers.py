@@ -593,8 +593,12 @@ def handle_daemon_status(call, request):
         running = sum(service.status in states.UP for service in project.services.values())
         configs.append({"config": project.source_path, "id": project.id,
                         "running": running, "total": len(project.services)})
+    # The lag of the last tick, and the worst of the last minute: a stall that made a probe time
+    # out or a restart late is over by the time someone looks, but the minute still shows it.
     return {"pid": daemon.pid, "version": __version__, "uptime": time.time() - daemon.started_at,
             "generation": daemon.generation,
+            "loop_lag_ms": round(daemon.loop_lag.seconds * 1000, 3),
+            "loop_lag_max_ms": round(daemon.loop_lag.worst() * 1000, 3),
             "socket": paths.socket_path(daemon.state_dir), "state_dir": daemon.state_dir, "configs": configs}
 
 

@@ -168,8 +168,9 @@ class ControlServer:
     never lock it out; each other user may hold ``limits.per_user`` of theirs.
     """
 
-    def __init__(self, listener, group_name, dispatch, limits=None):
+    def __init__(self, listener, group_name, dispatch, limits=None, on_session_end=None):
         self._group_name = group_name
+        self._on_session_end = on_session_end  # given each Session once its connection is closed
         self._group_gid = group_id(group_name)  # looked up once (and on SIGHUP), not per connection
         self._dispatch = dispatch
         self.limits = limits or SessionLimits()
@@ -215,6 +216,8 @@ class ControlServer:
             self._before_hello.pop(session, None)
             if session.counted:
                 self._uncount(peer.uid)
+            if self._on_session_end is not None:
+                self._on_session_end(session)
 
     def _uncount(self, uid):
         self._sessions[uid] -= 1

@@ -96,6 +96,7 @@ class Session:
             self._writer.kill()
             self.close()
             self.sock.close()
+            self._drop_unsent()
 
     def _writer_failed(self, writer):
         """A bug in the writer: the session cannot answer any more, so it ends (and says why)."""
@@ -166,21 +167,28 @@ class Session:
         if not isinstance(request, dict) or not isinstance(request.get("type"), str):
             self.send({"id": request_id, "response": {"ok": False, "error": "a request needs a type"}})
             return
-        response = self._dispatch(self, request_id, request)
-        self.send({"id": request_id, "response": response})
+        # Encoded before it waits for room: an unread answer holds one buffer, not the many
+        # small objects of its lines (which would scatter over the allocator's arenas and pin them).
+        self._queue(self._encode({"id": request_id, "response": self._dispatch(self, request_id, request)}))
 
     def emit(self, request_id, event):
         self.send({"id": request_id, "event": event})
 
     def send(self, message):
         """Queue *message* for the client; drop the client if it does not read."""
-        if self.closed:
-            return
+        if not self.closed:
+            self._queue(self._encode(message))
+
+    def _encode(self, message):
         try:
-            frame = encode(message)
+            return encode(message)
         except (TypeError, ValueError, ProtocolError, RecursionError) as error:
             log.exception("cannot encode an answer to request %s", message.get("id"))
-            frame = encode({"id": message.get("id"), "response": {"ok": False, "error": f"internal error: {error}"}})
+            return encode({"id": message.get("id"), "response": {"ok": False, "error": f"internal error: {error}"}})
+
+    def _queue(self, frame):
+        if self.closed:
+            return
         if not self._wait_for_room(len(frame)):
             log.warning("dropping client pid %s: it stopped reading", self.peer.pid)
             self.close()
@@ -214,6 +222,12 @@ class Session:
             finally:
                 self._queued_bytes -= len(frame)
                 self._room.set()
+
+    def _drop_unsent(self):
+        """Free the answers the client will never read now (something may still refer to the session)."""
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        self._queued_bytes = 0
 
     def close(self):
         """End the session: the read loop sees the end of stream."""

@@ -148,6 +148,11 @@ class CursorTable:
         if reading is not None:
             reading.close()
 
+    def close_owned_by(self, owner):
+        """Close the cursors of a client that has gone (at once, not at the next sweep)."""
+        for cursor_id in [cursor_id for cursor_id, reading in self._open.items() if reading.owner is owner]:
+            self.close(cursor_id)
+
     def expire(self):
         """Close the cursors idle for too long or whose client has gone; return how many."""
         now = self._clock()

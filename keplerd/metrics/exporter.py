@@ -10,7 +10,6 @@ import logging
 import os
 import socket
 import stat
-import time
 
 import gevent
 from gevent.pool import Pool
@@ -23,57 +22,10 @@ from keplerd.supervise import accounting
 
 log = logging.getLogger("keplerd.metrics")
 
-LAG_INTERVAL = 1.0
-LAG_WATCHED_FOR = 600.0  # seconds the lag is measured after a scrape (scrape intervals are 15 s to a few minutes)
 MAX_SCRAPERS = 4
 YIELD_EVERY = 50  # services read between two turns of the loop
 # ``replica`` is empty (which Prometheus reads as absent) for a service without replicas (SPEC §19).
 SERVICE_LABELS = ["config", "service", "replica"]
-
-
-class LoopLag:
-    """How late the loop runs a timer due every second: a busy or stuck loop shows here.
-
-    A libev timer, not a greenlet: one callback a second, a few microseconds. It
-    runs only while someone scrapes (for *watched_for* seconds after each scrape,
-    ``watched``), so that a daemon nobody scrapes spends nothing on metrics; the
-    first scrape after a quiet spell reads 0.
-    """
-
-    def __init__(self, loop, interval=LAG_INTERVAL, watched_for=LAG_WATCHED_FOR):
-        self.seconds = 0.0
-        self._loop = loop
-        self._interval = interval
-        self._watched_for = watched_for
-        self._until = 0.0
-        self._timer = None
-
-    def watched(self):
-        """A scrape came: keep measuring for a while."""
-        self._until = time.monotonic() + self._watched_for
-        if self._timer is None:
-            self._arm()
-
-    def _arm(self):
-        # A fresh one-shot timer each time: a repeating one that runs late fires again at
-        # once (libev catches up), which would hide the lateness it just showed.
-        self._due = time.monotonic() + self._interval
-        self._timer = self._loop.timer(self._interval, ref=False)
-        self._timer.start(self._tick)
-
-    def _tick(self):
-        now = time.monotonic()
-        self.seconds = max(0.0, now - self._due)
-        self._timer.close()
-        self._timer = None
-        if now < self._until:
-            self._arm()
-
-    def close(self):
-        self._until = 0.0
-        if self._timer is not None:
-            self._timer.close()
-            self._timer = None
 
 
 class ServiceCollector:
@@ -84,7 +36,6 @@ class ServiceCollector:
         self._lag = lag
 
     def collect(self):
-        self._lag.watched()
         families = {
             "up": GaugeMetricFamily("kepler_service_up", "1 while the service's process runs.", labels=SERVICE_LABELS),
             "state": GaugeMetricFamily("kepler_service_state", "1 for the state the service is in, 0 for the others.",
@@ -130,12 +81,14 @@ def _add_service(families, project, service):
 
 
 class Exporter:
-    """The metrics endpoint of a daemon: its collector registry, its loop-lag timer and its server."""
+    """The metrics endpoint of a daemon: its collector registry and its server.
 
-    def __init__(self, registry, address, loop):
-        self.lag = LoopLag(loop)
+    *lag* is the daemon's ``LoopLag`` (armed for the daemon's lifetime, whether scraped or not).
+    """
+
+    def __init__(self, registry, address, lag):
         self.metrics = CollectorRegistry(auto_describe=False)
-        self.metrics.register(ServiceCollector(registry, self.lag))
+        self.metrics.register(ServiceCollector(registry, lag))
         self.metrics.register(ProcessCollector(registry=None))
         self._unix_path = address[1] if address[0] == "unix" else None
         # The server's own pool owns the request greenlets; a few scrapers at a time are plenty.
@@ -147,7 +100,6 @@ class Exporter:
 
     def stop(self):
         self._server.stop(timeout=1.0)
-        self.lag.close()
         if self._unix_path:
             _unlink(self._unix_path)
 

@@ -9,6 +9,13 @@ therefore carries ``KEPLER_SERVICE_ID=<config id>/<service>`` and
 stops or its main process ends; ``collect_all`` kills every marked process of a state
 dir at boot, when the previous daemon died and its strays went to init.
 
+A process can clear its environment (``env -i``). It then still belongs to the
+session its service's main process leads (every service process starts in a new
+session): ``collect`` also takes the adopted children of that session, unless they
+left it too (``setsid``). Those are found at the daemon's stop, when every service has
+ended and so every adopted child is a stray (``collect_adopted``); a crash of the
+daemon leaves them to init, where nothing tells them apart from other processes.
+
 Where cgroups exist they contain a service fully; this is the fallback that works
 without them (and the place a cgroup kill is called from).
 """
@@ -40,16 +47,46 @@ def marked_env(env, state_dir, mark):
     return {**env, SERVICE_VAR: mark, STATE_VAR: state_dir}
 
 
-def collect(mark):
-    """Kill the daemon's adopted children carrying *mark*, with their descendants; return their pids.
+def collect(mark, main=None):
+    """Kill the daemon's adopted children of a service, with their descendants; return their pids.
 
-    The daemon's own live children (main processes, hooks, probes) are skipped: only
+    An adopted child is the service's when it carries *mark*, or when it is in the
+    session led by *main* (the service's ``process.Child``, None when unknown). The
+    daemon's own live children (main processes, hooks, probes) are skipped: only
     processes re-parented to the daemon are strays. A killed stray's own children are
     re-parented to the daemon only once it has exited, so scan again until none is left.
     """
     wanted = _entry(SERVICE_VAR, mark)
-    return _kill_until_none(lambda: [pid for pid in _own_children()
-                                     if pid not in process.LIVE_PIDS and wanted in _environ(pid)])
+    session = _session_led_by(main)
+
+    def belongs(pid):
+        return wanted in _environ(pid) or (session is not None and _session_of(pid) == session)
+
+    return _kill_until_none(lambda: [pid for pid in _adopted() if belongs(pid)])
+
+
+def collect_adopted():
+    """Kill every adopted child of the daemon, with its descendants; return their pids.
+
+    Only when no service runs (the daemon's stop): each adopted child was then left by
+    one that ended, whatever its environment and session.
+    """
+    return _kill_until_none(_adopted)
+
+
+def _session_led_by(main):
+    """Return the session id of *main*'s run, or None when that id may name another session now.
+
+    A session id is the pid of the process that made it, and the kernel reuses no
+    pid while a process of its session lives: so the id names the main process's
+    session until the pid goes to a new child of ours (reaped, everything of the
+    session gone, and the pid given out again).
+    """
+    if main is None:
+        return None
+    if main.returncode is not None and main.pid in process.LIVE_PIDS:
+        return None
+    return main.pid
 
 
 def collect_all(state_dir):
@@ -87,6 +124,24 @@ def _environ(pid):
             return set(file.read().split(b"\0"))
     except OSError:
         return set()  # gone, a zombie, or a kernel thread
+
+
+def _adopted():
+    """The daemon's running children it did not spawn itself (re-parented to it: it is a subreaper).
+
+    A killed one stays a zombie until the hub reaps it: it is not counted again.
+    """
+    return [pid for pid in _own_children() if pid not in process.LIVE_PIDS and _running(pid)]
+
+
+def _session_of(pid):
+    """Return the session id of *pid* (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            data = file.read()
+    except OSError:
+        return None
+    return int(data[data.rfind(b")") + 2:].split()[3])
 
 
 def _own_children():

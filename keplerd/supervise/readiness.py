@@ -8,12 +8,12 @@ run ready; ``STATUS=text`` is kept for ``inspect`` and ``ps --json``.
 """
 
 import errno
-import hashlib
 import os
 
 from gevent import socket
 
 from keplerd.osproc import users
+from keplerd.paths import sha256  # not hashlib's: it loads OpenSSL into the daemon (~4 MiB)
 
 RUNTIME_ROOT = "/run/kepler"
 DATAGRAM_LIMIT = 4096
@@ -26,8 +26,8 @@ class NotifyError(Exception):
 
 def socket_path(state_dir, config_id, service):
     """Return the short path of a service's socket (sun_path holds at most 107 bytes)."""
-    daemon = hashlib.sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
-    own = hashlib.sha256(f"{config_id}/{service}".encode()).hexdigest()[:16]
+    daemon = sha256(os.path.abspath(state_dir).encode()).hexdigest()[:12]
+    own = sha256(f"{config_id}/{service}".encode()).hexdigest()[:16]
     return os.path.join(RUNTIME_ROOT, f"notify-{daemon}", f"{own}.sock")
 
 

@@ -50,6 +50,16 @@ class Service(HealthAndReadiness):
     publishes events, holds the log writers and knows the other services.
     """
 
+    # A thousand services each carry these: slots keep them in 8 bytes apiece, where an
+    # instance dict past 30 keys costs ~1.6 KiB per service (issue #25, S7).
+    __slots__ = ("name", "base", "index", "base_spec", "spec", "project", "system", "status", "desired", "pid",
+                 "create_time", "exit_code", "signal", "since", "started_at", "restarts", "restart_reason",
+                 "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on", "reached_up",
+                 "was_healthy", "health_failures", "last_probe", "bad_exits", "status_text", "log", "mark",
+                 "watch_error", "_watch", "_child", "_pumps", "_notify", "_awaiting_ready", "_started", "_backoff",
+                 "_wait_on", "_supervisor", "_stop_requested", "_next_spec", "_in_post_start", "_unhealthy", "_ready",
+                 "_overdue", "_overdue_changed", "_helpers", "_idle")
+
     def __init__(self, name, spec, project, base=None, index=1):
         self.name = name
         self.base = base or name     # the service of the config this is an instance of (SPEC §17)
@@ -324,7 +334,7 @@ class Service(HealthAndReadiness):
             # Exec'd commands are part of the service (its cgroup, its mark): they get the stop signal too.
             self.one_offs.send_signal(signum or self.spec["stop_signal"])
             child.stop(signum or self.spec["stop_signal"], self.spec["stop_grace_period"])
-            self._end_strays()
+            self._end_strays(child)
             self._supervisor.join()
         else:
             self._supervisor.kill()
@@ -342,11 +352,14 @@ class Service(HealthAndReadiness):
         if child is not None and child.returncode is None:
             child.kill()
 
-    def _end_strays(self):
+    def _end_strays(self, child=None):
         """Kill what the service left outside its process tree (SPEC §12: nothing survives a stop),
-        and its exec'd commands: they end with the service's run, as in its cgroup."""
+        and its exec'd commands: they end with the service's run, as in its cgroup.
+
+        *child* is the run's main process (what stays in its session is found too), when there was one.
+        """
         self.one_offs.kill()
-        self.system.collect_strays(self.mark)
+        self.system.collect_strays(self.mark, child)
         named = self.system.service_mark(self.project.id, self.name)
         if named != self.mark:
             self.system.collect_strays(named)  # renamed: hooks and exec'd commands since carry the new name
@@ -357,7 +370,7 @@ class Service(HealthAndReadiness):
         child, self._child = self._child, None
         if child is not None and child.returncode is None:
             child.kill()
-        self._end_strays()
+        self._end_strays(child)
         if self._stop_requested:
             return  # a stop is under way: it ends the service as usual
         if self.status != states.FAILED:
@@ -534,7 +547,7 @@ class Service(HealthAndReadiness):
         if not self._stop_requested:
             # The main process is gone; what it left in its group and cgroup goes too (as systemd does).
             self.system.end_leftovers(child)
-            self._end_strays()
+            self._end_strays(child)
         gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
         exit_code, signum = _split_returncode(returncode)
         self._child, self._pumps, self._notify = None, (), None

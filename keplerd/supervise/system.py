@@ -103,9 +103,9 @@ class System:
         """*env* with the stray mark of *mark* under *state_dir* (what ``collect_strays`` looks for)."""
         return strays.marked_env(env, state_dir, mark)
 
-    def collect_strays(self, mark):
-        """Kill what a service left outside its process tree (it carries *mark*); return their pids."""
-        return strays.collect(mark)
+    def collect_strays(self, mark, main=None):
+        """Kill what a service left outside its process tree (it carries *mark*, or is in *main*'s session)."""
+        return strays.collect(mark, main)
 
     def end_leftovers(self, child):
         """The main process of *child* exited: kill what is left of its group and cgroup."""

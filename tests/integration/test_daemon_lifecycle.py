@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -116,6 +117,15 @@ def test_daemon_status_shows_configs_and_exit_codes(kepler):
     assert info["configs"][0]["running"] == 1 and info["configs"][0]["total"] == 2 and info["uptime"] >= 0
     kepler.ctl("daemon", "stop")
     assert kepler.ctl("daemon", "status", check=False).returncode == 1
+
+
+def test_daemon_status_shows_the_loop_lag(kepler):
+    info = json.loads(kepler.ctl("daemon", "status", "--json").stdout)
+    now, worst = info["loop_lag_ms"], info["loop_lag_max_ms"]
+    assert all(isinstance(value, (int, float)) and value >= 0 for value in (now, worst)), info
+    assert worst >= now, "the last tick is one of the last minute's"
+    text = kepler.ctl("daemon", "status").stdout
+    assert re.search(r"^loop lag: \d+\.\d ms now, \d+\.\d ms at worst in the last minute$", text, re.M), text
 
 
 def test_prune_removes_stopped_and_orphaned_configs(kepler):

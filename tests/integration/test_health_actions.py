@@ -55,9 +55,14 @@ def test_http_probe_fails_on_an_error_status(kepler):
     config(kepler, {"web": {"command": http_server(port), "healthcheck": {
         "http": f"http://127.0.0.1:{port}/no-such-page", "interval": "100ms", "retries": 2}}})
     kepler.ctl("start", "-d")
-    kepler.wait_status("web", "unhealthy")
-    last = kepler.inspect("web")["services"]["web"]["state"]["last_probe"]
-    assert last["output"] == f"http://127.0.0.1:{port}/no-such-page: HTTP/1.0 404 File not found"
+    answer = f"http://127.0.0.1:{port}/no-such-page: HTTP/1.0 404 File not found"
+
+    def unhealthy_on_the_answer():
+        # Probes before the server listens fail too (refused): wait for one that got the 404.
+        state = kepler.inspect("web")["services"]["web"]["state"]
+        return state["health"] == "unhealthy" and (state["last_probe"] or {}).get("output") == answer
+
+    wait_for(unhealthy_on_the_answer, message="web unhealthy on the 404 answer")
 
 
 def test_tcp_probe_follows_the_port(kepler):

@@ -262,7 +262,7 @@ class FakeSystem:
     def marked_env(self, env, state_dir, mark):
         return strays.marked_env(env, state_dir, mark)
 
-    def collect_strays(self, mark):
+    def collect_strays(self, mark, main=None):
         """Nothing escapes a fake tree: record the sweep (services sweep at every end)."""
         self.stray_sweeps.append(mark)
         return []

@@ -95,3 +95,19 @@ def test_a_crashing_health_monitor_fails_the_service_with_the_reason(stack, monk
     assert stack["web"].reason == "internal error: health monitor crashed: RuntimeError('probe bug')"
     assert not stack.system.running("web"), "the process goes with its supervisor"
     assert stack.system.spawns() == ["web"], "a crash is not a reason to restart"
+
+
+def test_probes_that_change_nothing_neither_persist_nor_publish(stack, monkeypatch):
+    """100 services probed every second: a probe that changes nothing costs no state.json write or event."""
+    web = started(stack)
+    stack.system.answer_probe("web", True)
+    stack.wait_status("web", states.HEALTHY)
+    changes, events = [], []
+    monkeypatch.setattr(stack.project, "service_changed", lambda service: changes.append(service.name))
+    monkeypatch.setattr(stack.project, "record", lambda service, kind, **fields: events.append(kind))
+    for _ in range(5):
+        stack.system.answer_probe("web", True)
+    assert (changes, events) == ([], [])
+    assert web.last_probe["passed"] and stack.system.probes("web") >= 6
+    stack.system.answer_probe("web", False)  # a first failure changes the count: written, not an event
+    assert (changes, events, web.status, web.health_failures) == (["web"], [], states.HEALTHY, 1)

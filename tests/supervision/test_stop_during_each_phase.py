@@ -3,6 +3,7 @@
 import pytest
 
 from keplerd.model import states
+from keplerd.supervise.service import Service
 
 
 def one(hooks=""):
@@ -114,10 +115,14 @@ def test_a_failing_shutdown_still_kills_every_process_and_writes_the_state(stack
     stack.start()
     stack.wait_status("web", states.RUNNING)
 
-    def broken_stop(*args, **kwargs):
-        raise RuntimeError("a bug in stop")
+    working_stop = Service.stop
 
-    monkeypatch.setattr(stack["web"], "stop", broken_stop)
+    def broken_stop(service, *args, **kwargs):
+        if service is stack["web"]:
+            raise RuntimeError("a bug in stop")
+        return working_stop(service, *args, **kwargs)
+
+    monkeypatch.setattr(Service, "stop", broken_stop)  # on the class: a Service has slots, not a dict
     with pytest.raises(RuntimeError):
         stack.project.shutdown()
     assert_nothing_runs(stack)

@@ -31,7 +31,7 @@ class SweepOnlySystem:
     def service_mark(self, config_id, owner):
         return f"{config_id}/{owner}"
 
-    def collect_strays(self, mark):
+    def collect_strays(self, mark, main=None):
         self.sweeps.append(mark)
         return []
 

@@ -123,3 +123,19 @@ def test_cursors_of_a_client_that_left_are_closed(tmp_path):
         assert table.get(other_id)
     finally:
         table.close_all()
+
+
+def test_a_client_that_ends_its_session_has_its_cursors_closed_at_once(tmp_path):
+    table = CursorTable(clock=Clock())
+    try:
+        owner = Owner()
+        reading, listeners = make_reading(tmp_path, owner)
+        cursor_id = table.open(reading)
+        other_id = table.open(make_reading(tmp_path, Owner())[0])
+        table.close_owned_by(owner)
+        with pytest.raises(UnknownName):
+            table.get(cursor_id)
+        assert listeners == set(), "its follower stops listening"
+        assert table.get(other_id), "another client's cursor stays"
+    finally:
+        table.close_all()
