@@ -55,7 +55,7 @@ class Service(HealthAndReadiness):
     __slots__ = ("name", "base", "index", "base_spec", "spec", "project", "system", "status", "desired", "pid",
                  "create_time", "exit_code", "signal", "since", "started_at", "restarts", "restart_reason",
                  "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on", "reached_up",
-                 "was_healthy", "health_failures", "last_probe", "bad_exits", "status_text", "log", "mark",
+                 "was_healthy", "health_failures", "last_probe", "bad_exits", "status_text", "log", "mark", "one_offs",
                  "watch_error", "_watch", "_child", "_pumps", "_notify", "_awaiting_ready", "_started", "_backoff",
                  "_wait_on", "_supervisor", "_stop_requested", "_next_spec", "_in_post_start", "_unhealthy", "_ready",
                  "_overdue", "_overdue_changed", "_helpers", "_idle")
