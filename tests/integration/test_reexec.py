@@ -122,8 +122,12 @@ def test_reexec_keeps_every_process_and_every_attached_client_shows_every_line_a
     kepler.config(counters(UNBUFFERED, BUFFERED, FLAP))
     with Clients(kepler) as clients:
         attached = clients.run("start", "start")
-        wait_for(lambda: all(row["status"] == "running" for row in kepler.ps().values()),
-                 message="every service running")
+
+        def every_service_running():
+            rows = kepler.ps()  # empty until the attached start has loaded the config
+            return set(names) <= set(rows) and all(row["status"] == "running" for row in rows.values())
+
+        wait_for(every_service_running, message="every service running")
         events_json = clients.run("events-json", "events", "--json")
         events_text = clients.run("events-text", "events")
         follower = clients.run("follower", "logs", "-f", "--no-hook")
