@@ -317,14 +317,7 @@ def _run_in_mode(call, project, request, action):
     try:
         names = _act(action)
         call.emit({"kind": "attached", "services": names})
-        for name in names:
-            call.emit({"kind": "state", "service": name, **project.services[name].runtime()})
-        _follow_until_terminal(call, project, subscriber, names)
-        for event in subscriber.drain():
-            call.emit(event)
-        return {"services": names}
-    except Dropped as error:
-        raise RequestError(str(error)) from None
+        return _states_until_terminal(call, project, subscriber, names)
     finally:
         project.detach(subscriber)
 
@@ -340,16 +333,22 @@ def handle_attach(call, request):
     subscriber = Subscriber()
     project.attach(subscriber, logs=False)
     try:
+        return _states_until_terminal(call, project, subscriber, names)
+    finally:
+        project.detach(subscriber)
+
+
+def _states_until_terminal(call, project, subscriber, names):
+    """Send the services' states now, then what *subscriber* hears until each has ended."""
+    try:
         for name in names:
             call.emit({"kind": "state", "service": name, **project.services[name].runtime()})
         _follow_until_terminal(call, project, subscriber, names)
         for event in subscriber.drain():
             call.emit(event)
-        return {"services": names}
     except Dropped as error:
         raise RequestError(str(error)) from None
-    finally:
-        project.detach(subscriber)
+    return {"services": names}
 
 
 def _act(action):
