@@ -217,6 +217,10 @@ class Project(Instances):
         """Start *greenlet* (created first, so that others can refer to it) as one of this config's."""
         self._greenlets.start(greenlet)
 
+    def hold(self, greenlet):
+        """Own *greenlet* before it starts (a parked supervisor's successor): a shutdown kills it unstarted."""
+        self._greenlets.add(greenlet)
+
     def service_changed(self, service):
         """Record and announce a service's new state."""
         self.persist()

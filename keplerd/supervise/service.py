@@ -2,7 +2,9 @@
 
 Each started service has one supervisor greenlet, which owns the child's exit: it
 alone waits on the process and decides what happens next. ``stop`` asks for the
-end and waits for the supervisor to see it.
+end and waits for the supervisor to see it. While a process simply runs (no probe,
+no notify socket), the supervisor is parked: a greenlet not yet started, which the
+process's exit starts (``_park``).
 """
 
 import base64
@@ -30,6 +32,8 @@ log = logging.getLogger("keplerd.service")
 DESIRED_UP = "up"
 DESIRED_DOWN = "down"
 PUMP_DRAIN_SECONDS = 1.0
+# What a run returns when it parked its supervisor (``_park``): the process runs on, watched by no greenlet.
+PARKED = "parked"
 REPLICA_VARIABLES = ("KEPLER_REPLICA", "KEPLER_REPLICAS")
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
               "restart_reason", "retries")
@@ -407,7 +411,7 @@ class Service(HealthAndReadiness):
 
     def _keep_running(self, outcome):
         """After a run ended with *outcome* (None: it failed to start), restart it as long as the policy says."""
-        while outcome is not None and not self._stop_requested:
+        while outcome is not None and outcome is not PARKED and not self._stop_requested:
             returncode, ran_for = outcome
             # A run ended for being unhealthy (restart.on_unhealthy) did not end on its own: no post_exit,
             # no on_exit retention, but the same count, back-off and max_retries as a crash (SPEC §10).
@@ -539,10 +543,40 @@ class Service(HealthAndReadiness):
                 not_ready = self._start_run(child, started, notify, hooks, resumed=resumed)
             if not_ready:
                 child.stop(self.spec["stop_signal"], self.spec["stop_grace_period"])
+            elif self._may_park(child, notify):
+                self._park(child, pumps, started)
+                return PARKED
             returncode = self._await_end(child)
         finally:
             self._in_post_start = False
             self._helpers.kill()
+        return self._run_ended(child, pumps, started, returncode, not_ready)
+
+    def _may_park(self, child, notify):
+        """Tell whether the run only waits for its process to end: no probe, no notify socket, no stop."""
+        return (child.returncode is None and notify is None and not self.spec.get("healthcheck")
+                and not self._stop_requested)
+
+    def _park(self, child, pumps, started):
+        """End the supervisor while the process simply runs; its successor starts when the process ends.
+
+        A waiting greenlet holds ~8 KiB (its saved C stack and a page of Python frames):
+        8 MiB at 1,000 services (issue #25, S7). The successor is created now, unstarted
+        and owned by the project: ``supervised``, ``join`` and ``kill`` see it as the
+        supervisor, and a kill before the process ends means it never runs.
+        """
+        successor = gevent.Greenlet(self._resume_after_exit, child, pumps, started)
+        successor.link_exception(self._supervisor_crashed)
+        self.project.hold(successor)
+        self._supervisor = successor
+        child.rawlink(lambda _ended: successor.start())
+
+    def _resume_after_exit(self, child, pumps, started):
+        """Supervise a parked run again, its process ended: end the run, then follow the restart policy."""
+        self._keep_running(self._run_ended(child, pumps, started, child.wait()))
+
+    def _run_ended(self, child, pumps, started, returncode, not_ready=None):
+        """Clean up after the run's process ended; return ``(returncode, seconds run)``, None if it failed."""
         ran_for = time.monotonic() - started
         if not self._stop_requested:
             # The main process is gone; what it left in its group and cgroup goes too (as systemd does).
