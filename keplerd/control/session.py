@@ -18,6 +18,7 @@ from gevent.socket import wait_read
 
 from keplerd import PROTOCOL_VERSION, __version__
 from keplerd.control.protocol import BadFrame, ProtocolError, encode, read_frame
+from keplerd.osproc import heap
 
 log = logging.getLogger("keplerd.control")
 
@@ -170,6 +171,7 @@ class Session:
         # Encoded before it waits for room: an unread answer holds one buffer, not the many
         # small objects of its lines (which would scatter over the allocator's arenas and pin them).
         self._queue(self._encode({"id": request_id, "response": self._dispatch(self, request_id, request)}))
+        heap.TRIMMER.soon()  # what the answer was built of is free now (osproc/heap.py)
 
     def emit(self, request_id, event):
         self.send({"id": request_id, "event": event})

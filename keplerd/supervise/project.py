@@ -155,6 +155,7 @@ class Project(Instances):
         A full disk releases the state dir's reserve first (``persist.Reserve``).
         """
         persist.write_state_json(self.state_dir, self.paths.state, self.state())
+        self.system.trim_heap_soon()  # the state it was built from is free now (osproc/heap.py)
 
     def write_state_now(self):
         """Write ``state.json`` now if the disk lets us, else as ``persist`` retries (never raises)."""

@@ -570,6 +570,7 @@ class Service(HealthAndReadiness):
         self.project.hold(successor)
         self._supervisor = successor
         child.rawlink(lambda _ended: successor.start())
+        self.system.trim_heap_soon()  # this greenlet's saved stack is freed as it ends (osproc/heap.py)
 
     def _resume_after_exit(self, child, pumps, started):
         """Supervise a parked run again, its process ended: end the run, then follow the restart policy."""

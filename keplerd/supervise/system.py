@@ -16,7 +16,7 @@ import logging
 import gevent
 from gevent.lock import Semaphore
 
-from keplerd.osproc import cgroup_rename, cgroups, groups, launch, process, strays
+from keplerd.osproc import cgroup_rename, cgroups, groups, heap, launch, process, strays
 
 log = logging.getLogger("keplerd.system")
 
@@ -151,6 +151,10 @@ class System:
         from inotify_simple import INotify  # loaded by the first service that watches
 
         return INotify(**options)
+
+    def trim_heap_soon(self):
+        """Give the heap's free pages back to the OS shortly (a supervisor ended: its saved stack is free)."""
+        heap.TRIMMER.soon()
 
     def sleep(self, seconds):
         """Wait *seconds* cooperatively (the restart back-off; faked, it costs a test nothing)."""

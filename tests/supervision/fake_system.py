@@ -223,6 +223,9 @@ class FakeSystem:
 
         return (self.inotify or INotify)(**options)
 
+    def trim_heap_soon(self):
+        """Nothing to give back: the test's heap is the test runner's."""
+
     def sleep(self, seconds):
         """Record a back-off delay and let the loop turn once instead of waiting it."""
         self.journal.append(("sleep", None, seconds))
