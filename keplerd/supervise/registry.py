@@ -3,7 +3,6 @@
 import collections
 import logging
 import os
-import shutil
 
 from gevent.lock import RLock
 
@@ -103,6 +102,8 @@ class Registry:
         self.projects.pop(project.id, None)
         project.close()
         if remove_files:
+            import shutil  # here: it loads bz2 and lzma (~0.3 MiB) that a daemon that never prunes does without
+
             shutil.rmtree(project.paths.root, ignore_errors=True)
 
     def prunable(self, force=False):

@@ -246,10 +246,11 @@ def test_keplerctl_ps_does_not_import_heavy_modules():
 
 
 def test_the_daemon_imports_no_config_machinery_no_plugins_and_no_openssl():
-    # OpenSSL (ssl, or hashlib's _hashlib, which secrets and hmac load) is ~4 MiB of the daemon's RSS.
+    # OpenSSL (ssl, or hashlib's _hashlib, which secrets and hmac load) is ~4 MiB of the daemon's RSS;
+    # shutil loads bz2 and lzma (~0.3 MiB), which only a prune needs.
     code = ("import sys; import keplerd.daemon, keplerd.bakery, keplerd.supervise.registry, "
             "keplerd.supervise.lifecycle; "
-            "heavy = [m for m in ('lupa', 'marshmallow', 'yaml', 'ssl', '_hashlib', 'importlib.metadata') "
+            "heavy = [m for m in ('lupa', 'marshmallow', 'yaml', 'ssl', '_hashlib', 'importlib.metadata', 'lzma') "
             "if m in sys.modules]; "
             "print(','.join(heavy))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
