@@ -14,7 +14,6 @@ import time
 
 import gevent
 from gevent.event import Event
-from gevent.pool import Group
 
 from keplerd.logs.format import kepler_note
 from keplerd.model import actions, deps, states
@@ -113,7 +112,7 @@ class Service(HealthAndReadiness):
         self._ready = Event()        # READY=1 of this run (notify services)
         self._overdue = None         # the --wait timeout that a notify service missed, when it did
         self._overdue_changed = Event()
-        self._helpers = Group()      # the greenlets of one run (health monitor, probe output readers)
+        self._helpers = None         # the greenlets of runs (health monitor, notify listener): a Group once needed
         self._idle = Event()
         self._idle.set()
 
@@ -549,7 +548,8 @@ class Service(HealthAndReadiness):
             returncode = self._await_end(child)
         finally:
             self._in_post_start = False
-            self._helpers.kill()
+            if self._helpers is not None:
+                self._helpers.kill()
         return self._run_ended(child, pumps, started, returncode, not_ready)
 
     def _may_park(self, child, notify):
