@@ -34,7 +34,8 @@ class Trimmer:
         """Trim at the next turn of the loop, or *pace* seconds after the last trim (one due takes this one too)."""
         if _malloc_trim is None or self._timer is not None:
             return
-        self._timer = gevent.get_hub().loop.timer(max(0.0, self._last + self._pace - time.monotonic()))
+        # ref=False: a trim due keeps no loop running (a daemon on its way out need not wait for it).
+        self._timer = gevent.get_hub().loop.timer(max(0.0, self._last + self._pace - time.monotonic()), ref=False)
         self._timer.start(self._trim)
 
     def _trim(self):
