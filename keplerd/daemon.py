@@ -49,7 +49,7 @@ from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.loop_lag import LoopLag  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
 from keplerd.model import actions  # noqa: E402
-from keplerd.supervise.service import DESIRED_UP  # noqa: E402
+from keplerd.model.states import DESIRED_UP  # noqa: E402
 
 log = logging.getLogger("keplerd")
 
