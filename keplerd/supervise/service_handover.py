@@ -27,7 +27,6 @@ class HandOver:
 
     __slots__ = ()  # Service's slots hold the state
 
-
     def at_rest(self):
         """Tell whether the supervisor only waits: on a running process, a back-off or a dependency.
 

@@ -27,7 +27,6 @@ class RunAndRestart:
 
     __slots__ = ()  # Service's slots hold the state
 
-
     def _supervise(self, wait_on, after_start):
         self._wait_on = wait_on
         if not self._await_dependencies(wait_on) or not self._start_hooks():
