@@ -51,16 +51,16 @@ def test_after_a_crash_the_next_daemon_kills_leftovers_and_restarts_without_dupl
     """)
     kepler.ctl("start", "-d", "--wait")
     kepler.ctl("stop", "stopped")
-    old = wait_for(lambda: pids_with_marker(marker), message="the service")
+    old = wait_for(lambda: pids_with_marker(marker, kepler), message="the service")
     # state.json is written within PERSIST_INTERVAL of a change: crash only once it holds both.
     state_path = os.path.join(kepler.inspect_path(), "state.json")
     wait_for(lambda: _recorded(state_path, "stopped", "desired") == "down"
              and _recorded(state_path, "web", "pid") == old[0], message="state.json up to date")
     kepler.kill_daemon()
-    assert pids_with_marker(marker) == old, "a crash leaves services running"
+    assert pids_with_marker(marker, kepler) == old, "a crash leaves services running"
     kepler.start_daemon()
     new = kepler.wait_status("web", "running")["pid"]
-    wait_for(lambda: pids_with_marker(marker) == [new], message="exactly one generation of web")
+    wait_for(lambda: pids_with_marker(marker, kepler) == [new], message="exactly one generation of web")
     assert kepler.status("stopped") == "stopped"
     lines = [line.replace(" ", "") for line in kepler.logs("web")]
     assert lines == ["web|started", "web|started"], "lines before the crash are kept"
@@ -152,7 +152,7 @@ def test_prune_force_stops_running_configs_first(kepler):
     root = kepler.inspect_path()
     assert kepler.ctl("prune").stdout.strip() == "nothing to prune"
     kepler.ctl("prune", "--force")
-    assert pids_with_marker(marker) == [] and not os.path.exists(root)
+    assert pids_with_marker(marker, kepler) == [] and not os.path.exists(root)
     kepler.ctl("-f", path, "start", "-d", "--wait")
     wait_for(lambda: kepler.logs() == ["web | started"], message="fresh logs after a new bake")
 
