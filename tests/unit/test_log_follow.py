@@ -1,10 +1,13 @@
 """Followers and cursors: bounded live feeds, batches of a reading, cursor expiry."""
 
+import json
+
 import pytest
 
 from keplerd.logs.cursor import LogCursor
 from keplerd.logs.cursor_table import CursorTable, FollowerDropped, Reading
-from keplerd.logs.follow import LiveFeed
+from keplerd.control.protocol import RawJSON, decode, encode
+from keplerd.logs.follow import ENCODED, LiveFeed, SharedEncodings
 from keplerd.model.errors import UnknownName
 
 # -- live feed ---------------------------------------------------------------------------------
@@ -60,8 +63,70 @@ def test_a_reading_gives_stored_lines_then_live_chunks(tmp_path):
     reading = Reading("id", LogCursor(str(tmp_path), ["web"]), feed)
     feed("web", "stdout", b"2 live\n")
     assert reading.next_batch() == {"lines": [[1, "web", "stdout", "stored"]], "done": False}
-    assert reading.next_batch() == {"chunks": [["web", "stdout", "2 live\n"]], "done": False}
-    assert reading.next_batch(wait=0.01) == {"chunks": [], "done": False}
+    assert plain(reading.next_batch()) == {"chunks": [["web", "stdout", "2 live\n"]], "done": False}
+    assert plain(reading.next_batch(wait=0.01)) == {"chunks": [], "done": False}
+
+
+def plain(batch):
+    """The batch as the client decodes it (live chunks come encoded already)."""
+    return {key: json.loads(value.data) if isinstance(value, RawJSON) else value for key, value in batch.items()}
+
+
+def test_followers_at_one_place_share_one_encoded_batch_and_each_gets_every_chunk():
+    listeners = set()
+    feeds = [LiveFeed() for _ in range(3)]
+    try:
+        for feed in feeds:
+            feed.attach(listeners)
+        for listener in tuple(listeners):
+            listener("web", "stdout", b"1 a\n")
+            listener("web", "stdout", b"2 \xc3\xa9\"\\\n")
+            listener("web", "stderr", b"3 c\n")
+        first, second = feeds[0].take_encoded(1 << 20), feeds[1].take_encoded(1 << 20)
+        assert second is first, "encoded once for both"
+        assert json.loads(first.data) == [["web", "stdout", '1 a\n2 \u00e9"\\\n'], ["web", "stderr", "3 c\n"]]
+        for listener in tuple(listeners):
+            listener("web", "stdout", b"4 d\n")
+        assert json.loads(feeds[0].take_encoded(1 << 20).data) == [["web", "stdout", "4 d\n"]]
+        behind = feeds[2].take_encoded(1 << 20)
+        assert json.loads(behind.data) == json.loads(first.data) + [["web", "stdout", "4 d\n"]], \
+            "a follower elsewhere gets its own batch: every chunk once, in order"
+    finally:
+        for feed in feeds:
+            feed.detach()
+
+
+def test_shared_encodings_are_few_and_go_with_the_last_follower():
+    encodings = SharedEncodings(size=2)
+    encodings.users = 1
+    batches = [(("web", "stdout", b"%d x\n" % index),) for index in range(3)]
+    kept = [encodings.get(batch) for batch in batches]
+    assert encodings.get(batches[2]) is kept[2]
+    assert encodings.get(batches[0]) is not kept[0], "only the newest two are kept"
+    encodings.leave()
+    assert encodings.get(batches[2]) is not kept[2], "no follower left: nothing kept"
+
+
+def test_every_follower_that_stops_listening_leaves_the_shared_encodings_once():
+    users = ENCODED.users
+    listeners = set()
+    feed = LiveFeed()
+    feed.attach(listeners)
+    feed.attach(listeners)  # a recreated project: attached again
+    assert ENCODED.users == users + 1
+    feed.detach()
+    feed.detach()
+    assert ENCODED.users == users
+
+
+def test_a_frame_with_a_raw_field_is_the_frame_of_its_value():
+    chunks = [["web", "stdout", "1 \u00e9\n"]]
+    raw = RawJSON(json.dumps(chunks, ensure_ascii=False).encode())
+    for response in ({"ok": True, "chunks": raw, "done": False}, {"chunks": raw}):
+        frame = encode({"id": 7, "response": response})
+        expected = {"id": 7, "response": {**response, "chunks": chunks}}
+        assert decode(frame[4:]) == expected
+        assert int.from_bytes(frame[:4], "big") == len(frame) - 4
 
 
 def test_a_reading_without_follow_is_done_after_the_stored_lines(tmp_path):
