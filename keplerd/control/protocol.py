@@ -36,15 +36,26 @@ class RawJSON:
 
 
 def encode(message):
-    """Return *message* as one frame of bytes; its response's fields may be ``RawJSON``."""
+    """Return *message* as one frame of bytes."""
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message):
+    """Return *message* as one frame in a few pieces of bytes, to be sent one after the other.
+
+    A response field that is ``RawJSON`` is a piece of its own, not copied: a batch of
+    log lines is often a megabyte, shared by every follower at its place.
+    """
     response = message.get("response")
     if isinstance(response, dict) and any(type(value) is RawJSON for value in response.values()):
-        body = _encode_with_raw(message, response)
+        parts = _encode_with_raw(message, response)
     else:
-        body = _dumps(message)
-    if len(body) > MAX_FRAME:
-        raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME} byte limit")
-    return _HEADER.pack(len(body)) + body
+        parts = [_dumps(message)]
+    length = sum(map(len, parts))
+    if length > MAX_FRAME:
+        raise ProtocolError(f"frame of {length} bytes exceeds the {MAX_FRAME} byte limit")
+    parts[0] = _HEADER.pack(length) + parts[0]
+    return parts
 
 
 def _dumps(value):
@@ -52,12 +63,18 @@ def _dumps(value):
 
 
 def _encode_with_raw(message, response):
-    """Encode *message* with the response's ``RawJSON`` fields spliced in, not encoded again."""
+    """Return the pieces of *message*'s encoding, each ``RawJSON`` field of the response as it is."""
     plain = {key: value for key, value in response.items() if type(value) is not RawJSON}
-    raw = [_dumps(key) + b":" + value.data for key, value in response.items() if type(value) is RawJSON]
     # The response goes last, so that the encoding ends with its closing brace and the message's.
     head = _dumps({**{key: value for key, value in message.items() if key != "response"}, "response": plain})
-    return b"".join((head[:-2], b"," if plain else b"", b",".join(raw), b"}}"))
+    parts, separator = [head[:-2]], b"," if plain else b""
+    for key, value in response.items():
+        if type(value) is RawJSON:
+            parts[-1] += separator + _dumps(key) + b":"
+            parts += [value.data, b""]
+            separator = b","
+    parts[-1] += b"}}"
+    return parts
 
 
 def read_frame(sock, max_size=MAX_FRAME):

@@ -6,7 +6,7 @@ import pytest
 
 from keplerd.logs.cursor import LogCursor
 from keplerd.logs.cursor_table import CursorTable, FollowerDropped, Reading
-from keplerd.control.protocol import RawJSON, decode, encode
+from keplerd.control.protocol import RawJSON, decode, encode, encode_parts
 from keplerd.logs.follow import ENCODED, LiveFeed, SharedEncodings
 from keplerd.model.errors import UnknownName
 
@@ -127,6 +127,14 @@ def test_a_frame_with_a_raw_field_is_the_frame_of_its_value():
         expected = {"id": 7, "response": {**response, "chunks": chunks}}
         assert decode(frame[4:]) == expected
         assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+        parts = encode_parts({"id": 7, "response": response})
+        assert b"".join(parts) == frame
+        assert any(part is raw.data for part in parts), "the shared bytes are sent as they are, not copied"
+
+
+def test_a_frame_with_two_raw_fields_and_nothing_else():
+    frame = encode({"id": None, "response": {"a": RawJSON(b"[1]"), "b": RawJSON(b'"x"')}})
+    assert decode(frame[4:]) == {"id": None, "response": {"a": [1], "b": "x"}}
 
 
 def test_a_reading_without_follow_is_done_after_the_stored_lines(tmp_path):
