@@ -7,7 +7,8 @@ import pytest
 from keplerd.logs.cursor import LogCursor
 from keplerd.logs.cursor_table import CursorTable, FollowerDropped, Reading
 from keplerd.control.protocol import RawJSON, decode, encode, encode_parts
-from keplerd.logs.follow import ENCODED, LiveFeed, SharedEncodings
+from keplerd.logs.batch_json import SHARED, Chunk, SharedBatches, encode_runs, merge_runs
+from keplerd.logs.follow import LiveFeed
 from keplerd.model.errors import UnknownName
 
 # -- live feed ---------------------------------------------------------------------------------
@@ -78,10 +79,9 @@ def test_followers_at_one_place_share_one_encoded_batch_and_each_gets_every_chun
     try:
         for feed in feeds:
             feed.attach(listeners)
-        for listener in tuple(listeners):
-            listener("web", "stdout", b"1 a\n")
-            listener("web", "stdout", b"2 \xc3\xa9\"\\\n")
-            listener("web", "stderr", b"3 c\n")
+        for write in [("web", "stdout", b"1 a\n"), ("web", "stdout", b"2 \xc3\xa9\"\\\n"), ("web", "stderr", b"3 c\n")]:
+            for listener in tuple(listeners):  # as LogWriter.write hands each write to every listener
+                listener(*write)
         first, second = feeds[0].take_encoded(1 << 20), feeds[1].take_encoded(1 << 20)
         assert second is first, "encoded once for both"
         assert json.loads(first.data) == [["web", "stdout", '1 a\n2 \u00e9"\\\n'], ["web", "stderr", "3 c\n"]]
@@ -96,27 +96,53 @@ def test_followers_at_one_place_share_one_encoded_batch_and_each_gets_every_chun
             feed.detach()
 
 
-def test_shared_encodings_are_few_and_go_with_the_last_follower():
-    encodings = SharedEncodings(size=2)
-    encodings.users = 1
-    batches = [(("web", "stdout", b"%d x\n" % index),) for index in range(3)]
-    kept = [encodings.get(batch) for batch in batches]
-    assert encodings.get(batches[2]) is kept[2]
-    assert encodings.get(batches[0]) is not kept[0], "only the newest two are kept"
-    encodings.leave()
-    assert encodings.get(batches[2]) is not kept[2], "no follower left: nothing kept"
+def test_shared_batches_are_few_and_go_with_the_last_follower():
+    shared = SharedBatches(size=2)
+    shared.users = 1
+    batches = [(shared.chunk("web", "stdout", b"%d x\n" % index),) for index in range(3)]
+    kept = [shared.encoded(batch) for batch in batches]
+    assert shared.encoded(batches[2]) is kept[2]
+    assert shared.encoded(batches[0]) is not kept[0], "only the newest two are kept"
+    shared.leave()
+    assert shared.encoded(batches[2]) is not kept[2], "no follower left: nothing kept"
 
 
-def test_every_follower_that_stops_listening_leaves_the_shared_encodings_once():
-    users = ENCODED.users
+def test_one_write_is_one_chunk_for_every_follower():
+    listeners = set()
+    feeds = [LiveFeed() for _ in range(2)]
+    try:
+        for feed in feeds:
+            feed.attach(listeners)
+        for listener in tuple(listeners):
+            listener("web", "stdout", b"1 a\n")
+        assert feeds[0]._pop(100)[0] is feeds[1]._pop(100)[0]
+    finally:
+        for feed in feeds:
+            feed.detach()
+
+
+@pytest.mark.parametrize("writes", [
+    [b"1 a\n", b"2 b\n"],
+    [b"1 \xc3", b"\xa9\n"],               # a character cut between two writes: the run is encoded whole
+    [b"1 \xc3\n", b"2 \xff\x00\t\"\\/\n"],  # bytes that are not UTF-8, controls, quotes
+])
+def test_a_batch_encoded_chunk_by_chunk_is_the_batch_encoded_whole(writes):
+    chunks = [Chunk("web", "stdout", data) for data in writes] + [Chunk("web.1", "stderr", b"3 \xe2\x82\xac\n")]
+    assert json.loads(encode_runs(chunks).data) == merge_runs(chunks)
+    assert encode_runs(chunks).data == json.dumps(merge_runs(chunks), separators=(",", ":"),
+                                                  ensure_ascii=False).encode()
+
+
+def test_every_follower_that_stops_listening_leaves_the_shared_batches_once():
+    users = SHARED.users
     listeners = set()
     feed = LiveFeed()
     feed.attach(listeners)
     feed.attach(listeners)  # a recreated project: attached again
-    assert ENCODED.users == users + 1
+    assert SHARED.users == users + 1
     feed.detach()
     feed.detach()
-    assert ENCODED.users == users
+    assert SHARED.users == users
 
 
 def test_a_frame_with_a_raw_field_is_the_frame_of_its_value():
