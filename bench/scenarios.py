@@ -435,17 +435,22 @@ def followers(manager, context):
         cpu = cpu_seconds(pids) - cpu_before
         # Every follower must then show the newest line any follower showed at the window's end.
         newest = max(_last_number(path) for path in outputs)
-        wait_until(lambda: all((_last_number(path) or 0) >= newest for path in outputs) or ended(), LOG_TIMEOUT,
-                   interval=0.05)
+        wait_until(lambda: all(reader.poll() is not None or (_last_number(path) or 0) >= newest
+                               for reader, path in zip(readers, outputs)), LOG_TIMEOUT, interval=0.05)
+        dropped = sum(reader.poll() is not None for reader in readers)
     finally:
         for reader in readers:
             reader.terminate()
         for reader in readers:
             reader.wait()
+    window = settings.follow_window_s
+    measured = f"(manager CPU {100 * cpu / window:.1f} % meanwhile)"
+    if dropped:
+        raise Incorrect(f"{dropped} of {len(outputs)} followers ended (dropped?) before the end: "
+                        f"{_said(outputs)} {measured}")
     complete = sum(_contiguous(path, newest) for path in outputs)
     if complete < len(outputs):
-        raise Incorrect(f"{len(outputs) - complete} of {len(outputs)} followers missed or repeated lines")
-    window = settings.follow_window_s
+        raise Incorrect(f"{len(outputs) - complete} of {len(outputs)} followers missed or repeated lines {measured}")
     return {"cpu_percent": 100 * cpu / window, "lines_per_s": (newest - max(first)) / window}
 
 
@@ -455,6 +460,16 @@ def _last_number(path):
         file.seek(max(0, os.fstat(file.fileno()).st_size - 200))
         numbers = re.findall(rb"(\d{9}) followed-line-of-forty-bytes\n", file.read())
     return int(numbers[-1]) if numbers else None
+
+
+def _said(paths):
+    """Return the first line a follower printed that is not a followed line (its error), if any."""
+    for path in paths:
+        with open(path, "rb") as file:
+            for line in file.read()[-4096:].splitlines():
+                if b"followed-line" not in line and line.startswith(b"keplerctl"):
+                    return line.decode(errors="replace")
+    return "no error printed"
 
 
 def _contiguous(path, through):
