@@ -444,7 +444,7 @@ def followers(manager, context):
         for reader in readers:
             reader.wait()
     window = settings.follow_window_s
-    measured = f"(manager CPU {100 * cpu / window:.1f} % meanwhile)"
+    measured = f"(manager CPU {100 * cpu / window:.1f} % meanwhile, {(newest - max(first)) / window:.0f} lines/s)"
     if dropped:
         raise Incorrect(f"{dropped} of {len(outputs)} followers ended (dropped?) before the end: "
                         f"{_said(outputs)} {measured}")
