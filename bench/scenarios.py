@@ -427,7 +427,7 @@ def followers(manager, context):
         if not wait_until(lambda: all(_last_number(path) is not None for path in outputs) or ended(), LOG_TIMEOUT):
             raise Incorrect(f"not every follower showed a line within {LOG_TIMEOUT:.0f}s")
         if ended():
-            raise Incorrect("a follower ended before the window opened")
+            raise Incorrect(f"a follower ended before the window opened: {_said(outputs)}")
         first = [_last_number(path) for path in outputs]
         pids = manager.manager_pids()
         cpu_before = cpu_seconds(pids)
