@@ -59,11 +59,15 @@ class LogWriter:
             for stream in STREAMS if self.settings.stores(stream)
         }
 
-    def write(self, stream, data):
-        """Store formatted lines *data* of *stream* (if stored) and hand them to listeners."""
+    def write(self, stream, data, lines=None):
+        """Store formatted lines *data* of *stream* (if stored) and hand them to listeners.
+
+        *lines* is how many lines *data* holds, when the caller knows (the pumps do):
+        counting them again would cost as much as stamping them.
+        """
         if not data:
             return
-        self.lines[stream] += data.count(b"\n")
+        self.lines[stream] += data.count(b"\n") if lines is None else lines
         stored = self._stored.get(stream)
         if stored is not None:
             stored.append(data)
@@ -133,11 +137,11 @@ class Pump:
                 if len(chunk) == READ_SIZE == self._read_size:
                     self._grow_pipe()
                 if not chunk:
-                    self._writer.write(self._stream, self._formatter.finish(now_stamp()))
+                    self._writer.write(self._stream, *self._formatter.finish(now_stamp()))
                     self._writer.flush()
                     self.stop()
                     return
-                self._writer.write(self._stream, self._formatter.feed(chunk, now_stamp()))
+                self._writer.write(self._stream, *self._formatter.feed(chunk, now_stamp()))
         except BlockingIOError:
             return  # drained: the watcher calls again when there is more
         except Exception:
