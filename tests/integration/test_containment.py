@@ -220,6 +220,7 @@ def test_a_renamed_instance_takes_its_processes_into_a_cgroup_of_its_new_name(ke
         services:
           web:
             command: {_escaping(marker)}
+            stop_grace_period: 200ms
     """)
     kepler.ctl("start", "-d", "--wait")
     old = _cgroup_of(kepler)
@@ -242,6 +243,7 @@ def test_an_instance_whose_cgroup_cannot_take_its_new_name_stays_contained_in_th
         services:
           web:
             command: {_escaping(marker)}
+            stop_grace_period: 200ms
     """)
     kepler.ctl("start", "-d", "--wait")
     old = _cgroup_of(kepler)
