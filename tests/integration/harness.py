@@ -236,14 +236,20 @@ def kill_if_same(pid, created):
         pass
 
 
-def pids_with_marker(marker):
-    """Return the pids of live processes whose argv[0] starts with *marker* (``exec -a``)."""
+def pids_with_marker(marker, kepler=None):
+    """Return the pids of live processes whose argv[0] starts with *marker* (``exec -a``).
+
+    With *kepler*, only those its daemon started (by the state dir in their environment): another
+    suite on the machine may run the same test, with the same marker, at the same time.
+    """
     found = []
     for process in psutil.process_iter(["cmdline", "status"]):
         try:
             if process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if (process.info["cmdline"] or [""])[0].startswith(marker):
+            if not (process.info["cmdline"] or [""])[0].startswith(marker):
+                continue
+            if kepler is None or process.environ().get("KEPLER_STATE_DIR") == kepler.state_dir:
                 found.append(process.pid)
         except psutil.Error:
             continue
