@@ -24,7 +24,8 @@ def staging():
     root = tempfile.mkdtemp(prefix="kinst-", dir="/tmp")
     source = os.path.join(root, "src")
     shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".state", "build", "*.egg-info", "__pycache__", ".pytest_cache", "results"))
+        ".git", ".venv", ".state", "build", "*.egg-info", "__pycache__", ".pytest_cache", "results",
+        ".scratch"))  # a benchmark's leftovers: sockets, which cannot be copied
     os.symlink(os.path.join(REPO, ".venv"), os.path.join(source, ".venv"))
     staged = os.path.join(root, "dest")
     group = f"ktg{uuid.uuid4().hex[:6]}"

@@ -322,8 +322,10 @@ def test_attached_clients_end_with_a_message_when_the_daemon_really_stops(kepler
     kepler.ctl("start", "-d")
     kepler.wait_status("web", "running")
     with Clients(kepler) as clients:
-        clients.run("follower", "logs", "-f")
+        follower = clients.run("follower", "logs", "-f")
         clients.run("events", "events")
+        # Both attached before the daemon goes: a client that never reached it fails at once (exit 1).
+        wait_for(lambda: "hello" in open(follower).read(), message="the follower")
         wait_for(lambda: "watching the events" in clients.errors("events"), message="the event reader")
         kepler.stop_daemon()
         for name in ("follower", "events"):
