@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -90,10 +91,21 @@ class Kepler:
                 [sys.executable, "-m", "keplerd", *self.isolation_args(), *self.daemon_args, *extra_args],
                 env=self.env(**(env or {})), stdout=log, stderr=log, start_new_session=True)
         self._remember(self.daemon.pid)
+        # A connect is cheap, a keplerctl is a process: polling with keplerctl alone would take the CPU
+        # the starting daemon needs. Once the socket answers, keplerctl must say it is up.
+        wait_for(lambda: self.daemon.poll() is not None or self._socket_accepts(), message="keplerd's socket")
         wait_for(lambda: self.daemon.poll() is not None or self.ctl("daemon", "status", check=False).returncode == 0,
                  message="keplerd to answer")
         assert self.daemon.poll() is None, f"keplerd exited early:\n{self.read_daemon_log()}"
         return self.daemon
+
+    def _socket_accepts(self):
+        with socket.socket(socket.AF_UNIX) as client:
+            try:
+                client.connect(os.path.join(self.state_dir, "kepler.sock"))
+            except OSError:
+                return False
+        return True
 
     def stop_daemon(self, timeout=30):
         if self.daemon is None or self.daemon.poll() is not None:
@@ -224,14 +236,20 @@ def kill_if_same(pid, created):
         pass
 
 
-def pids_with_marker(marker):
-    """Return the pids of live processes whose argv[0] starts with *marker* (``exec -a``)."""
+def pids_with_marker(marker, kepler=None):
+    """Return the pids of live processes whose argv[0] starts with *marker* (``exec -a``).
+
+    With *kepler*, only those its daemon started (by the state dir in their environment): another
+    suite on the machine may run the same test, with the same marker, at the same time.
+    """
     found = []
     for process in psutil.process_iter(["cmdline", "status"]):
         try:
             if process.info["status"] == psutil.STATUS_ZOMBIE:
                 continue
-            if (process.info["cmdline"] or [""])[0].startswith(marker):
+            if not (process.info["cmdline"] or [""])[0].startswith(marker):
+                continue
+            if kepler is None or process.environ().get("KEPLER_STATE_DIR") == kepler.state_dir:
                 found.append(process.pid)
         except psutil.Error:
             continue

@@ -55,14 +55,14 @@ def test_a_double_forked_setsid_child_lives_in_the_cgroup_and_dies_with_the_stop
     """)
     kepler.ctl("start", "-d", "--wait")
     cgroup = _cgroup_of(kepler)
-    escaped = wait_for(lambda: pids_with_marker(f"{marker}-escaped"), message="the escaped child")
+    escaped = wait_for(lambda: pids_with_marker(f"{marker}-escaped", kepler), message="the escaped child")
     main = kepler.ps()["web"]["pid"]
     assert os.getsid(escaped[0]) != os.getsid(main), "the child left the service's session"
     assert set(escaped + [main]) <= set(_pids_in(cgroup))
     assert os.stat(cgroup).st_mode & 0o777 == 0o755, "readable by its service, writable by root only"
     assert os.stat(cgroup).st_uid == 0
     kepler.ctl("stop", "web")
-    assert pids_with_marker(marker) == []
+    assert pids_with_marker(marker, kepler) == []
     assert not os.path.exists(cgroup), "the cgroup of a stopped service is removed"
 
 
@@ -77,7 +77,7 @@ def test_what_an_exited_main_process_left_behind_is_killed_with_its_cgroup(keple
     cgroup = _cgroup_of(kepler)
     kepler.wait_status("web", "exited")
     wait_for(lambda: not os.path.exists(cgroup), message="the cgroup to go")
-    assert pids_with_marker(marker) == []
+    assert pids_with_marker(marker, kepler) == []
 
 
 def test_a_fork_loop_still_forking_during_the_stop_leaves_nothing(kepler):
@@ -90,9 +90,9 @@ def test_a_fork_loop_still_forking_during_the_stop_leaves_nothing(kepler):
     """)
     kepler.ctl("start", "-d", "--wait")
     cgroup = _cgroup_of(kepler)
-    wait_for(lambda: len(pids_with_marker(marker)) >= 10, message="the loop to fork")
+    wait_for(lambda: len(pids_with_marker(marker, kepler)) >= 10, message="the loop to fork")
     kepler.ctl("stop", "web")
-    assert pids_with_marker(marker) == []
+    assert pids_with_marker(marker, kepler) == []
     assert not os.path.exists(cgroup)
 
 
@@ -113,7 +113,7 @@ def test_a_fork_loop_is_held_by_limits_pids_max_and_ends_with_the_stop(kepler):
     wait_for(lambda: kepler.ps()["web"]["processes"] == 20, message="the loop to reach pids.max")
     assert open(os.path.join(cgroup, "pids.max")).read().strip() == "20"
     kepler.ctl("stop", "web")
-    assert pids_with_marker(marker) == []
+    assert pids_with_marker(marker, kepler) == []
 
 
 def test_memory_and_cpu_limits_are_written_to_the_controllers(kepler):
@@ -159,14 +159,14 @@ def test_leftover_cgroups_are_killed_and_removed_at_boot(kepler):
     """)
     kepler.ctl("start", "-d", "--wait")
     cgroup = _cgroup_of(kepler)
-    wait_for(lambda: pids_with_marker(f"{marker}-escaped"), message="the escaped child")
+    wait_for(lambda: pids_with_marker(f"{marker}-escaped", kepler), message="the escaped child")
     kepler.kill_daemon()
     state_path = os.path.join(kepler.inspect_path(), "state.json")
     state = json.load(open(state_path))
     state["services"]["web"]["desired"] = "down"  # should not run: its cgroup is a leftover
     json.dump(state, open(state_path, "w"))
     kepler.start_daemon()
-    assert pids_with_marker(marker) == []
+    assert pids_with_marker(marker, kepler) == []
     assert not os.path.exists(cgroup)
     assert "killed leftover cgroup" in kepler.read_daemon_log()
 
@@ -204,13 +204,13 @@ def test_after_a_daemon_reexec_the_stop_still_kills_the_whole_cgroup(kepler):
     """)
     kepler.ctl("start", "-d", "--wait")
     cgroup = _cgroup_of(kepler)
-    wait_for(lambda: pids_with_marker(f"{marker}-escaped"), message="the escaped child")
+    wait_for(lambda: pids_with_marker(f"{marker}-escaped", kepler), message="the escaped child")
     before = kepler.ps()["web"]["pid"]
     kepler.ctl("daemon", "reexec")
     assert kepler.ps()["web"]["pid"] == before, "carried over, not restarted"
     assert kepler.inspect("web")["services"]["web"]["cgroup"] == cgroup
     kepler.ctl("stop", "web")
-    assert pids_with_marker(marker) == []
+    assert pids_with_marker(marker, kepler) == []
     assert not os.path.exists(cgroup)
 
 
@@ -220,10 +220,11 @@ def test_a_renamed_instance_takes_its_processes_into_a_cgroup_of_its_new_name(ke
         services:
           web:
             command: {_escaping(marker)}
+            stop_grace_period: 200ms
     """)
     kepler.ctl("start", "-d", "--wait")
     old = _cgroup_of(kepler)
-    escaped = wait_for(lambda: pids_with_marker(f"{marker}-escaped"), message="the escaped child")
+    escaped = wait_for(lambda: pids_with_marker(f"{marker}-escaped", kepler), message="the escaped child")
     main = kepler.ps()["web"]["pid"]
     kepler.ctl("scale", "web=2")  # cgroup v2 cannot rename a directory: the processes move
     new = kepler.inspect("web.1")["services"]["web.1"]["cgroup"]
@@ -242,10 +243,11 @@ def test_an_instance_whose_cgroup_cannot_take_its_new_name_stays_contained_in_th
         services:
           web:
             command: {_escaping(marker)}
+            stop_grace_period: 200ms
     """)
     kepler.ctl("start", "-d", "--wait")
     old = _cgroup_of(kepler)
-    wait_for(lambda: pids_with_marker(f"{marker}-escaped"), message="the escaped child")
+    wait_for(lambda: pids_with_marker(f"{marker}-escaped", kepler), message="the escaped child")
     main = kepler.ps()["web"]["pid"]
     # Something already lives in a cgroup named web.1: the instance's processes cannot go there.
     squatter_cgroup = os.path.join(os.path.dirname(old), "web.1")

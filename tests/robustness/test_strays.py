@@ -16,6 +16,7 @@ DAEMONIZING = """
         command: ["bash", "-c", "setsid bash -c '(exec -a {marker}-stray sleep 500333) &';
                   exec -a {marker}-main sleep 500222"]
         restart: {restart}
+        stop_grace_period: 200ms  # the setsid'd stray never sees the SIGTERM: no 10 s wait for it
 """
 
 
