@@ -39,6 +39,7 @@ from keplerd import daemonize as background  # noqa: E402
 from keplerd import settings as daemon_settings  # noqa: E402
 from keplerd.config.errors import ConfigError  # noqa: E402
 from keplerd.control import handlers  # noqa: E402
+from keplerd.daemon_reexec import Reexec  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, SessionLimits, bind_socket  # noqa: E402
 from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
@@ -49,15 +50,13 @@ from keplerd.supervise.autostart import Autostart  # noqa: E402
 from keplerd.supervise.loop_lag import LoopLag  # noqa: E402
 from keplerd.supervise.registry import Registry  # noqa: E402
 from keplerd.model import actions  # noqa: E402
-from keplerd.supervise.service import DESIRED_UP  # noqa: E402
+from keplerd.model.states import DESIRED_UP  # noqa: E402
 
 log = logging.getLogger("keplerd")
 
 PR_SET_CHILD_SUBREAPER = 36
 RELOAD, STOP, REEXEC = "reload", "stop", "reexec"
 SYSTEMD_VARIABLES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
-# How long ``daemon reexec`` waits for a moment when no hook, probe, spawn or stop is under way.
-REEXEC_QUIET_TIMEOUT = 30.0
 RESTART_ONLY_SETTINGS = ("state_dir", "socket_group", "containment", "metrics_listen", "metrics_allow_remote")
 
 
@@ -65,7 +64,7 @@ class StartupError(Exception):
     """The daemon cannot start; the message says why."""
 
 
-class Daemon:
+class Daemon(Reexec):
     """The daemon's lifetime: boot, serve, reload, shut down.
 
     *reread* returns fresh Settings for a reload (or raises ConfigError);
@@ -215,69 +214,6 @@ class Daemon:
         log.info("reloaded; autostarted %d new config(s)", len(started))
         self._notifier.ready(self._status())
 
-    def _reexec_or_say_why(self):
-        try:
-            return self.reexec()
-        except Exception as error:  # a bug here must not end the daemon: it carries on as it was
-            log.exception("re-exec failed")
-            bakery.start_zygote()
-            self._server.start_accepting()
-            self._notifier.ready(self._status())
-            return f"internal error: {error}"
-
-    def reexec(self):
-        """Hand the runtime to the ``keplerd`` installed now, in this process (SPEC §20).
-
-        Returns the reason when the moment never came (the daemon then carries on as it was).
-        """
-        if self._shutting_down:
-            return "the daemon is shutting down"
-        log.info("re-executing: waiting until no hook, probe, spawn or stop is under way")
-        self._notifier.reloading()
-        self._server.stop_accepting()   # new clients wait in the socket's backlog
-        # Reaping the zygote yields: before the quiet moment, never between the records and the exec
-        # (a supervisor running there would reap an exit, a pump read lines, the records would lie).
-        bakery.stop_zygote()
-        if not self._wait_quiet(REEXEC_QUIET_TIMEOUT):
-            bakery.start_zygote()
-            self._server.start_accepting()
-            self._notifier.ready(self._status())
-            busy = [project.name for project in self.registry.projects.values() if not project.at_rest()]
-            reason = (f"still busy after {REEXEC_QUIET_TIMEOUT:g}s "
-                      f"({', '.join(busy) or 'hooks or probes running'}); nothing changed")
-            log.warning("re-exec: %s", reason)
-            return reason
-        # From here to the exec nothing yields: no greenlet can change what is handed over.
-        path = handover.path_in(self.state_dir)
-        command = handover.exec_command(path, self._log_path)
-        kept = []   # the services' output pipes and notify sockets
-        configs = {}
-        for project in self.registry.projects.values():
-            configs[project.id] = project.hand_over()
-            for service in configs[project.id]["services"].values():
-                kept += [pump["fd"] for pump in service.get("pumps", ())]
-                kept += [service["notify"]["fd"]] if "notify" in service else []
-        record = {"pid": self.pid, "version": __version__, "started_at": self.started_at,
-                  "generation": self.generation, "settings": dataclasses.asdict(self.settings),
-                  "log_path": self._log_path, "listener_fd": self._listener.fileno(), "lock_fd": self._lock_fd,
-                  "configs": configs, "events": FEED.hand_over()}
-        handover.write(path, record, [self._listener.fileno(), self._lock_fd, *kept])
-        log.info("re-executing %s (%d services handed over)", " ".join(command),
-                 sum(len(config["services"]) for config in configs.values()))
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        os.execve(command[0], command, {**os.environ, **self._systemd_env})
-
-    def _wait_quiet(self, timeout):
-        """Wait until every service is at rest and no hook or probe runs; False after *timeout*."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.registry.system.passing_children == 0 and all(
-                    project.at_rest() for project in self.registry.projects.values()):
-                return True
-            gevent.sleep(0.01)
-        return False
-
     # -- serving ---------------------------------------------------------------------
 
     def _handle_signals(self):
@@ -388,19 +324,6 @@ class Daemon:
             raise StartupError(f"cannot serve metrics on {self.settings.metrics_listen}: {error.strerror}") from None
         self._metrics.start()
         log.info("metrics on %s/metrics", self.settings.metrics_listen)
-
-    def _adopt(self, handed):
-        """Carry on with the runtime an earlier image handed over; configs it did not know boot as usual."""
-        carried = 0
-        for project in self.registry.load_all():
-            record = handed["configs"].get(project.id)
-            if record is None:
-                self._restore(project)
-                continue
-            project.take_over(record)
-            carried += sum(service.supervised for service in project.services.values())
-        log.info("resumed from the previous image (generation %d): %d supervised services carried over, "
-                 "none restarted", self.generation, carried)
 
     def _restore_configs(self):
         """Load every baked config and bring back the services that were up."""

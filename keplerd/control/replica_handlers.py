@@ -4,7 +4,7 @@ Like every handler, these reach a config only through ``call.registry`` (the
 caller's view), so the access rules of SPEC §21 hold for them too.
 """
 
-from keplerd.control import handlers
+from keplerd.control import handlers, start_handlers
 from keplerd.control.handlers import RequestError
 from keplerd.supervise import replicas
 from keplerd.supervise.events import Dropped, Subscriber
@@ -48,10 +48,10 @@ def rolling_restart(call, request, project, names):
     project.attach(subscriber, logs=False)
     try:
         # In a greenlet of the config: a client that goes away does not leave a half-stopped instance.
-        rolling = project.spawn(handlers._quietly, lambda: handlers._act(
+        rolling = project.spawn(start_handlers._quietly, lambda: handlers._act(
             lambda: replicas.roll(project, targets, timeout)))
         shown = set(targets) if request.get("attach") else ()
-        return {"services": handlers._forward_until_done(call, subscriber, rolling, shown)}
+        return {"services": start_handlers._forward_until_done(call, subscriber, rolling, shown)}
     except Dropped as error:
         raise RequestError(str(error)) from None
     finally:

@@ -2,8 +2,9 @@
 
 This is the hot path of the daemon: every byte a service prints goes through
 ``LineFormatter.feed``. It works on whole chunks with ``bytes`` methods (one
-timestamp per read, one ``replace`` for all the lines of a chunk) and falls back
-to a per-line loop only when a line is longer than ``MAX_LINE``.
+timestamp per read, one ``replace`` for all the lines of a chunk, one copy to put
+the pieces together) and falls back to a per-line loop only when a line is longer
+than ``MAX_LINE``.
 """
 
 import time
@@ -25,12 +26,14 @@ def kepler_note(text):
 class LineFormatter:
     """Turn raw chunks of one stream into complete, timestamped log lines.
 
-    Text after the last newline of a chunk waits for the next chunk (or for
-    ``finish``). Lines longer than ``MAX_LINE`` bytes are split into pieces.
+    ``feed`` and ``finish`` return ``(lines, count)``: the stored bytes and how
+    many lines they hold. Text after the last newline of a chunk waits for the
+    next chunk (or for ``finish``). Lines longer than ``MAX_LINE`` bytes are
+    split into pieces.
 
     >>> f = LineFormatter()
     >>> f.feed(b"a\\nb", b"1 "), f.feed(b"c\\n", b"2 "), f.finish(b"3 ")
-    (b'1 a\\n', b'2 bc\\n', b'')
+    ((b'1 a\\n', 1), (b'2 bc\\n', 1), (b'', 0))
     """
 
     def __init__(self, partial=b""):
@@ -43,21 +46,40 @@ class LineFormatter:
 
     def feed(self, chunk, stamp):
         """Return the complete lines of *chunk* (plus what was pending), each prefixed with *stamp*."""
-        data = self._partial + chunk if self._partial else chunk
+        end = chunk.rfind(_NEWLINE) + 1
+        partial = self._partial
+        if end and len(partial) + chunk.find(_NEWLINE) <= MAX_LINE and not has_long_line(chunk, end):
+            return self._stamp_short_lines(chunk, end, stamp)
+        data = partial + chunk if partial else chunk
         end = data.rfind(_NEWLINE) + 1
-        if end == len(data):
-            complete, self._partial = data, b""
-        else:
-            complete, self._partial = data[:end], data[end:]
+        complete, self._partial = data[:end], data[end:]
         formatted = format_lines(complete, stamp) if complete else b""
         if len(self._partial) > MAX_LINE:
             formatted += self._cut_partial(stamp)
-        return formatted
+        return formatted, formatted.count(_NEWLINE)
+
+    def _stamp_short_lines(self, chunk, end, stamp):
+        """The common case: no line of *chunk* up to *end* is long. One replace, one join.
+
+        The replace also stamps the text after the last newline; that stamp and
+        text are left out of the result by a memoryview (no copy), and the count
+        of newlines falls out of the lengths (no second pass over the chunk).
+        """
+        stamped = chunk.replace(_NEWLINE, _NEWLINE + stamp)
+        count = (len(stamped) - len(chunk)) // len(stamp)
+        self._partial, partial = chunk[end:], self._partial
+        complete = memoryview(stamped)[:len(stamped) - len(self._partial) - len(stamp)]
+        formatted = b"".join((stamp, partial, complete))
+        if len(self._partial) > MAX_LINE:
+            pieces = self._cut_partial(stamp)
+            return formatted + pieces, count + pieces.count(_NEWLINE)
+        return formatted, count
 
     def finish(self, stamp):
         """Return the pending last line (the stream closed without a newline), if any."""
         partial, self._partial = self._partial, b""
-        return format_lines(partial + _NEWLINE, stamp) if partial else b""
+        formatted = format_lines(partial + _NEWLINE, stamp) if partial else b""
+        return formatted, formatted.count(_NEWLINE)
 
     def _cut_partial(self, stamp):
         """Store the full-size pieces of an overlong unfinished line; keep the rest pending."""
@@ -77,15 +99,14 @@ def format_lines(complete, stamp):
     return stamp + (_NEWLINE + stamp).join(lines) + _NEWLINE
 
 
-def has_long_line(data):
-    """Tell whether *data* holds a line longer than ``MAX_LINE`` bytes (its newline aside).
+def has_long_line(data, end=None):
+    """Tell whether ``data[:end]`` holds a line longer than ``MAX_LINE`` bytes (its newline aside).
 
-    Jumps from newline to newline ``MAX_LINE`` bytes at a time, so short lines
-    cost nothing per line.
+    *data* up to *end* (default: all of it) is whole lines. Jumps from newline to
+    newline ``MAX_LINE`` bytes at a time, so short lines cost nothing per line.
     """
-    if len(data) <= MAX_LINE:
-        return False
-    start, size = 0, len(data)
+    size = len(data) if end is None else end
+    start = 0
     while size - start > MAX_LINE:
         last = data.rfind(_NEWLINE, start, start + MAX_LINE + 1)
         if last < 0:

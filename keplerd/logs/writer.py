@@ -18,9 +18,12 @@ log = logging.getLogger("keplerd.logs")
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
-READ_SIZE = 64 * 1024  # a pipe holds 64 KiB; bigger chunks measured slower (cache, mmap-sized buffers)
-# A pipe found full is grown to this (once), and read in chunks of this size: a chatty service then
-# waits on the daemon far less often, and the daemon wakes up far less per byte.
+# A pipe holds 64 KiB. Bigger reads measured slower even from a grown pipe (issue #25: 46 ms of
+# daemon CPU for S3's 50 MB at 64 KiB, 60-90 ms at 128 KiB-1 MiB): the chunk and its stamped copy
+# then come from mmap (page faults on every read) instead of the heap, and leave the cache.
+READ_SIZE = 64 * 1024
+# A pipe found full is grown to this (once): a chatty service then waits on the daemon far less
+# often, and the daemon finds up to READS_BEFORE_YIELD chunks waiting per wake-up.
 BIG_PIPE_SIZE = 1024 * 1024
 # A pump that always finds data must still let others run: at most this many reads per wake-up.
 READS_BEFORE_YIELD = 8
@@ -59,11 +62,15 @@ class LogWriter:
             for stream in STREAMS if self.settings.stores(stream)
         }
 
-    def write(self, stream, data):
-        """Store formatted lines *data* of *stream* (if stored) and hand them to listeners."""
+    def write(self, stream, data, lines=None):
+        """Store formatted lines *data* of *stream* (if stored) and hand them to listeners.
+
+        *lines* is how many lines *data* holds, when the caller knows (the pumps do):
+        counting them again would cost as much as stamping them.
+        """
         if not data:
             return
-        self.lines[stream] += data.count(b"\n")
+        self.lines[stream] += data.count(b"\n") if lines is None else lines
         stored = self._stored.get(stream)
         if stored is not None:
             stored.append(data)
@@ -133,11 +140,11 @@ class Pump:
                 if len(chunk) == READ_SIZE == self._read_size:
                     self._grow_pipe()
                 if not chunk:
-                    self._writer.write(self._stream, self._formatter.finish(now_stamp()))
+                    self._writer.write(self._stream, *self._formatter.finish(now_stamp()))
                     self._writer.flush()
                     self.stop()
                     return
-                self._writer.write(self._stream, self._formatter.feed(chunk, now_stamp()))
+                self._writer.write(self._stream, *self._formatter.feed(chunk, now_stamp()))
         except BlockingIOError:
             return  # drained: the watcher calls again when there is more
         except Exception:

@@ -25,6 +25,10 @@ ACTIVE = frozenset({STARTING, RUNNING, HEALTHY, UNHEALTHY, STOPPING})
 # The process is up: what `service_started` waits for.
 UP = frozenset({RUNNING, HEALTHY, UNHEALTHY})
 
+# The desired state of a service (what the user asked for), not a status: UP is the set of up statuses.
+DESIRED_UP = "up"
+DESIRED_DOWN = "down"
+
 _LIVE_TARGETS = {HEALTHY, UNHEALTHY, STOPPING, EXITED, KILLED, FAILED, STARTING}
 
 TRANSITIONS = {

@@ -28,7 +28,7 @@ import gevent
 from keplerd.model import actions, changes
 from keplerd.supervise import lifecycle, replicas
 from keplerd.supervise.hooks import HookFailed
-from keplerd.supervise.service import DESIRED_UP
+from keplerd.model.states import DESIRED_UP
 
 log = logging.getLogger("keplerd.apply")
 

@@ -5,7 +5,8 @@ A mixin of ``Project``, which holds ``snapshot``, ``scaled`` (counts set by
 (service → its instances in order).
 """
 
-from keplerd.supervise.service import DESIRED_UP, Service
+from keplerd.model.states import DESIRED_UP
+from keplerd.supervise.service import Service
 
 
 class Instances:

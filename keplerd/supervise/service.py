@@ -3,47 +3,40 @@
 Each started service has one supervisor greenlet, which owns the child's exit: it
 alone waits on the process and decides what happens next. ``stop`` asks for the
 end and waits for the supervisor to see it.
+
+``Service`` is written in four parts, each a module: this one holds its state and
+the commands others call (start, stop, signal, rename, redefine) and what happens
+when a greenlet it relies on crashes; ``service_run.py`` what the supervisor greenlet
+does (dependencies, hooks, spawn, wait, restart policy); ``run_health.py`` how a
+run comes up and stays healthy; ``service_handover.py`` the hand-over across a
+``daemon reexec``.
 """
 
-import base64
 import logging
-import signal
 import time
 
-import gevent
 from gevent.event import Event
 from gevent.pool import Group
 
-from keplerd.logs.format import kepler_note
-from keplerd.model import actions, deps, states
-from keplerd.model.backoff import Backoff, wants_restart
-from keplerd.osproc import process
-from keplerd.supervise import lifecycle, readiness
+from keplerd.model import actions, states
+from keplerd.model.states import DESIRED_DOWN, DESIRED_UP
 from keplerd.supervise.run_health import HealthAndReadiness
 from keplerd.supervise.service_exec import OneOffs
-from keplerd.supervise.hooks import HookFailed, run_hook
+from keplerd.supervise.service_handover import HandOver
+from keplerd.supervise.service_run import RunAndRestart
 from keplerd.supervise.service_watch import ServiceWatch
 
 log = logging.getLogger("keplerd.service")
 
-# The desired state (what the user asked for), not a status: states.UP is the set of up statuses.
-DESIRED_UP = "up"
-DESIRED_DOWN = "down"
-PUMP_DRAIN_SECONDS = 1.0
-REPLICA_VARIABLES = ("KEPLER_REPLICA", "KEPLER_REPLICAS")
 _PERSISTED = ("desired", "exit_code", "signal", "since", "restarts", "reason", "gave_up", "on_init_done",
               "restart_reason", "retries")
-# What a supervised service's runtime carries over a ``daemon reexec`` (SPEC §20).
-_ADOPTED = ("status", "desired", "pid", "create_time", "exit_code", "signal", "since", "started_at", "restarts",
-            "restart_reason", "reason", "gave_up", "retries", "backoff_until", "on_init_done", "waiting_on",
-            "reached_up", "was_healthy", "health_failures", "last_probe", "status_text")
 
 
 class HelperCrashed(Exception):
     """A greenlet the supervisor relies on died of a bug; the message says which and why."""
 
 
-class Service(HealthAndReadiness):
+class Service(RunAndRestart, HandOver, HealthAndReadiness):
     """The runtime of one service of a loaded config.
 
     *project* is the owning ``Project``: it spawns greenlets, persists state,
@@ -395,300 +388,3 @@ class Service(HealthAndReadiness):
         log.error("%s/%s: %s crashed", self.project.name, self.name, what, exc_info=helper.exc_info)
         if self.supervised:
             self._supervisor.kill(HelperCrashed(f"{what} crashed: {helper.exception!r}"), block=False)
-
-    # -- supervision -----------------------------------------------------------------
-
-    def _supervise(self, wait_on, after_start):
-        self._wait_on = wait_on
-        if not self._await_dependencies(wait_on) or not self._start_hooks():
-            return
-        self._backoff = Backoff.from_spec(self.spec["restart"])
-        self._keep_running(self._run_once(after_start))
-
-    def _keep_running(self, outcome):
-        """After a run ended with *outcome* (None: it failed to start), restart it as long as the policy says."""
-        while outcome is not None and not self._stop_requested:
-            returncode, ran_for = outcome
-            # A run ended for being unhealthy (restart.on_unhealthy) did not end on its own: no post_exit,
-            # no on_exit retention, but the same count, back-off and max_retries as a crash (SPEC §10).
-            unhealthy = self._unhealthy.is_set()
-            if not unhealthy:
-                self._logged_hook("post_exit")
-            delay = self._backoff.next_delay(ran_for)
-            if unhealthy and delay is None:
-                self._fail(f"unhealthy, gave up after {self._backoff.quick_failures} retries", gave_up=True)
-                return
-            if not unhealthy:
-                self.project.logs.apply_retention(self.name, "on_exit")
-                if not wants_restart(self.spec["restart"]["policy"], returncode) or delay is None:
-                    self._finish(returncode, gave_up=delay is None)
-                    return
-            self.project.logs.apply_retention(self.name, "on_restart")
-            why = "unhealthy" if unhealthy else "policy"
-            # The process is gone: no pid while the back-off runs (ps shows "Restarting in 2s").
-            self._set_state(states.STARTING, **self._restart_record(why), reached_up=False,
-                            reason="restarting: unhealthy" if unhealthy else
-                            f"restarting after exit {_describe(returncode)}", pid=None,
-                            retries=self._backoff.quick_failures,
-                            backoff_until=time.time() + delay if delay else None)
-            self.project.record(self.name, "restart", reason="policy", restarts=self.restarts)
-            dependents = lifecycle.dependents_to_restart(self.project, self.name)
-            if dependents:
-                self.project.request_restart(dependents, "dependency")
-            if not self._back_off(delay):
-                return
-            outcome = self._run_once(())
-
-    def _back_off(self, delay):
-        """Wait out the back-off, then run the start hooks again; False if one failed the service."""
-        if delay:
-            self.system.sleep(delay)
-            self._note(backoff_until=None)
-        return self._start_hooks()
-
-    def _await_dependencies(self, wait_on):
-        """Wait until every awaited dependency condition holds; fail the service if one cannot."""
-        edges = {dep: edge for dep, edge in self.spec["depends_on"].items() if wait_on is None or dep in wait_on}
-        began = time.monotonic()
-        while True:
-            pending, deadline = [], None
-            for dep, edge in edges.items():
-                # A replicated dependency holds when it holds for every instance (SPEC §17).
-                instances = self.project.instances(dep)
-                unmet = [one for one in instances
-                         if not deps.condition_met(one, edge["condition"], edge.get("exit_code"))]
-                if not unmet:
-                    continue
-                hopeless = [one for one in unmet
-                            if deps.never_satisfiable(one, edge["condition"], edge.get("exit_code"))]
-                if hopeless:
-                    return self._fail(f"dependency {deps.describe(dep, edge)} can never be satisfied: "
-                                      f"{hopeless[0].name} is {hopeless[0].status}")
-                if edge["timeout"] is not None:
-                    left = edge["timeout"] - (time.monotonic() - began)
-                    if left <= 0:
-                        return self._fail(f"timed out after {edge['timeout']:g}s waiting for "
-                                          f"{deps.describe(dep, edge)}")
-                    deadline = left if deadline is None else min(deadline, left)
-                pending.append(deps.describe(dep, edge))
-            if not pending:
-                if self.waiting_on:
-                    self._note(waiting_on=None)
-                return True
-            if pending != self.waiting_on:
-                self._note(waiting_on=pending)
-            self.project.wait_change(timeout=deadline)
-
-    def _start_hooks(self):
-        """Run ``on_init`` (once per bake) and ``pre_start``; fail the service if one fails."""
-        try:
-            if not self.on_init_done:
-                self._guard_hook("on_init")
-                self._note(on_init_done=True)
-            self._guard_hook("pre_start")
-        except HookFailed as failure:
-            self._fail(str(failure))
-            return False
-        return True
-
-    def _run_once(self, after_start):
-        """Spawn and wait once (the watch, armed by ``start``, runs throughout)."""
-        return self._spawn_and_wait(after_start)
-
-    def _spawn_and_wait(self, after_start):
-        """Spawn and wait once; return ``(returncode, seconds run)`` or None if it failed."""
-        notify = None
-        self.mark = self.system.service_mark(self.project.id, self.name)  # this run's, whatever renames follow
-        env = self.system.marked_env(self.spec["env"], self.project.state_dir, self.mark)
-        try:
-            if self.spec.get("notify"):
-                notify = self.system.notify_socket(
-                    readiness.socket_path(self.project.state_dir, self.project.id, self.name),
-                    self.spec.get("user"), self.spec.get("group"))
-                env = {**env, "NOTIFY_SOCKET": notify.path}
-            child, pumps = self.system.spawn_logged(self.log, self.spec, env=env,
-                                                    instance=(self.project.id, self.name))
-        except (process.SpawnError, readiness.NotifyError) as error:
-            if notify is not None:
-                notify.close()
-            self._fail(str(error))
-            return None
-        try:
-            return self._wait_run(child, pumps, time.monotonic(), ("post_start", *after_start), notify)
-        finally:
-            if notify is not None:
-                notify.close()
-
-    def _wait_run(self, child, pumps, started, hooks, notify=None, adopted=False, resumed=False):
-        """Bring the run of *child* up, then wait for its end; return ``(returncode, seconds run)``.
-
-        Up: ready (``notify``), running, probed, *hooks* run; an *adopted* run (daemon
-        reexec) is up already and only probed again; a *resumed* one (daemon reexec) still
-        awaits its READY=1. None when a notify service was not ready in time: it is
-        stopped and fails.
-        """
-        self._child, self._pumps, self._started, self._notify = child, pumps, started, notify
-        self._unhealthy.clear()
-        not_ready = None
-        try:
-            if adopted:
-                if notify is not None:
-                    self.listen_to(notify)   # STATUS= goes on being heard
-                self._monitor_health(time.monotonic())  # the probe waits start_period again
-            else:
-                not_ready = self._start_run(child, started, notify, hooks, resumed=resumed)
-            if not_ready:
-                child.stop(self.spec["stop_signal"], self.spec["stop_grace_period"])
-            returncode = self._await_end(child)
-        finally:
-            self._in_post_start = False
-            self._helpers.kill()
-        ran_for = time.monotonic() - started
-        if not self._stop_requested:
-            # The main process is gone; what it left in its group and cgroup goes too (as systemd does).
-            self.system.end_leftovers(child)
-            self._end_strays(child)
-        gevent.joinall(pumps, timeout=PUMP_DRAIN_SECONDS)
-        exit_code, signum = _split_returncode(returncode)
-        self._child, self._pumps, self._notify = None, (), None
-        bad = returncode != 0 and not self._stop_requested
-        self._note(exit_code=exit_code, signal=signum, bad_exits=self.bad_exits + bad)
-        if not_ready and not self._stop_requested:
-            self._fail(not_ready)
-            return None
-        return returncode, ran_for
-
-    def _finish(self, returncode, gave_up):
-        exit_code, signum = _split_returncode(returncode)
-        status = states.KILLED if signum else states.EXITED
-        reason = f"gave up after {self.retries} retries" if gave_up else None
-        self._set_state(status, pid=None, exit_code=exit_code, signal=signum, gave_up=gave_up, reason=reason)
-
-    def _fail(self, reason, gave_up=False):
-        self.log.write("stderr", kepler_note(f"{self.name} failed: {reason}"))
-        self._set_state(states.FAILED, pid=None, reason=reason, waiting_on=None, gave_up=gave_up)
-        return False
-
-    # -- hand-over to the next image of the daemon (SPEC §20) ---------------------------
-
-    def at_rest(self):
-        """Tell whether the supervisor only waits: on a running process, a back-off or a dependency.
-
-        Only then can the next image of the daemon carry on from a record of the service.
-        """
-        if not self.supervised:
-            return True
-        if not self._idle.is_set() or self._stop_requested:
-            return False
-        if self._child is not None:
-            # Up, or a notify run awaiting READY=1 (its socket is handed over, and holds what comes meanwhile).
-            return self._child.returncode is None and (self.reached_up or self._awaiting_ready is not None)
-        return self.backoff_until is not None or self.waiting_on is not None
-
-    def hand_over(self):
-        """Return the record the next image adopts (at rest, and without yielding until the exec)."""
-        runtime = {**self.runtime(), "reached_up": self.reached_up, "was_healthy": self.was_healthy}
-        # What the run started as (a rename since changed the name, not its process's environment).
-        started_as = {key: self.spec["env"][key] for key in REPLICA_VARIABLES if key in self.spec["env"]}
-        record = {"runtime": runtime, "supervised": self.supervised, "wait_on": None, "mark": self.mark,
-                  "replica_env": started_as,
-                  "quick_failures": self._backoff.quick_failures if self._backoff else 0}
-        if self._wait_on is not None:
-            record["wait_on"] = sorted(self._wait_on)
-        if self.supervised and self._child is not None:
-            record["ran_for"] = time.monotonic() - self._started
-            record["pumps"] = [_encoded(pump.hand_over()) for pump in self._pumps if not pump.dead]
-            if self._notify is not None:
-                record["notify"] = self._notify.hand_over()
-                if self._awaiting_ready is not None:
-                    record["awaiting_ready"] = list(self._awaiting_ready)
-                    # READY=1 read by now, the supervisor not yet woken: the datagram is gone from the socket.
-                    record["notify"]["ready"] = self._ready.is_set()
-        return record
-
-    def take_over(self, record):
-        """Carry on supervising where the previous image of the daemon handed the service over."""
-        runtime = record["runtime"]
-        for key in _ADOPTED:
-            setattr(self, key, runtime.get(key))
-        self.mark = record.get("mark", self.mark)  # a run started before a rename carries its old name
-        down_by_itself = self.desired == DESIRED_UP and self.status in (states.EXITED, states.KILLED, states.FAILED)
-        if record["supervised"] or down_by_itself:
-            self._watch.arm()  # armed from start to stop, across the hand-over too (SPEC §10)
-        if not record["supervised"]:
-            return
-        self.spec = self.instance_spec(record.get("replica_env"))
-        self._backoff = Backoff.from_spec(self.spec["restart"])
-        self._backoff.quick_failures = record["quick_failures"]
-        wait_on = None if record["wait_on"] is None else set(record["wait_on"])
-        if "ran_for" in record:
-            pumps = [self.log.start_pump(pump["stream"], pump["fd"], base64.b64decode(pump["partial"]))
-                     for pump in record["pumps"]]
-            notify = record.get("notify")
-            if notify is not None:
-                if notify.get("ready"):
-                    self._ready.set()
-                notify = self.system.adopt_notify_socket(notify["path"], notify["fd"])
-            child = self.system.adopt_child(self.pid, self.create_time)
-            supervise = self._carry_on_running, child, pumps, record["ran_for"], notify, record.get("awaiting_ready")
-        elif self.backoff_until is not None:
-            supervise = self._carry_on_backing_off, max(0.0, self.backoff_until - time.time())
-        else:
-            supervise = self._supervise, wait_on, ()
-        self._supervisor = self.project.spawn(*supervise)
-        self._supervisor.link_exception(self._supervisor_crashed)
-
-    def _carry_on_running(self, child, pumps, ran_for, notify=None, awaiting_ready=None):
-        """Supervise a run the previous image handed over: up already, or (notify) still awaiting READY=1."""
-        try:
-            if child is None:  # not ours any more: the pid was reaped or reused
-                for pump in pumps:
-                    pump.stop()
-                self._keep_running((-signal.SIGKILL, ran_for))
-                return
-            started = time.monotonic() - ran_for
-            if awaiting_ready is not None:
-                outcome = self._wait_run(child, pumps, started, tuple(awaiting_ready), notify, resumed=True)
-            else:
-                outcome = self._wait_run(child, pumps, started, (), notify, adopted=True)
-        finally:
-            if notify is not None:
-                notify.close()
-        self._keep_running(outcome)
-
-    def _carry_on_backing_off(self, delay):
-        if self._back_off(delay):
-            self._keep_running(self._run_once(()))
-
-    # -- hooks -----------------------------------------------------------------------
-
-    def _guard_hook(self, name):
-        """Run a ``pre_*``/``on_init`` hook that guards what follows: its failure raises ``HookFailed``."""
-        hook = self.spec["hooks"].get(name)
-        if hook is not None:
-            run_hook(self.project, self.name, name, hook)
-
-    def _logged_hook(self, name):
-        """Run a hook whose failure changes nothing (``post_*``): run_hook has logged it."""
-        try:
-            self._guard_hook(name)
-        except HookFailed:
-            pass
-
-
-def _encoded(pump):
-    return {**pump, "partial": base64.b64encode(pump["partial"]).decode("ascii")}
-
-
-def _split_returncode(returncode):
-    """Return ``(exit_code, signal)`` from a Popen-style return code."""
-    if returncode is None:
-        return None, None
-    if returncode < 0:
-        return None, -returncode
-    return returncode, None
-
-
-def _describe(returncode):
-    exit_code, signum = _split_returncode(returncode)
-    return f"by signal {signum}" if signum else f"code {exit_code}"
