@@ -23,12 +23,58 @@ class BadFrame(Exception):
     """One frame was well framed but is not a JSON object: answer it, keep going."""
 
 
+class RawJSON:
+    """A response field's value already encoded as JSON (bytes), put into frames as it is.
+
+    One batch of log lines goes to every follower at its place: encoded once, framed many times.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self, data):
+        self.data = data
+
+
 def encode(message):
     """Return *message* as one frame of bytes."""
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    if len(body) > MAX_FRAME:
-        raise ProtocolError(f"frame of {len(body)} bytes exceeds the {MAX_FRAME} byte limit")
-    return _HEADER.pack(len(body)) + body
+    return b"".join(encode_parts(message))
+
+
+def encode_parts(message):
+    """Return *message* as one frame in a few pieces of bytes, to be sent one after the other.
+
+    A response field that is ``RawJSON`` is a piece of its own, not copied: a batch of
+    log lines is often a megabyte, shared by every follower at its place.
+    """
+    response = message.get("response")
+    if isinstance(response, dict) and any(type(value) is RawJSON for value in response.values()):
+        parts = _encode_with_raw(message, response)
+    else:
+        parts = [_dumps(message)]
+    length = sum(map(len, parts))
+    if length > MAX_FRAME:
+        raise ProtocolError(f"frame of {length} bytes exceeds the {MAX_FRAME} byte limit")
+    parts[0] = _HEADER.pack(length) + parts[0]
+    return parts
+
+
+def _dumps(value):
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _encode_with_raw(message, response):
+    """Return the pieces of *message*'s encoding, each ``RawJSON`` field of the response as it is."""
+    plain = {key: value for key, value in response.items() if type(value) is not RawJSON}
+    # The response goes last, so that the encoding ends with its closing brace and the message's.
+    head = _dumps({**{key: value for key, value in message.items() if key != "response"}, "response": plain})
+    parts, separator = [head[:-2]], b"," if plain else b""
+    for key, value in response.items():
+        if type(value) is RawJSON:
+            parts[-1] += separator + _dumps(key) + b":"
+            parts += [value.data, b""]
+            separator = b","
+    parts[-1] += b"}}"
+    return parts
 
 
 def read_frame(sock, max_size=MAX_FRAME):

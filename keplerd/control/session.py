@@ -17,7 +17,7 @@ from gevent.queue import Queue
 from gevent.socket import wait_read
 
 from keplerd import PROTOCOL_VERSION, __version__
-from keplerd.control.protocol import BadFrame, ProtocolError, encode, read_frame
+from keplerd.control.protocol import BadFrame, ProtocolError, encode, encode_parts, read_frame
 
 log = logging.getLogger("keplerd.control")
 
@@ -180,21 +180,24 @@ class Session:
             self._queue(self._encode(message))
 
     def _encode(self, message):
+        """Return *message* as a frame: a list of pieces of bytes (see ``encode_parts``)."""
         try:
-            return encode(message)
+            return encode_parts(message)
         except (TypeError, ValueError, ProtocolError, RecursionError) as error:
             log.exception("cannot encode an answer to request %s", message.get("id"))
-            return encode({"id": message.get("id"), "response": {"ok": False, "error": f"internal error: {error}"}})
+            return encode_parts({"id": message.get("id"),
+                                 "response": {"ok": False, "error": f"internal error: {error}"}})
 
     def _queue(self, frame):
         if self.closed:
             return
-        if not self._wait_for_room(len(frame)):
+        size = sum(map(len, frame))
+        if not self._wait_for_room(size):
             log.warning("dropping client pid %s: it stopped reading", self.peer.pid)
             self.close()
             return
-        self._queued_bytes += len(frame)
-        self._outbox.put(frame)
+        self._queued_bytes += size
+        self._outbox.put((frame, size))
 
     def _wait_for_room(self, size):
         """Wait until *size* more bytes fit in the send queue (one frame always fits an empty one)."""
@@ -213,14 +216,15 @@ class Session:
 
     def _write_loop(self):
         while True:
-            frame = self._outbox.get()
+            frame, size = self._outbox.get()
             try:
-                self.sock.sendall(frame)
+                for part in frame:  # this greenlet alone writes: the parts arrive as one frame
+                    self.sock.sendall(part)
             except OSError:
                 self.close()
                 return
             finally:
-                self._queued_bytes -= len(frame)
+                self._queued_bytes -= size
                 self._room.set()
 
     def _drop_unsent(self):

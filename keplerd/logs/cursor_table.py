@@ -51,6 +51,8 @@ class Reading:
     def next_batch(self, wait=0.0):
         """Return the next batch: ``{"lines": [...]}`` or ``{"chunks": [...]}``, and ``done``.
 
+        Live chunks without a filter come as ``RawJSON``, encoded once for every follower at this place.
+
         Following, with nothing new, waits up to *wait* seconds for live output.
         Raises ``FollowerDropped`` when the live feed overflowed.
         """
@@ -66,10 +68,10 @@ class Reading:
             gevent.sleep(GATHER_SECONDS)
         if self.live.dropped:
             raise FollowerDropped("log follower dropped: it fell too far behind the services' output")
-        chunks = self.live.take(MAX_BATCH_BYTES)
-        if self.grep is not None:
-            chunks = [[name, stream, text] for name, stream, data in chunks
-                      if (text := _matching_lines(data, self.grep))]
+        if self.grep is None:
+            return {"chunks": self.live.take_encoded(MAX_BATCH_BYTES), "done": False}
+        chunks = [[name, stream, text] for name, stream, data in self.live.take(MAX_BATCH_BYTES)
+                  if (text := _matching_lines(data, self.grep))]
         return {"chunks": chunks, "done": False}
 
     def follow(self, project):

@@ -2,22 +2,23 @@
 
 It is a listener of the config's log writers, called from the pump's loop watcher
 callback (in the hub: a pump has no greenlet) for every chunk, stored or not. It
-never blocks and never copies: it keeps a reference to the chunk, or, when the
-follower has fallen more than its budget behind, drops the follower and unhooks
-itself so it costs the pumps nothing more.
+never blocks and never copies: it keeps a reference to the chunk (one ``Chunk``
+shared by every follower), or, when the follower has fallen more than its budget
+behind, drops the follower and unhooks itself so it costs the pumps nothing more.
 """
 
 from collections import deque
 
 from gevent.event import Event
 
+from keplerd.logs.batch_json import SHARED, merge_runs
 from keplerd.logs.reader import belongs_to
 
 DEFAULT_BUDGET = 8 * 1024 * 1024
 
 
 class LiveFeed:
-    """Chunks ``(name, stream, data)`` of the selected log names, waiting to be read."""
+    """Chunks (``batch_json.Chunk``) of the selected log names, waiting to be read."""
 
     def __init__(self, services=(), no_hook=False, budget=DEFAULT_BUDGET):
         self.services = set(services)
@@ -33,14 +34,16 @@ class LiveFeed:
     def attach(self, listeners):
         """Start listening on *listeners* (a config's set), leaving the previous set if any."""
         self.detach()
-        self._listeners = listeners
         if not self.dropped:
+            self._listeners = listeners
             listeners.add(self)
+            SHARED.users += 1
 
     def detach(self):
         if self._listeners is not None:
             self._listeners.discard(self)
             self._listeners = None
+            SHARED.leave()
 
     def __call__(self, name, stream, data):
         selected = self._selected.get(name)
@@ -55,7 +58,7 @@ class LiveFeed:
             self.detach()
             self._arrived.set()
             return
-        self._chunks.append((name, stream, data))
+        self._chunks.append(SHARED.chunk(name, stream, data))
         self._queued += len(data)
         self._arrived.set()
 
@@ -65,19 +68,24 @@ class LiveFeed:
 
     def take(self, max_bytes):
         """Return queued chunks as ``[[name, stream, text], ...]``, about *max_bytes* at most."""
-        runs, size = [], 0
-        while self._chunks and (not runs or size + len(self._chunks[0][2]) <= max_bytes):
-            name, stream, data = self._chunks.popleft()
-            self._queued -= len(data)
-            size += len(data)
-            if runs and runs[-1][0] == name and runs[-1][1] == stream:
-                runs[-1][2].append(data)  # consecutive chunks of one stream travel as one text
-            else:
-                runs.append((name, stream, [data]))
+        return merge_runs(self._pop(max_bytes))
+
+    def take_encoded(self, max_bytes):
+        """Return what ``take`` would, as JSON already encoded: one encoding for every follower at this place."""
+        return SHARED.encoded(self._pop(max_bytes))
+
+    def _pop(self, max_bytes):
+        chunks, size = [], 0
+        while self._chunks and (not chunks or size + len(self._chunks[0].data) <= max_bytes):
+            chunk = self._chunks.popleft()
+            self._queued -= len(chunk.data)
+            size += len(chunk.data)
+            chunks.append(chunk)
         if not self._chunks:
             self._arrived.clear()
-        return [[name, stream, b"".join(parts).decode("utf-8", "replace")] for name, stream, parts in runs]
+        return tuple(chunks)
 
     def wait(self, timeout):
         """Block until something arrives (or the follower is dropped), at most *timeout* seconds."""
         return self._arrived.wait(timeout)
+

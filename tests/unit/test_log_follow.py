@@ -1,9 +1,13 @@
 """Followers and cursors: bounded live feeds, batches of a reading, cursor expiry."""
 
+import json
+
 import pytest
 
 from keplerd.logs.cursor import LogCursor
 from keplerd.logs.cursor_table import CursorTable, FollowerDropped, Reading
+from keplerd.control.protocol import RawJSON, decode, encode, encode_parts
+from keplerd.logs.batch_json import SHARED, Chunk, SharedBatches, encode_runs, merge_runs
 from keplerd.logs.follow import LiveFeed
 from keplerd.model.errors import UnknownName
 
@@ -60,8 +64,103 @@ def test_a_reading_gives_stored_lines_then_live_chunks(tmp_path):
     reading = Reading("id", LogCursor(str(tmp_path), ["web"]), feed)
     feed("web", "stdout", b"2 live\n")
     assert reading.next_batch() == {"lines": [[1, "web", "stdout", "stored"]], "done": False}
-    assert reading.next_batch() == {"chunks": [["web", "stdout", "2 live\n"]], "done": False}
-    assert reading.next_batch(wait=0.01) == {"chunks": [], "done": False}
+    assert plain(reading.next_batch()) == {"chunks": [["web", "stdout", "2 live\n"]], "done": False}
+    assert plain(reading.next_batch(wait=0.01)) == {"chunks": [], "done": False}
+
+
+def plain(batch):
+    """The batch as the client decodes it (live chunks come encoded already)."""
+    return {key: json.loads(value.data) if isinstance(value, RawJSON) else value for key, value in batch.items()}
+
+
+def test_followers_at_one_place_share_one_encoded_batch_and_each_gets_every_chunk():
+    listeners = set()
+    feeds = [LiveFeed() for _ in range(3)]
+    try:
+        for feed in feeds:
+            feed.attach(listeners)
+        for write in [("web", "stdout", b"1 a\n"), ("web", "stdout", b"2 \xc3\xa9\"\\\n"), ("web", "stderr", b"3 c\n")]:
+            for listener in tuple(listeners):  # as LogWriter.write hands each write to every listener
+                listener(*write)
+        first, second = feeds[0].take_encoded(1 << 20), feeds[1].take_encoded(1 << 20)
+        assert second is first, "encoded once for both"
+        assert json.loads(first.data) == [["web", "stdout", '1 a\n2 \u00e9"\\\n'], ["web", "stderr", "3 c\n"]]
+        for listener in tuple(listeners):
+            listener("web", "stdout", b"4 d\n")
+        assert json.loads(feeds[0].take_encoded(1 << 20).data) == [["web", "stdout", "4 d\n"]]
+        behind = feeds[2].take_encoded(1 << 20)
+        assert json.loads(behind.data) == json.loads(first.data) + [["web", "stdout", "4 d\n"]], \
+            "a follower elsewhere gets its own batch: every chunk once, in order"
+    finally:
+        for feed in feeds:
+            feed.detach()
+
+
+def test_shared_batches_are_few_and_go_with_the_last_follower():
+    shared = SharedBatches(size=2)
+    shared.users = 1
+    batches = [(shared.chunk("web", "stdout", b"%d x\n" % index),) for index in range(3)]
+    kept = [shared.encoded(batch) for batch in batches]
+    assert shared.encoded(batches[2]) is kept[2]
+    assert shared.encoded(batches[0]) is not kept[0], "only the newest two are kept"
+    shared.leave()
+    assert shared.encoded(batches[2]) is not kept[2], "no follower left: nothing kept"
+
+
+def test_one_write_is_one_chunk_for_every_follower():
+    listeners = set()
+    feeds = [LiveFeed() for _ in range(2)]
+    try:
+        for feed in feeds:
+            feed.attach(listeners)
+        for listener in tuple(listeners):
+            listener("web", "stdout", b"1 a\n")
+        assert feeds[0]._pop(100)[0] is feeds[1]._pop(100)[0]
+    finally:
+        for feed in feeds:
+            feed.detach()
+
+
+@pytest.mark.parametrize("writes", [
+    [b"1 a\n", b"2 b\n"],
+    [b"1 \xc3", b"\xa9\n"],               # a character cut between two writes: the run is encoded whole
+    [b"1 \xc3\n", b"2 \xff\x00\t\"\\/\n"],  # bytes that are not UTF-8, controls, quotes
+])
+def test_a_batch_encoded_chunk_by_chunk_is_the_batch_encoded_whole(writes):
+    chunks = [Chunk("web", "stdout", data) for data in writes] + [Chunk("web.1", "stderr", b"3 \xe2\x82\xac\n")]
+    assert json.loads(encode_runs(chunks).data) == merge_runs(chunks)
+    assert encode_runs(chunks).data == json.dumps(merge_runs(chunks), separators=(",", ":"),
+                                                  ensure_ascii=False).encode()
+
+
+def test_every_follower_that_stops_listening_leaves_the_shared_batches_once():
+    users = SHARED.users
+    listeners = set()
+    feed = LiveFeed()
+    feed.attach(listeners)
+    feed.attach(listeners)  # a recreated project: attached again
+    assert SHARED.users == users + 1
+    feed.detach()
+    feed.detach()
+    assert SHARED.users == users
+
+
+def test_a_frame_with_a_raw_field_is_the_frame_of_its_value():
+    chunks = [["web", "stdout", "1 \u00e9\n"]]
+    raw = RawJSON(json.dumps(chunks, ensure_ascii=False).encode())
+    for response in ({"ok": True, "chunks": raw, "done": False}, {"chunks": raw}):
+        frame = encode({"id": 7, "response": response})
+        expected = {"id": 7, "response": {**response, "chunks": chunks}}
+        assert decode(frame[4:]) == expected
+        assert int.from_bytes(frame[:4], "big") == len(frame) - 4
+        parts = encode_parts({"id": 7, "response": response})
+        assert b"".join(parts) == frame
+        assert any(part is raw.data for part in parts), "the shared bytes are sent as they are, not copied"
+
+
+def test_a_frame_with_two_raw_fields_and_nothing_else():
+    frame = encode({"id": None, "response": {"a": RawJSON(b"[1]"), "b": RawJSON(b'"x"')}})
+    assert decode(frame[4:]) == {"id": None, "response": {"a": [1], "b": "x"}}
 
 
 def test_a_reading_without_follow_is_done_after_the_stored_lines(tmp_path):
