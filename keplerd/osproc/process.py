@@ -467,6 +467,8 @@ def _proctree():
 
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# /proc/<pid>/stat is one line of about 1 KiB at most (a 15-byte comm and 52 numbers).
+_STAT_READ_SIZE = 4096
 
 
 @functools.cache
@@ -506,10 +508,15 @@ def start_time(pid):
     Read from ``/proc/<pid>/stat`` directly: it is on the spawn path of every service.
     """
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        data = os.read(fd, _STAT_READ_SIZE)  # one read(2): no buffered file object on the spawn path
+    except OSError:
+        return None
+    finally:
+        close_now(fd)
     fields = data[data.rfind(b")") + 2:].split()
     return _boot_time() + int(fields[19]) / _CLOCK_TICKS
 

@@ -20,12 +20,6 @@ from keplerd.osproc import cgroup_rename, cgroups, groups, heap, launch, process
 
 log = logging.getLogger("keplerd.system")
 
-# A fork of the daemon takes milliseconds (more with a big heap or a loaded machine),
-# and greenlets that are ready run back to back: 300 services starting at once
-# would fork for a whole second before the loop looks at a timer or a pipe again.
-# One fork at a time, each followed by a turn of the loop, keeps every stall to one fork.
-FORK_PACE = 0.0002
-
 
 class System:
     """The real operating system, by way of ``osproc`` (the only code that forks or kills)."""
@@ -53,11 +47,12 @@ class System:
         *env* replaces the spec's environment (it adds the stray mark, ``osproc/strays.py``);
         *instance* (``(config id, service)``) gives a service's process its cgroup.
         """
+        # A fork holds the loop for milliseconds, and greenlets that are ready run back
+        # to back: 300 services starting at once would fork for a whole second before
+        # the loop looked at a timer or a pipe. One fork at a time, and every spawn first
+        # waits for an idle loop (``process.serve_ready_io``), keeps every stall to one fork.
         with self._fork_gate:
-            try:
-                return launch.spawn_logged(writer, spec, instance, env=env)
-            finally:
-                gevent.sleep(FORK_PACE)  # a timer: the loop polls before the next fork
+            return launch.spawn_logged(writer, spec, instance, env=env)
 
     def rename_cgroup(self, child, name, limits):
         """Give the cgroup *child* runs in the instance name *name* (``web`` → ``web.1``), with *limits*.
