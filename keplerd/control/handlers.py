@@ -16,6 +16,7 @@ import time
 from keplerd import __version__, paths
 from keplerd.control import requests
 from keplerd.control.access import Caller, CallerRegistry, PermissionDenied
+from keplerd.control.protocol import raw_array
 from keplerd.model import states
 from keplerd.model.errors import UnknownName
 from keplerd.supervise import lifecycle
@@ -159,11 +160,15 @@ def handle_ps(call, request):
         except NotLoaded:
             projects = []
     stats = bool(request.get("stats"))
-    rows = []
+    return {"services": raw_array(_ps_rows(call, projects, stats))}
+
+
+def _ps_rows(call, projects, stats):
     for project in projects:
         changed = call.registry.config_changed(project)
-        rows.extend({**row, "config_changed": changed} for row in project.ps_rows(stats))
-    return {"services": rows}
+        for row in project.ps_rows(stats):
+            row["config_changed"] = changed
+            yield row
 
 
 def handle_stop(call, request):

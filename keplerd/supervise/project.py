@@ -315,16 +315,15 @@ class Project(Instances):
     # -- views -----------------------------------------------------------------------
 
     def ps_rows(self, stats=False):
-        """The rows of ``ps``: each service's runtime, whether its process is stopped (SIGSTOP), and,
-        with *stats*, what it costs (SPEC §19)."""
-        rows = [{"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
-                 "service": service.base, "replica": service.index if service.name != service.base else None,
-                 **service.runtime(), "paused": bool(service.pid) and self.system.paused(service.pid)}
-                for service in self.services.values()]
-        if stats:
-            for row, service in zip(rows, self.services.values()):
+        """Yield the rows of ``ps``: each service's runtime, whether its process is stopped (SIGSTOP), and,
+        with *stats*, what it costs (SPEC §19). One at a time: the caller encodes each as it comes."""
+        for service in self.services.values():
+            row = {"config": self.name, "config_path": self.source_path, "owner": self.owner, "name": service.name,
+                   "service": service.base, "replica": service.index if service.name != service.base else None,
+                   **service.runtime(), "paused": bool(service.pid) and self.system.paused(service.pid)}
+            if stats:
                 row.update(accounting.stats_of(self, service))
-        return rows
+            yield row
 
     def inspect(self, names=()):
         return {

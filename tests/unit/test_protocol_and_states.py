@@ -3,7 +3,7 @@ import struct
 
 import pytest
 
-from keplerd.control.protocol import MAX_FRAME, BadFrame, ProtocolError, encode, read_frame
+from keplerd.control.protocol import MAX_FRAME, BadFrame, ProtocolError, encode, encode_parts, raw_array, read_frame
 from keplerd.model import states
 
 
@@ -19,6 +19,13 @@ def test_frames_round_trip():
     assert read_frame(sock) == {"id": 1, "request": {"type": "ping"}}
     assert read_frame(sock) == {"id": 2, "x": "é"}
     assert read_frame(sock) is None
+
+
+@pytest.mark.parametrize("rows", [[], [{"name": "a", "pid": 1}], [{"name": "é", "pid": None}, {"name": "b"}]])
+def test_an_array_encoded_item_by_item_reads_back_as_the_list(rows):
+    message = {"id": 3, "response": {"ok": True, "services": raw_array(iter(rows))}}
+    sock = _pair_with(b"".join(encode_parts(message)))
+    assert read_frame(sock) == {"id": 3, "response": {"ok": True, "services": rows}}
 
 
 def test_an_oversized_length_is_a_protocol_error():
