@@ -60,37 +60,47 @@ def keep_reserve(state_dir):
     return reserve
 
 
-def write_state_json(state_dir, path, data):
-    """``write_json``, falling back on the reserve of *state_dir* when the disk is full.
+def write_state_json(state_dir, path, encoded):
+    """``write_json`` of the JSON bytes *encoded*, falling back on the reserve of *state_dir* when the disk is full.
 
     Returns True when the write needed the reserve. Raises OSError when even that
     was not enough (the caller retries).
     """
     reserve = _reserves.get(state_dir)
     try:
-        write_json(path, data)
+        _replace(path, encoded)
     except OSError as error:
         if error.errno not in _FULL or reserve is None or not reserve.release():
             raise
         log.warning("disk full: released the reserve %s to write %s", reserve.path, path)
-        write_json(path, data)
+        _replace(path, encoded)
         return True
     if reserve is not None and not reserve.held:
         reserve.hold()  # taken again as soon as there is room
     return False
 
 
-def write_json(path, data):
-    """Replace *path* with *data* as JSON so that readers see the old or the new file, never half.
+def encode_json(data):
+    """Return *data* as compact JSON bytes.
 
     Compact: ``state.json`` is written after every loop turn that changed a
     service, and the C encoder is five times faster than the indenting one
     (1 ms instead of 4.8 ms per write at 300 services).
     """
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def write_json(path, data):
+    """Replace *path* with *data* as JSON so that readers see the old or the new file, never half."""
+    _replace(path, encode_json(data))
+
+
+def _replace(path, encoded):
+    """Replace *path* with the bytes *encoded*: a temp file, fsync'd, renamed over it."""
     tmp = f"{path}.tmp"
     try:
         with _create(tmp) as file:
-            file.write(json.dumps(data, separators=(",", ":")).encode())
+            file.write(encoded)
             file.flush()
             os.fsync(file.fileno())
     except OSError:

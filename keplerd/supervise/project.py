@@ -141,20 +141,22 @@ class Project(Instances):
         saved = persist.read_json(self.paths.state) or {}
         return saved.get("services", {})
 
-    def state(self):
-        return {
-            "format": STATE_FORMAT,
-            "on_init_done": self.on_init_done,
-            "scaled": self.scaled,
-            "services": {name: service.runtime() for name, service in self.services.items()},
-        }
+    def state_json(self):
+        """Return ``state.json`` as bytes, encoded a service at a time.
+
+        Never all the runtimes as dicts at once: ~1.2 KiB each, for every write while 300 services start.
+        """
+        head = persist.encode_json({"format": STATE_FORMAT, "on_init_done": self.on_init_done, "scaled": self.scaled})
+        services = b",".join(persist.encode_json(name) + b":" + persist.encode_json(service.runtime())
+                             for name, service in self.services.items())
+        return head[:-1] + b',"services":{' + services + b"}}"
 
     def write_state(self):
         """Write ``state.json`` now (the one place it is written); raise OSError.
 
         A full disk releases the state dir's reserve first (``persist.Reserve``).
         """
-        persist.write_state_json(self.state_dir, self.paths.state, self.state())
+        persist.write_state_json(self.state_dir, self.paths.state, self.state_json())
         self.system.trim_heap_soon()  # the state it was built from is free now (osproc/heap.py)
 
     def write_state_now(self):

@@ -34,6 +34,17 @@ def test_a_lone_change_is_written_without_waiting_for_more(stack):
     stack.wait_for(lambda: saved(stack)["web"]["status"] == states.RUNNING, "written")
 
 
+def test_state_json_holds_every_runtime_and_the_config_fields(stack):
+    stack.load("services:\n  web: {command: [web]}\n  db: {command: [db], depends_on: [web]}\n")
+    stack.start()
+    stack.wait_for(lambda: all(status == states.RUNNING for status in stack.statuses().values()), "all running")
+    stack.project.write_state()
+    assert persist.read_json(stack.project.paths.state) == {
+        "format": 1, "on_init_done": stack.project.on_init_done, "scaled": stack.project.scaled,
+        "services": {name: service.runtime() for name, service in stack.project.services.items()},
+    }
+
+
 def test_shutdown_writes_at_once(stack, monkeypatch):
     stack.load(MANY)
     stack.start()
