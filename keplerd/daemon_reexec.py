@@ -8,7 +8,6 @@ and execs the ``keplerd`` installed now; the new image adopts it at boot
 reexec runs.
 """
 
-import dataclasses
 import logging
 import os
 import time
@@ -83,7 +82,7 @@ class Reexec:
                 kept += [pump["fd"] for pump in service.get("pumps", ())]
                 kept += [service["notify"]["fd"]] if "notify" in service else []
         record = {"pid": self.pid, "version": __version__, "started_at": self.started_at,
-                  "generation": self.generation, "settings": dataclasses.asdict(self.settings),
+                  "generation": self.generation, "settings": self.settings.as_dict(),
                   "log_path": self._log_path, "listener_fd": self._listener.fileno(), "lock_fd": self._lock_fd,
                   "configs": configs, "events": FEED.hand_over()}
         handover.write(path, record, [self._listener.fileno(), self._lock_fd, *kept])

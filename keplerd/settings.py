@@ -10,11 +10,11 @@ and all of them are reported together.
 """
 
 import argparse
-import dataclasses
 import os
 
 from keplerd import __version__, paths
 from keplerd.model import defaults
+from keplerd.model.record import Record
 from keplerd.config.errors import ConfigError
 
 DEFAULT_PATH = paths.DEFAULT_DAEMON_CONFIG
@@ -23,8 +23,7 @@ LOG_LEVELS = defaults.LOG_LEVELS
 CONTAINMENTS = defaults.CONTAINMENTS
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
+class Settings(Record):
     """What the daemon runs with; defaults are those of an empty ``keplerd.conf``."""
 
     state_dir: str = paths.DEFAULT_STATE_DIR
@@ -38,7 +37,7 @@ class Settings:
     metrics_listen: str = None  # host:port or a Unix socket path; None: no metrics
     metrics_allow_remote: bool = False
     # Whom each non-root user may run services as, besides itself (SPEC §21): {user: [user or group, ...]}.
-    allow_run_as: dict = dataclasses.field(default_factory=dict)
+    allow_run_as: dict = {}  # copied for each Settings
     client_hello_timeout: float = 5.0  # seconds (control/server.py SessionLimits)
     client_idle_timeout: float = 600.0
     client_sessions_per_user: int = 64
@@ -103,7 +102,7 @@ def resolve(args, environ=os.environ, validate=None):
         overrides["autostart_dir"] = os.path.abspath(overrides["autostart_dir"])
     else:
         overrides["autostart_dir"] = _autostart_dir(settings, args, overrides.get("state_dir"))
-    return dataclasses.replace(settings, **overrides)
+    return settings.replace(**overrides)
 
 
 def _autostart_dir(settings, args, state_dir_override):

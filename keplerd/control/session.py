@@ -8,7 +8,6 @@ frame, the requests in flight, the bytes of answers it has not read.
 import logging
 import socket
 import time
-from dataclasses import dataclass
 
 import gevent
 from gevent.event import Event
@@ -18,6 +17,7 @@ from gevent.socket import wait_read
 
 from keplerd import PROTOCOL_VERSION, __version__
 from keplerd.control.protocol import BadFrame, ProtocolError, encode, encode_parts, read_frame
+from keplerd.model.record import Record
 from keplerd.osproc import heap
 
 log = logging.getLogger("keplerd.control")
@@ -30,8 +30,7 @@ SEND_TIMEOUT = 30.0
 LINGER_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class SessionLimits:
+class SessionLimits(Record):
     """How long a client may stay silent, and how many sessions one user may hold (keplerd.conf)."""
 
     hello_timeout: float = 5.0

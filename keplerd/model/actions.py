@@ -6,7 +6,8 @@ frozenset()
 (True, False)
 """
 
-import dataclasses
+from keplerd.model.record import Record
+
 
 # Why a service is stopped: a user asked; the daemon shuts down (the desired state
 # stays, so the next daemon brings it back; nothing may abort it); or it is the
@@ -30,8 +31,7 @@ def counted(reason):
     return reason in _COUNTED
 
 
-@dataclasses.dataclass(frozen=True)
-class Start:
+class Start(Record):
     """How services start, beyond which ones.
 
     *no_deps*: start only the named services, awaiting no dependency unless

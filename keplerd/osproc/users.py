@@ -7,7 +7,8 @@ Identity(uid=0, gid=0, groups=(0,), name='root', home='/root', shell='/bin/bash'
 import grp
 import os
 import pwd
-from dataclasses import dataclass, replace
+
+from keplerd.model.record import Record
 
 # The set*id(2) calls read (uid_t)-1 as "leave unchanged": it is not an id one can become.
 MAX_ID = 2**32 - 2
@@ -17,8 +18,7 @@ class UnknownIdentity(Exception):
     """An unknown user or group; the message is the reason shown to users."""
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(Record):
     """Who a child runs as: uid, primary gid, supplementary groups and passwd entry.
 
     *login* says whether the child gets the login variables of that passwd entry:
@@ -48,7 +48,7 @@ class Identity:
 
     def with_gid(self, gid):
         """Return this identity with primary group *gid*, as ``initgroups(name, gid)`` would set it."""
-        return replace(self, gid=gid, groups=_groups(self.name, gid))
+        return self.replace(gid=gid, groups=_groups(self.name, gid))
 
 
 def resolve(user, group=None):

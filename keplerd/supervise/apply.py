@@ -19,13 +19,13 @@ The handler runs it in a greenlet of the project, not of the request: a client
 that goes away mid-apply does not leave it half done.
 """
 
-import dataclasses
 import logging
 import time
 
 import gevent
 
 from keplerd.model import actions, changes
+from keplerd.model.record import Record
 from keplerd.supervise import lifecycle, replicas
 from keplerd.supervise.hooks import HookFailed
 from keplerd.model.states import DESIRED_UP
@@ -33,8 +33,7 @@ from keplerd.model.states import DESIRED_UP
 log = logging.getLogger("keplerd.apply")
 
 
-@dataclasses.dataclass
-class Prepared:
+class Prepared(Record):
     """An accepted-to-be plan: its entries, the snapshot to keep, and the bake to copy files from."""
 
     entries: list
@@ -230,7 +229,7 @@ def _start_new(project, prepared, restarting):
         project.services[name].note_restart("apply" if name in changed else "dependency")
     started = []
     if restarted:
-        started += lifecycle.start(project, restarted, dataclasses.replace(actions.AFTER_RESTART, global_init=False))
+        started += lifecycle.start(project, restarted, actions.AFTER_RESTART.replace(global_init=False))
     added = prepared.named(changes.START)
     if added:
         started += [name for name in lifecycle.start(project, added, actions.Start(global_init=False))

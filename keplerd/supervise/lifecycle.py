@@ -11,7 +11,6 @@ Global ``pre_start``/``post_start``/``pre_stop``/``post_stop`` run only when the
 whole config is acted on, not for named services.
 """
 
-import dataclasses
 import logging
 
 import gevent
@@ -121,7 +120,7 @@ def restart(project, names=(), reason="user", dependents=True):
     stop(project, [] if whole else targets, why=actions.RESTART)
     for name in targets:
         project.services[name].note_restart(reason if name in selected else "dependency")
-    how = dataclasses.replace(actions.AFTER_RESTART, then=("post_restart",)) if whole else actions.AFTER_RESTART
+    how = actions.AFTER_RESTART.replace(then=("post_restart",)) if whole else actions.AFTER_RESTART
     return start(project, [] if whole else targets, how)
 
 
