@@ -257,6 +257,28 @@ def test_the_daemon_imports_no_config_machinery_no_plugins_and_no_openssl():
     assert result.stdout.strip() == ""
 
 
+def test_the_daemon_starts_without_inspect_or_the_compression_modules():
+    # dataclasses imports inspect, ast and dis (1.1 MiB), and pprint (the hub's default formatter of a crashed
+    # greenlet's context) imports dataclasses; argparse imports shutil for its help's width, which loads bz2
+    # and lzma (0.44 MiB). Resident for the daemon's whole life.
+    code = ("import sys; import keplerd.daemon, gevent; from keplerd import settings; "
+            "settings.build_parser().parse_args(['--state-dir', '/nonexistent']); gevent.get_hub(); "
+            "print(','.join(m for m in ('dataclasses', 'inspect', 'pprint', 'shutil', 'lzma', 'bz2') "
+            "if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_a_running_daemon_has_no_compression_library_loaded(kepler):
+    kepler.config("services:\n  web:\n    command: [sleep, '1000']\n")
+    kepler.ctl("start", "-d")
+    kepler.wait_status("web", "running")
+    kepler.ctl("ps")
+    with open(f"/proc/{kepler.daemon.pid}/maps") as maps:
+        libraries = {line.split()[-1].rsplit("/", 1)[-1] for line in maps if "/" in line}
+    assert not [name for name in libraries if name.startswith(("_lzma", "_bz2", "liblzma", "libbz2"))], libraries
+
+
 def test_a_bake_with_lua_leaves_no_lua_or_yaml_library_in_the_daemon(kepler):
     kepler.config("services:\n  web:\n    command: !lua return {'sleep', '1000'}\n")
     kepler.ctl("start", "-d")
