@@ -35,7 +35,7 @@ def test_a_lone_change_is_written_without_waiting_for_more(stack):
 
 
 def test_state_json_holds_every_runtime_and_the_config_fields(stack):
-    stack.load("services:\n  web: {command: [web]}\n  db: {command: [db], depends_on: [web]}\n")
+    stack.load(MANY)  # more services than are encoded at a time
     stack.start()
     stack.wait_for(lambda: all(status == states.RUNNING for status in stack.statuses().values()), "all running")
     stack.project.write_state()

@@ -21,7 +21,8 @@ def test_frames_round_trip():
     assert read_frame(sock) is None
 
 
-@pytest.mark.parametrize("rows", [[], [{"name": "a", "pid": 1}], [{"name": "é", "pid": None}, {"name": "b"}]])
+@pytest.mark.parametrize("rows", [[], [{"name": "a", "pid": 1}], [{"name": "é", "pid": None}, {"name": "b"}],
+                                  [{"name": f"s{index}", "pid": index} for index in range(70)]])
 def test_an_array_encoded_item_by_item_reads_back_as_the_list(rows):
     message = {"id": 3, "response": {"ok": True, "services": raw_array(iter(rows))}}
     sock = _pair_with(b"".join(encode_parts(message)))
