@@ -7,11 +7,13 @@ cgroup that enables controllers for its children may hold no process), else
 ``/sys/fs/cgroup/unified`` on hybrid ones). A service instance runs in
 ``<root>/<config-id>/<service>``.
 
-The child joins its cgroup by inheritance: the daemon writes itself into the
-service's ``cgroup.procs`` right before ``fork_exec`` and back into its own cgroup
-right after (``joined``). The daemon has no threads and does not yield in
-between, so nothing else of it runs there, and the child needs no Python code
-between fork and exec (see docs/decisions.md).
+The child starts in its cgroup: it is cloned straight into it
+(``clone_into``, ``clone3(CLONE_INTO_CGROUP)``) where the kernel and the build
+allow it. Otherwise, and for a child that runs Python before exec (limits, a
+user, a terminal), it joins by inheritance: the daemon writes itself into the
+service's ``cgroup.procs`` right before ``fork_exec`` and back into its own
+cgroup right after (``joined``). The daemon has no threads and does not yield in
+between, so nothing else of it runs there (see docs/decisions.md).
 
 Without a writable cgroup2 hierarchy (``activate`` says why) every function here
 is a no-op and the daemon falls back on process groups (``mode()``).

@@ -11,13 +11,14 @@ import gevent
 from keplerd.osproc import cgroups, process
 
 
-def spawn_logged(writer, spec, instance=None, env=None):
+def spawn_logged(writer, spec, instance=None, env=None, gate=None):
     """Spawn *spec* with its output going to *writer*; return ``(child, pumps)``.
 
     *instance* is ``(config id, service)`` for a service's own process, which gets
     its cgroup (when cgroups are in use) with the limits of *spec* applied. *env*
-    replaces ``spec["env"]`` (the service's, with the stray mark). Pumps are
-    waitable like greenlets (``gevent.joinall``). Raises ``process.SpawnError``.
+    replaces ``spec["env"]`` (the service's, with the stray mark). *gate* is held
+    while the child is started (``process.spawn``). Pumps are waitable like
+    greenlets (``gevent.joinall``). Raises ``process.SpawnError``.
     """
     cgroup = None
     if instance is not None:
@@ -26,14 +27,14 @@ def spawn_logged(writer, spec, instance=None, env=None):
         except cgroups.LimitUnavailable as error:
             raise process.SpawnError(str(error)) from None
     try:
-        return _spawn_with_pipes(writer, spec, cgroup, env)
+        return _spawn_with_pipes(writer, spec, cgroup, env, gate)
     except process.SpawnError:
         if cgroup is not None:
             cgroups.kill_and_remove(cgroup, gevent.sleep)  # the failed child is reaped: it is empty
         raise
 
 
-def _spawn_with_pipes(writer, spec, cgroup, env):
+def _spawn_with_pipes(writer, spec, cgroup, env, gate):
     try:
         out_read, out_write = os.pipe2(os.O_CLOEXEC)
     except OSError as error:
@@ -47,7 +48,7 @@ def _spawn_with_pipes(writer, spec, cgroup, env):
     try:
         child = process.spawn(spec["command"], spec["env"] if env is None else env, spec["working_dir"],
                               user=spec.get("user"), group=spec.get("group"), limits=spec.get("limits"),
-                              stdout=out_write, stderr=err_write, cgroup=cgroup)
+                              stdout=out_write, stderr=err_write, cgroup=cgroup, gate=gate)
     except BaseException:
         for fd in (out_read, err_read):
             os.close(fd)

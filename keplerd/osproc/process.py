@@ -1,22 +1,22 @@
 """The OS seam: spawn children, watch them exit, signal and kill their process groups.
 
-Children are created with the C ``fork_exec`` of the standard library (about 0.5 ms
-each, against ~6 ms for gevent's Python-level fork) and then watched by gevent's
-child watcher, so waiting on them is cooperative. Each child starts its own
-session, so its pid is also its process group id.
+Children are started by Kepler's C spawner (``clone_into``: cloned straight into
+their cgroup, about 75 µs of the daemon's time, the exec waited for cooperatively),
+or where it is not built by the C ``fork_exec`` of the standard library (about
+0.5 ms, against ~6 ms for gevent's Python-level fork). They are watched by
+gevent's child watcher, so waiting on them is cooperative. Each child starts its
+own session, so its pid is also its process group id.
 
 Requires a monkey-patched gevent hub (the daemon patches first).
 """
 
 import _posixsubprocess
+import contextlib
 import errno
-import fcntl
 import functools
 import logging
 import os
-import resource
 import signal
-import termios
 import time
 
 import gevent
@@ -25,7 +25,7 @@ from gevent.monkey import get_original
 from gevent.os import nb_read
 
 from keplerd.model import defaults
-from keplerd.osproc import cgroups, usage, users
+from keplerd.osproc import cgroups, child_setup, clone_into, usage, users
 from keplerd.osproc.groups import signal_group
 
 log = logging.getLogger("keplerd.process")
@@ -38,10 +38,6 @@ KILLED_GONE_SECONDS = 2.0   # how long a stop waits for SIGKILLed processes to b
 # gevent's patched os.close defers closing pipes until the loop runs; the write ends
 # we hand to a child must be closed at once or the reader never sees EOF.
 close_now = get_original("os", "close")
-_write_now = get_original("os", "write")
-
-# What the child writes to the exec error pipe when it cannot apply limits or identity.
-_SETUP_FAILURE = "KeplerSetup"
 
 _STOPPING_SIGNALS = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
@@ -50,9 +46,6 @@ LIVE_PIDS = set()
 # The ones of them stopped by a signal now (SIGSTOP, a debugger): the child watcher tells us, so
 # ``ps`` need not read /proc/<pid>/stat for each of its rows (1,000 reads at 1,000 services).
 PAUSED_PIDS = set()
-
-_RLIMITS = {"memory": resource.RLIMIT_AS, "cpu_time": resource.RLIMIT_CPU, "max_fds": resource.RLIMIT_NOFILE}
-
 
 IO_FIRST_SECONDS = 0.05
 
@@ -78,7 +71,7 @@ def find_program(program, env, cwd):
 
 
 def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stderr=None, stdin=None, tty=False,
-          cgroup=None, cgroup_guest=False):
+          cgroup=None, cgroup_guest=False, gate=None):
     """Start *argv* in its own session and return a ``Child``.
 
     *stdin*, *stdout*, *stderr* are fds for the child (``None``: /dev/null); with
@@ -87,38 +80,39 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
     to values (other keys are cgroup limits, applied by ``cgroups.prepare``).
     *cgroup* is the cgroup directory the child starts in (None: the daemon's); a
     *cgroup_guest* (an exec'd command) does not own it: its ``Child`` stops and
-    kills by process group, leaving the rest of the cgroup alone.
+    kills by process group, leaving the rest of the cgroup alone. *gate* (a lock)
+    is held while the child is started, not while it goes on to exec: one start at
+    a time, each after the loop has served what was ready (``serve_ready_io``).
     Raises ``SpawnError`` with a user-facing reason.
     """
     if not os.path.isdir(cwd):
         raise SpawnError(f"working directory not found: {cwd}")
-    serve_ready_io()
     identity = _resolve_identity(user, group)
     if identity:
         env = identity.add_login_env(env)
     executable = find_program(argv[0], env, cwd)
-    limits = {name: value for name, value in (limits or {}).items() if value is not None and name in _RLIMITS}
-    if identity or limits or tty:
-        _refuse_if_threaded(argv[0])
+    steps = child_setup.Steps(identity, {name: value for name, value in (limits or {}).items() if value is not None},
+                              cwd, tty)
     env_list = [os.fsencode(f"{key}={value}") for key, value in env.items() if "=" not in key]
     devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
     errpipe_read, errpipe_write = os.pipe2(os.O_CLOEXEC)
     try:
-        # The child starts in the daemon's cgroup of the moment: the service's (see cgroups).
-        with cgroups.joined(cgroup):
-            pid = _fork_exec(
-                [os.fsencode(arg) for arg in argv], (os.fsencode(executable),), (errpipe_write,),
-                cwd, env_list, stdin if stdin is not None else devnull,
-                stdout if stdout is not None else devnull, stderr if stderr is not None else devnull,
-                errpipe_read, errpipe_write, identity, limits, tty=tty,
-            )
-        # Register the watcher before anything can yield, so the exit is never missed.
-        child = Child(pid, None if cgroup_guest else cgroup)
+        with gate if gate is not None else contextlib.nullcontext():
+            serve_ready_io()
+            pid, pending = _start(
+                cgroup, [os.fsencode(arg) for arg in argv], os.fsencode(executable), cwd, env_list,
+                stdin if stdin is not None else devnull, stdout if stdout is not None else devnull,
+                stderr if stderr is not None else devnull, errpipe_read, errpipe_write, steps)
+            # Register the watcher before anything can yield, so the exit is never missed.
+            child = Child(pid, None if cgroup_guest else cgroup)
     except (OSError, ValueError) as error:
         # fork itself failed (EAGAIN, ENOMEM), or an argument or variable holds a NUL byte.
         close_now(errpipe_read)
         reason = error.strerror if isinstance(error, OSError) else str(error)
         raise SpawnError(f"cannot start {argv[0]}: {reason}") from None
+    except BaseException:
+        close_now(errpipe_read)  # a thread found (SpawnError), a greenlet killed while it waited
+        raise
     finally:
         close_now(errpipe_write)
         close_now(devnull)
@@ -126,10 +120,33 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         failure = _read_exec_report(errpipe_read)
     finally:
         close_now(errpipe_read)
+    if pending is not None:
+        pending.release()  # EOF: the child has exec'd or died, and runs on its mapping no more
     if failure:
         child.wait()
-        raise SpawnError(_describe_exec_failure(failure, executable, cwd, identity))
+        raise SpawnError(child_setup.describe(failure, executable, steps))
     return child
+
+
+def _start(cgroup, args, executable, cwd, env_list, stdin, stdout, stderr, errpipe_read, errpipe_write, steps):
+    """Start the child, in *cgroup* (None: the daemon's) from birth; return ``(pid, pending)``.
+
+    The C spawner clones it straight into its cgroup and runs its *steps* without
+    Python; *pending* is then what the child runs on until it has exec'd (see
+    clone_into). Without the spawner, ``fork_exec`` starts it while the daemon
+    stands in the cgroup (see cgroups.joined), and *pending* is None.
+    """
+    gevent.get_hub().loop.install_sigchld()  # before any child can end: the child watcher needs it
+    cloned = clone_into.spawn(cgroup, executable, args, env_list, cwd, stdin, stdout, stderr, errpipe_write,
+                              CHILD_UMASK, steps)
+    if cloned is not None:
+        return cloned
+    if steps:
+        _refuse_if_threaded(os.fsdecode(args[0]))
+    with cgroups.joined(cgroup):
+        pid = _fork_exec(args, (executable,), (errpipe_write,), cwd, env_list, stdin, stdout, stderr,
+                         errpipe_read, errpipe_write, steps.preexec(errpipe_write) if steps else None)
+    return pid, None
 
 
 def serve_ready_io(longest=IO_FIRST_SECONDS):
@@ -196,7 +213,7 @@ def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
         pid = _fork_exec(
             [os.fsencode(arg) for arg in argv], (os.fsencode(argv[0]),), (errpipe_write,), cwd,
             [os.fsencode(f"{key}={value}") for key, value in env.items()], stdin, stdout, stderr,
-            errpipe_read, errpipe_write, None, {}, watched=False)
+            errpipe_read, errpipe_write, None, watched=False)
     finally:
         close_now(errpipe_write)
     try:
@@ -205,15 +222,14 @@ def fork_exec_plain(argv, env, cwd, stdin, stdout, stderr):
         close_now(errpipe_read)
     if failure:
         get_original("os", "waitpid")(pid, 0)
-        raise OSError(errno.ENOEXEC, _describe_exec_failure(failure, argv[0], cwd))
+        raise OSError(errno.ENOEXEC, child_setup.describe(failure, argv[0], child_setup.Steps(None, {}, cwd, False)))
     return pid
 
 
 def _fork_exec(args, executables, pass_fds, cwd, env_list, stdin, stdout, stderr,
-               errpipe_read, errpipe_write, identity, limits, watched=True, tty=False):
+               errpipe_read, errpipe_write, preexec, watched=True):
     if watched:  # the child watcher needs SIGCHLD; start-up before the hub reaps by itself
         gevent.get_hub().loop.install_sigchld()
-    preexec = _child_setup(identity, limits, cwd, errpipe_write, tty) if identity or limits or tty else None
     arguments = [
         args, executables, True, pass_fds, cwd, env_list,
         stdin, -1, -1, stdout, -1, stderr, errpipe_read, errpipe_write,
@@ -221,47 +237,6 @@ def _fork_exec(args, executables, pass_fds, cwd, env_list, stdin, stdout, stderr
         preexec is None,  # allow_vfork: safe only when no Python code runs in the child
     ]
     return _posixsubprocess.fork_exec(*arguments)
-
-
-def _child_setup(identity, limits, cwd, errpipe, tty=False):
-    """Return what the child runs before exec: set the rlimits, then become *identity*.
-
-    The limits come first, while the child is still root, so that they may go
-    beyond the daemon's own hard limits (only root may raise one). Then the
-    supplementary groups, the gid and the uid, in that order (SPEC §12); then the
-    working dir is entered again as that user, so that a directory the user may not
-    enter fails the service instead of leaving it stranded there. A failure ends
-    the child and tells the parent why through the exec error pipe.
-    """
-    # Address space last: once it is capped, the child should allocate nothing new.
-    ordered = sorted(limits.items(), key=lambda item: item[0] == "memory")
-    steps = [(f"cannot apply limits.{name} ({value})",
-              functools.partial(resource.setrlimit, _RLIMITS[name], (value, value)))
-             for name, value in ordered]
-    if tty:  # after setsid (done before this runs): stdin becomes the controlling terminal
-        steps.insert(0, ("cannot take the terminal", functools.partial(fcntl.ioctl, 0, termios.TIOCSCTTY, 0)))
-    if identity is not None:
-        steps.append((f"cannot switch to uid {identity.uid} and gid {identity.gid}",
-                      functools.partial(_become, identity.uid, identity.gid, list(identity.groups))))
-        steps.append((f"cannot enter working directory {cwd} as {identity.who}", functools.partial(os.chdir, cwd)))
-
-    def setup():
-        for failure, step in steps:
-            try:
-                step()
-            except (OSError, ValueError) as error:  # setrlimit says "not allowed" with a ValueError
-                reason = error.strerror if isinstance(error, OSError) else str(error)
-                _write_now(errpipe, f"{_SETUP_FAILURE}:0:{failure}: {reason}".encode())
-                os._exit(255)
-
-    return setup
-
-
-def _become(uid, gid, groups):
-    """Drop root for good: supplementary groups, then gid, then uid (real, effective and saved)."""
-    os.setgroups(groups)
-    os.setresgid(gid, gid, gid)
-    os.setresuid(uid, uid, uid)
 
 
 def _read_exec_report(fd):
@@ -282,25 +257,6 @@ def _read_all(fd):
     while chunk := os.read(fd, 4096):
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _describe_exec_failure(data, program, cwd, identity=None):
-    """Say why the child did not exec, naming the program or directory and whom it ran as."""
-    kind, _, rest = data.decode(errors="replace").partition(":")
-    code, _, where = rest.partition(":")
-    if kind == _SETUP_FAILURE:
-        return where
-    as_who = f" as {identity.who}" if identity is not None else ""
-    if kind == "OSError":
-        number = int(code, 16)
-        if where == "noexec:chdir":
-            return f"cannot enter working directory {cwd}{as_who}: {os.strerror(number)}"
-        if number == errno.ENOENT:
-            return f"program not found: {program}"
-        return f"cannot execute {program}{as_who}: {os.strerror(number)}"
-    if kind == "SubprocessError":
-        return "cannot prepare the child before exec"
-    return f"cannot execute {program}: {data.decode(errors='replace')}"
 
 
 class Child:
