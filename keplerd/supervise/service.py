@@ -17,7 +17,6 @@ run comes up and stays healthy; ``service_handover.py`` the hand-over across a
 import logging
 import time
 
-import gevent
 from gevent.event import Event
 
 from keplerd.model import actions, states
@@ -250,12 +249,8 @@ class Service(RunAndRestart, HandOver, HealthAndReadiness):
                         reached_up=False, waiting_on=None, retries=0, backoff_until=None)
         if not self._watch.armed:
             self._watch.arm()  # before spawn, so no change is missed; only a stop disarms it
-        # Created now, started in its turn at the fork gate: ``supervised``, ``join`` and ``kill`` see it at once.
-        supervisor = gevent.Greenlet(self._supervise, how.awaited(), tuple(how.after_start))
-        supervisor.link_exception(self._supervisor_crashed)
-        self.project.hold(supervisor)
-        self._supervisor = supervisor
-        self.system.start_in_turn(supervisor)
+        self._supervisor = self.project.spawn(self._supervise, how.awaited(), tuple(how.after_start))
+        self._supervisor.link_exception(self._supervisor_crashed)
 
     def instance_spec(self, extra=None):
         """Return the baked spec with this instance's ``KEPLER_REPLICA``/``KEPLER_REPLICAS`` (SPEC §17).

@@ -17,7 +17,6 @@ import gevent
 from gevent.lock import Semaphore
 
 from keplerd.osproc import cgroup_rename, cgroups, groups, heap, launch, process, strays
-from keplerd.supervise.start_turns import StartTurns
 
 log = logging.getLogger("keplerd.system")
 
@@ -27,7 +26,6 @@ class System:
 
     def __init__(self):
         self._fork_gate = Semaphore()
-        self._start_turns = StartTurns(self._fork_gate)
         self.passing_children = 0   # hook runs and probes now: nobody hands those over (SPEC §20)
 
     @contextlib.contextmanager
@@ -42,10 +40,6 @@ class System:
     def adopt_child(self, pid, create_time):
         """Watch a service process an earlier image of this daemon spawned: a child, or None if gone."""
         return process.Child.adopt(pid, create_time)
-
-    def start_in_turn(self, supervisor):
-        """Start the unstarted greenlet *supervisor* once the forks before it are done (``start_turns.py``)."""
-        self._start_turns.start(supervisor)
 
     def spawn_logged(self, writer, spec, env=None, instance=None):
         """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError.

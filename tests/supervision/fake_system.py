@@ -14,14 +14,12 @@ import signal
 
 import gevent
 from gevent.event import AsyncResult, Event
-from gevent.lock import Semaphore
 from gevent.queue import Queue
 
 from keplerd.logs.format import now_stamp
 from keplerd.osproc import strays
 from keplerd.osproc.process import SpawnError
 from keplerd.supervise.health import ProbeResult
-from keplerd.supervise.start_turns import StartTurns
 
 _pids = itertools.count(40000)
 
@@ -121,8 +119,6 @@ class FakeSystem:
         self.spawned = Event()
         self.notify_sockets = []
         self.inotify = None      # an INotify class to use instead of the real one
-        self.fork_gate = Semaphore()  # as the real one's: a test holds it to keep spawns waiting
-        self._start_turns = StartTurns(self.fork_gate)
 
     @contextlib.contextmanager
     def passing_child(self):
@@ -183,14 +179,7 @@ class FakeSystem:
 
     # -- the seam --------------------------------------------------------------------
 
-    def start_in_turn(self, supervisor):
-        self._start_turns.start(supervisor)
-
     def spawn_logged(self, writer, spec, env=None, instance=None):
-        with self.fork_gate:  # one spawn at a time, as the real seam
-            return self._spawn_logged(writer, spec, env)
-
-    def _spawn_logged(self, writer, spec, env):
         name = writer.name
         self.environments[name] = env
         behaviour = self.behaviours.get(name) or Behaviour(exit_code=0 if "." in name else None)

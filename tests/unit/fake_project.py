@@ -35,9 +35,6 @@ class SweepOnlySystem:
         self.sweeps.append(mark)
         return []
 
-    def start_in_turn(self, supervisor):
-        supervisor.start()
-
 
 class FakeProject:
     """Just enough of a Project for one Service, without processes or files."""
@@ -52,9 +49,6 @@ class FakeProject:
 
     def spawn(self, function, *args):
         return self.greenlets.spawn(function, *args)
-
-    def hold(self, greenlet):
-        self.greenlets.add(greenlet)
 
     def service_changed(self, service):
         pass
