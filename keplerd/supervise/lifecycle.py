@@ -83,6 +83,7 @@ def _stop_in_reverse_order(project, targets, signum, why):
 
     def stop_after_dependents(name):
         gevent.joinall([stoppers[other] for other in targets if other != name and name in edges[other]])
+        project.system.take_turn()
         try:
             project.services[name].stop(signum, why)
         except HookFailed as failure:

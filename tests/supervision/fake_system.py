@@ -223,6 +223,9 @@ class FakeSystem:
 
         return (self.inotify or INotify)(**options)
 
+    def take_turn(self):
+        pass  # one turn at a time is the loop's concern, not a rule of supervision
+
     def trim_heap_soon(self):
         """Nothing to give back: the test's heap is the test runner's."""
 
