@@ -24,6 +24,8 @@ log = logging.getLogger("keplerd.system")
 # parallel, on every CPU; the daemon goes on with each once its exec is done, and
 # at most this many come back in one turn of the loop (each ~0.5 ms of work).
 EXECS_IN_FLIGHT = 8
+# How many stoppers act between two idle turns of the loop (each ~0.3 ms before it waits).
+ACTS_PER_TURN = 8
 
 
 class System:
@@ -32,6 +34,7 @@ class System:
     def __init__(self):
         self._fork_gate = Semaphore()
         self._exec_slots = BoundedSemaphore(EXECS_IN_FLIGHT)
+        self._turns_taken = 0
         self.passing_children = 0   # hook runs and probes now: nobody hands those over (SPEC §20)
 
     @contextlib.contextmanager
@@ -65,13 +68,16 @@ class System:
             return launch.spawn_logged(writer, spec, instance, env=env, gate=self._fork_gate)
 
     def take_turn(self):
-        """Wait for this greenlet's turn to act on a child: one at a time, each after an idle loop.
+        """Wait for this greenlet's turn to act on a child: a few at a time, each few after an idle loop.
 
         The stoppers of a whole config start together, and each signals its service
         before it waits: 300 of them back to back held the loop for 10-60 ms a turn.
+        One per idle loop made a stop of 1,000 twice as long (0.47 -> 0.85 s).
         """
         with self._fork_gate:
-            process.serve_ready_io()
+            self._turns_taken += 1
+            if self._turns_taken % ACTS_PER_TURN == 0:
+                process.serve_ready_io()
 
     def rename_cgroup(self, child, name, limits):
         """Give the cgroup *child* runs in the instance name *name* (``web`` → ``web.1``), with *limits*.
