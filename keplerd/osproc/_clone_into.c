@@ -123,12 +123,12 @@ struct kernel_sigaction {
 
 enum { CHILD_STACK_SIZE = 64 * 1024, GUARD_SIZE = 4096, KERNEL_SIGSET_SIZE = 8 };
 
+enum { MAX_LIMITS = 8, MAX_GROUPS = 65536 };
+
 /* What the child needs, copied into one mapping with its stack. The daemon does not wait for the
  * exec (no CLONE_VFORK: under load the child may wait milliseconds for a CPU, and the daemon
  * would wait with it), so nothing the child reads may be freed or changed until it has exec'd:
  * the mapping is the daemon's to unmap only once the exec error pipe reads EOF (release()). */
-enum { MAX_LIMITS = 8, MAX_GROUPS = 65536 };
-
 struct child_plan {
     char **argv;
     char **envp;
