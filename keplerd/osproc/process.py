@@ -118,6 +118,9 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         close_now(devnull)
     try:
         failure = _read_exec_report(errpipe_read)
+    except BaseException:
+        _kill_unclaimed(child)
+        raise
     finally:
         close_now(errpipe_read)
     if pending is not None:
@@ -126,6 +129,20 @@ def spawn(argv, env, cwd, user=None, group=None, limits=None, stdout=None, stder
         child.wait()
         raise SpawnError(child_setup.describe(failure, executable, steps))
     return child
+
+
+def _kill_unclaimed(child):
+    """SIGKILL a child whose spawn was given up while it exec'd (its greenlet killed): no caller will.
+
+    Its process group, and its cgroup when it has one of its own: what it started
+    meanwhile goes too. Nothing here yields.
+    """
+    signal_group(child.pgid, signal.SIGKILL)
+    if child.cgroup is not None:
+        try:
+            cgroups.kill(child.cgroup)
+        except OSError as error:  # the error being raised matters more; the group is killed anyway
+            log.warning("cannot kill cgroup %s of an abandoned spawn: %s", child.cgroup, error.strerror)
 
 
 def _start(cgroup, args, executable, cwd, env_list, stdin, stdout, stderr, errpipe_read, errpipe_write, steps):
