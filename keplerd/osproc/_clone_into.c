@@ -265,9 +265,12 @@ static long close_at_exec(int errpipe)
     /* As marks, where the kernel can (5.11): exec closes them after it has let go of the memory. */
     if (raw_syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC, 0) == 0)
         return 0;
-    if (errpipe > 3 && raw_syscall(SYS_close_range, 3, errpipe - 1, 0, 0) < 0)
-        return -ENOSYS;
-    return raw_syscall(SYS_close_range, errpipe + 1, ~0U, 0, 0);
+    long result = errpipe > 3 ? raw_syscall(SYS_close_range, 3, errpipe - 1, 0, 0) : 0;
+    if (result == 0)
+        result = raw_syscall(SYS_close_range, errpipe + 1, ~0U, 0, 0);
+    /* No close_range (Linux 5.7 and 5.8 have clone3 into a cgroup without it): the daemon's fds
+     * are close-on-exec from their creation (PEP 446), which is what this call made sure of. */
+    return result == -ENOSYS ? 0 : result;
 }
 
 static int child_main(void *argument)
