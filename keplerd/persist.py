@@ -11,6 +11,8 @@ import json
 import logging
 import os
 
+from keplerd.model.encoding import compact_json
+
 log = logging.getLogger("keplerd.persist")
 
 RESERVE_BYTES = 1 << 20
@@ -87,7 +89,7 @@ def encode_json(data):
     service, and the C encoder is five times faster than the indenting one
     (1 ms instead of 4.8 ms per write at 300 services).
     """
-    return json.dumps(data, separators=(",", ":")).encode()
+    return compact_json(data)
 
 
 def write_json(path, data):

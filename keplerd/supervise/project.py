@@ -1,6 +1,5 @@
 """One loaded config: its snapshot, its services, and starting and stopping them in order."""
 
-import itertools
 import logging
 import os
 import pwd
@@ -11,6 +10,7 @@ from gevent.event import Event
 from gevent.pool import Group
 
 from keplerd import persist
+from keplerd.model.encoding import encode_batched
 from keplerd.logs.store import LogStore
 from keplerd.model import actions, states
 from keplerd.model.errors import UnknownName
@@ -23,8 +23,6 @@ from keplerd.supervise.system import System
 log = logging.getLogger("keplerd.project")
 
 STATE_FORMAT = 1
-# Runtimes encoded per json.dumps call in state.json: few calls (each builds an encoder), few dicts at once.
-STATE_SERVICES_PER_ENCODING = 32
 STATE_RETRY_SECONDS = 1.0
 PERSIST_INTERVAL = 0.15  # at least this many seconds between two writes of state.json
 MAX_PERSIST_INTERVAL = 1.0  # and at most this many, however long a write takes
@@ -150,11 +148,8 @@ class Project(Instances):
         Never all the runtimes as dicts at once: ~1.2 KiB each, for every write while 300 services start.
         """
         head = persist.encode_json({"format": STATE_FORMAT, "on_init_done": self.on_init_done, "scaled": self.scaled})
-        services = iter(self.services.items())
-        encoded = []
-        while chunk := list(itertools.islice(services, STATE_SERVICES_PER_ENCODING)):
-            encoded.append(persist.encode_json({name: service.runtime() for name, service in chunk})[1:-1])
-        return head[:-1] + b',"services":{' + b",".join(encoded) + b"}}"
+        runtimes = ((name, service.runtime()) for name, service in self.services.items())
+        return head[:-1] + b',"services":{' + encode_batched(runtimes, dict) + b"}}"
 
     def write_state(self):
         """Write ``state.json`` now (the one place it is written); raise OSError.
