@@ -30,7 +30,7 @@ TEST_TOOLS ?= groff:groff-base zsh:zsh systemd-analyze:systemd redis-server:redi
 
 .PHONY: run stop test test-tools lint bench bench-logs bench-apply soak clean install uninstall
 
-$(BIN)/.installed: setup.cfg setup.py keplerd/osproc/_clone_into.c
+$(BIN)/.installed: setup.cfg setup.py keplerd/osproc/_clone_into.c keplerd/logs/_stamp.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -8,25 +8,49 @@ that is how followers and attached clients get output with ``store: false``.
 
 import fcntl
 import logging
+import mmap
 import os
 
 from keplerd.logs.files import StreamLog, log_path
-from keplerd.logs.format import LineFormatter, now_stamp
+from keplerd.logs.format import LineFormatter, now_stamp, stamp_lines
 from keplerd.logs.settings import STREAMS, LogSettings
 
 log = logging.getLogger("keplerd.logs")
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
-# A pipe holds 64 KiB. Bigger reads measured slower even from a grown pipe (issue #25: 46 ms of
-# daemon CPU for S3's 50 MB at 64 KiB, 60-90 ms at 128 KiB-1 MiB): the chunk and its stamped copy
-# then come from mmap (page faults on every read) instead of the heap, and leave the cache.
-READ_SIZE = 64 * 1024
+# A pipe holds 64 KiB: a read that gets that much found it full.
+PIPE_SIZE = 64 * 1024
 # A pipe found full is grown to this (once): a chatty service then waits on the daemon far less
-# often, and the daemon finds up to READS_BEFORE_YIELD chunks waiting per wake-up.
+# often, and the daemon takes more per read.
 BIG_PIPE_SIZE = 1024 * 1024
-# A pump that always finds data must still let others run: at most this many reads per wake-up.
+# With the C stamper, every pump reads into one buffer of this size, made once: the daemon
+# runs one callback at a time, and a chunk is stamped into new bytes before the next read.
+# Reads into fresh bytes cost more than the copy out of this one: 64 KiB reads into new bytes
+# took 44 ms of CPU per 50 MB (S3, issue #25, outside the daemon), 256 KiB ones 49 ms, reads of
+# up to 1 MiB into this buffer 32 ms. An anonymous mapping: only the pages a read has reached
+# are in memory. Stamping in Python wants bytes, and is fastest with 64 KiB reads into new ones
+# (85 ms from this buffer).
+READ_BUFFER_SIZE = BIG_PIPE_SIZE
+# A pump that always finds data must still let others run: at most this many reads, and about
+# this many bytes (under a millisecond of stamping), per wake-up.
 READS_BEFORE_YIELD = 8
+BYTES_BEFORE_YIELD = 1024 * 1024
+
+_read_buffer = None
+
+
+def read_chunk(fd):
+    """Read what the pipe *fd* holds: a view of the shared buffer (C stamper) or new bytes (none).
+
+    The view is valid until the next read; the formatter copies what it keeps.
+    """
+    global _read_buffer
+    if stamp_lines is None:
+        return os.read(fd, PIPE_SIZE)
+    if _read_buffer is None:
+        _read_buffer = memoryview(mmap.mmap(-1, READ_BUFFER_SIZE))
+    return _read_buffer[:os.readv(fd, [_read_buffer])]
 
 
 class HubTimer:
@@ -114,7 +138,7 @@ class Pump:
     A suspended greenlet costs about 9 KiB (its saved C stack), a watcher under
     0.5 KiB; with two pipes per service that is most of the daemon's memory at
     hundreds of services. The callback never blocks: it reads what the pipe holds
-    (at most READS_BEFORE_YIELD chunks, so a flood cannot starve the loop), stores
+    (at most BYTES_BEFORE_YIELD, so a flood cannot starve the loop), stores
     and hands it to listeners, and returns. ``join``/``rawlink`` make it waitable
     like a greenlet (``gevent.joinall``); it is done at EOF or when stopped.
     """
@@ -126,7 +150,7 @@ class Pump:
         self._writer = writer
         self._stream = stream
         self._fd = fd
-        self._read_size = READ_SIZE
+        self._grown = False
         self._formatter = LineFormatter(partial)
         self._done = Event()
         self._links = {}
@@ -134,17 +158,22 @@ class Pump:
         self._watcher.start(self._readable)
 
     def _readable(self):
+        taken = 0
         try:
             for _ in range(READS_BEFORE_YIELD):
-                chunk = os.read(self._fd, self._read_size)
-                if len(chunk) == READ_SIZE == self._read_size:
+                chunk = read_chunk(self._fd)
+                if len(chunk) == PIPE_SIZE and not self._grown:
                     self._grow_pipe()
                 if not chunk:
                     self._writer.write(self._stream, *self._formatter.finish(now_stamp()))
                     self._writer.flush()
                     self.stop()
                     return
-                self._writer.write(self._stream, *self._formatter.feed(chunk, now_stamp()))
+                for stored, count in self._formatter.feed(chunk, now_stamp()):
+                    self._writer.write(self._stream, stored, count)
+                taken += len(chunk)
+                if taken >= BYTES_BEFORE_YIELD:
+                    return
         except BlockingIOError:
             return  # drained: the watcher calls again when there is more
         except Exception:
@@ -153,12 +182,11 @@ class Pump:
 
     def _grow_pipe(self):
         """The pipe was full: make it big, so that the service blocks less and we read more per wake-up."""
+        self._grown = True  # whether it worked or not: never try again
         try:
             fcntl.fcntl(self._fd, F_SETPIPE_SZ, BIG_PIPE_SIZE)
         except OSError:
             pass  # over the user's pipe budget (pipe-user-pages-soft): it keeps its size, nothing else changes
-        else:
-            self._read_size = READ_SIZE + 1  # grown: never try again
 
     def hand_over(self):
         """Stop copying but keep the pipe open for the next image of the daemon: ``{stream, fd, partial}``.

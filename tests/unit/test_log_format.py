@@ -1,15 +1,35 @@
-"""The stored line format: timestamps per chunk, split long lines, a last line without newline."""
+"""The stored line format: timestamps per chunk, split long lines, a last line without newline.
+
+Every test runs twice: with the C stamper (``logs/_stamp.c``) and with the Python one
+it stands in for where there is no compiler.
+"""
 
 import random
 
+import pytest
+
+from keplerd.logs import format as log_format
 from keplerd.logs.format import MAX_LINE, LineFormatter, format_lines, has_long_line, parse_line, split_long
+
+C_STAMPER = log_format.stamp_lines
+
+
+@pytest.fixture(autouse=True, params=["c", "python"])
+def stamper(request, monkeypatch):
+    if request.param == "python":
+        monkeypatch.setattr(log_format, "stamp_lines", None)
+    elif C_STAMPER is None:
+        pytest.skip("the C stamper is not built here")
+    return request.param
 
 
 def lines_of(result):
-    """The stored bytes of a ``feed``/``finish`` result, after checking its count of lines."""
-    data, count = result
-    assert count == data.count(b"\n")
-    return data
+    """The stored bytes of a ``feed`` (pieces) or ``finish`` result, after checking its counts of lines."""
+    pieces = [result] if isinstance(result, tuple) else list(result)
+    for data, count in pieces:
+        assert count == data.count(b"\n")
+        assert len(pieces) == 1 or 0 < len(data) <= log_format.PIECE_SIZE
+    return b"".join(data for data, _ in pieces)
 
 
 def test_every_line_of_a_chunk_gets_the_chunk_stamp():
@@ -94,9 +114,8 @@ def reference_lines(chunks):
     """What the formatter must store for *chunks* ``[(stamp, bytes), ...]``, one line at a time."""
     out, pending = [], b""
     for stamp, chunk in chunks:
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
             out += [stamp + piece + b"\n" for piece in split_long(line)]
         if len(pending) > MAX_LINE:
             *pieces, pending = split_long(pending)
@@ -104,26 +123,49 @@ def reference_lines(chunks):
     return b"".join(out), pending
 
 
-def random_output(rng, size):
+def random_output(rng, size, long_lines=True):
     """Service output of about *size* bytes: short, empty, 16 KiB-edge and long lines, some UTF-8."""
     lengths = (0, 1, 80, 200, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, 3 * MAX_LINE + 7)
-    text = []
-    while sum(map(len, text)) < size:
-        length = rng.choice(lengths) if rng.random() < 0.2 else rng.randrange(0, 150)
+    text, total = [], 0
+    while total < size:
+        length = rng.choice(lengths) if long_lines and rng.random() < 0.2 else rng.randrange(0, 150)
         text.append((("é" if rng.random() < 0.3 else "x") * length).encode()[:length] + b"\n")
+        total += len(text[-1])
     return b"".join(text)[:size]  # the cut may leave a last line without newline
 
 
-def test_any_chunking_stores_what_a_per_line_reference_stores():
+def random_chunks(rng, long_lines=True):
+    """Random output cut at random places; without *long_lines*, in chunks of up to 1 MiB."""
+    data = random_output(rng, rng.choice((300, 70_000, 200_000) if long_lines else (300, 400_000, 1_000_000)),
+                         long_lines)
+    cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 30 if long_lines else 5))))
+    return [(b"%d " % (1000 + i), data[a:b]) for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(data)]))]
+
+
+@pytest.mark.parametrize("long_lines", [True, False], ids=["with-long-lines", "big-chunks"])
+def test_any_chunking_stores_what_a_per_line_reference_stores(long_lines):
     for seed in range(40):
-        rng = random.Random(seed)
-        data = random_output(rng, rng.choice((300, 70_000, 200_000)))
-        cuts = sorted(rng.sample(range(1, len(data)), min(len(data) - 1, rng.randrange(1, 30))))
-        chunks = [(b"%d " % (1000 + i), data[a:b]) for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(data)]))]
+        chunks = random_chunks(random.Random(seed), long_lines)
         formatter = LineFormatter()
         stored = b"".join(lines_of(formatter.feed(chunk, stamp)) for stamp, chunk in chunks)
         expected, pending = reference_lines(chunks)
         assert stored == expected, f"seed {seed}"
+        assert formatter.pending == pending, f"seed {seed}"
+
+
+def test_chunks_read_into_one_reused_buffer_are_stored_as_they_were():
+    """The pump reads every chunk into one buffer and passes a view: nothing may keep the view."""
+    buffer = bytearray(1_000_000)
+    for seed in range(40):
+        chunks = random_chunks(random.Random(seed), long_lines=seed % 2)
+        formatter = LineFormatter()
+        stored = []
+        for stamp, chunk in chunks:
+            buffer[:len(chunk)] = chunk
+            stored.append(lines_of(formatter.feed(memoryview(buffer)[:len(chunk)], stamp)))
+            buffer[:len(chunk)] = b"#" * len(chunk)  # the next read
+        expected, pending = reference_lines(chunks)
+        assert b"".join(stored) == expected, f"seed {seed}"
         assert formatter.pending == pending, f"seed {seed}"
 
 
