@@ -365,8 +365,10 @@ def _become_subreaper():
         log.warning("cannot become a child subreaper: %s", os.strerror(ctypes.get_errno()))
 
 
+M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 128 * 1024
+TRIM_THRESHOLD = 1024 * 1024
 
 
 def _return_big_buffers_to_the_os():
@@ -376,9 +378,17 @@ def _return_big_buffers_to_the_os():
     freed (up to 32 MiB): after one client sent a 16 MiB frame, later big frames came
     from the heap and the daemon's RSS stayed high after they were freed. A fixed
     threshold keeps every buffer over 128 KiB in its own mapping, unmapped when freed.
+
+    Fixing it also fixes the trim threshold, at 128 KiB unless set: the heap then
+    shrinks and grows again around every block of a chatty service's output (the log
+    pump's pieces, up to 112 KiB, ``logs/format.py``), faulting its pages in anew each
+    time (S3, issue #25: 8 % of the daemon's CPU). Up to TRIM_THRESHOLD stays free at
+    the heap's top instead; ``osproc/heap.py`` gives it back after big work.
     """
     try:
-        ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
     except (OSError, AttributeError):
         pass  # not glibc: its allocator decides
 
