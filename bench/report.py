@@ -200,8 +200,10 @@ repetitions. Timers start at the tool's own start (or stop, or status) command; 
 timed. "All running" is the first answer of the tool's own status, asked again 10 ms after each answer,
 that calls every service running; /proc must then show exactly N service processes. CPU is utime + stime
 of the manager process only (not its services), in 10 ms ticks; RSS from /proc/<pid>/status. S3's writer
-notes its start time and execs `cat` on 100-byte numbered lines; every line is then compared, in order,
-with what it wrote (Kepler's `<epoch-ms> ` prefixes must be present and never go back). S4's service is
+notes its start time and execs `cat` on 100-byte numbered lines; all is on disk when the tool's log file
+ends with the last line (a stat every 2 ms, and a read of the file's end when it grew); every line is
+then compared, in order, with what it wrote (Kepler's `<epoch-ms> ` prefixes must be present and never
+go back). S4's service is
 bash appending `$EPOCHREALTIME` to a file and exiting 1. Nothing may survive a stop or the daemon's
 shutdown: the benchmark is a child subreaper, so every process of a run stays in its subtree, and that
 subtree must be empty after each run. Settings per tool:"""
