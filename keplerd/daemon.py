@@ -45,7 +45,7 @@ from keplerd.daemon_reexec import Reexec  # noqa: E402
 from keplerd.control.server import AlreadyRunning, ControlServer, SessionLimits, bind_socket  # noqa: E402
 from keplerd.logs.cursor_table import CursorTable  # noqa: E402
 from keplerd.notify import Notifier, watchdog_interval  # noqa: E402
-from keplerd.osproc import cgroups, strays  # noqa: E402
+from keplerd.osproc import cgroups, heap, strays  # noqa: E402
 from keplerd.supervise import lifecycle  # noqa: E402
 from keplerd.supervise.events import FEED  # noqa: E402
 from keplerd.supervise.autostart import Autostart  # noqa: E402
@@ -365,34 +365,6 @@ def _become_subreaper():
         log.warning("cannot become a child subreaper: %s", os.strerror(ctypes.get_errno()))
 
 
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD = 128 * 1024
-TRIM_THRESHOLD = 1024 * 1024
-
-
-def _return_big_buffers_to_the_os():
-    """Keep glibc from moving big buffers into its heap, where freed memory is never given back.
-
-    By default glibc raises its mmap threshold each time a large mmapped block is
-    freed (up to 32 MiB): after one client sent a 16 MiB frame, later big frames came
-    from the heap and the daemon's RSS stayed high after they were freed. A fixed
-    threshold keeps every buffer over 128 KiB in its own mapping, unmapped when freed.
-
-    Fixing it also fixes the trim threshold, at 128 KiB unless set: the heap then
-    shrinks and grows again around every block of a chatty service's output (the log
-    pump's pieces, up to 112 KiB, ``logs/format.py``), faulting its pages in anew each
-    time (S3, issue #25: 8 % of the daemon's CPU). Up to TRIM_THRESHOLD stays free at
-    the heap's top instead; ``osproc/heap.py`` gives it back after big work.
-    """
-    try:
-        libc = ctypes.CDLL(None)
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    except (OSError, AttributeError):
-        pass  # not glibc: its allocator decides
-
-
 def configure_logging(level):
     logging.basicConfig(stream=sys.stderr, level=getattr(logging, level.upper()),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -418,10 +390,10 @@ def main(argv=None):
                 print(f"keplerd: {line}", file=sys.stderr)
             sys.exit(1)
     os.umask(0o007)
-    _return_big_buffers_to_the_os()
-    log_path = _log_path(args, settings)
+    heap.keep_big_buffers_out_of_the_heap()
+    log_path = background.output_path(args.log_file, args.daemonize, settings.state_dir)
     # A resumed image is in the background already, its output on the log it inherited.
-    readiness = None if args.resume else _redirect_output(args, log_path)
+    readiness = None if args.resume else background.send_output(log_path, args.daemonize)
     configure_logging(settings.log_level)
     if unusable:
         log.warning("cannot resume: %s; booting as after a crash (services are restarted)", unusable)
@@ -434,7 +406,7 @@ def main(argv=None):
     on_ready = []
     if readiness:
         # Warnings of the start-up (no kepler group, a stale socket) reach whoever started us, not only the log.
-        forward = _WarningsTo(readiness)
+        forward = background.WarningsTo(readiness)
         logging.getLogger().addHandler(forward)
         on_ready = [lambda: logging.getLogger().removeHandler(forward), readiness.ready]
     # Notifier and watchdog take these from the environment (so services never see them): keep them for a reexec.
@@ -459,47 +431,6 @@ def _resume(path):
     except handover.CannotResume as error:
         handover.close_inherited()
         return None, str(error)
-
-
-class _WarningsTo(logging.Handler):
-    """Pass warnings and errors logged during start-up on to ``keplerd --daemonize``'s caller."""
-
-    def __init__(self, readiness):
-        super().__init__(logging.WARNING)
-        self._readiness = readiness
-
-    def emit(self, record):
-        if record.levelno == logging.WARNING:  # errors end the start-up: failed() says those
-            self._readiness.warn(record.getMessage())
-
-
-def _log_path(args, settings):
-    if args.log_file:
-        return args.log_file
-    if args.daemonize:
-        return os.path.join(settings.state_dir, "keplerd.log")
-    return None
-
-
-def _redirect_output(args, log_path):
-    """Send output to *log_path* (if any); with --daemonize go to the background.
-
-    Returns the daemonized process's Readiness, or None in the foreground.
-    """
-    if log_path is None:
-        return None
-    try:
-        os.makedirs(os.path.dirname(log_path), mode=0o770, exist_ok=True)
-        log_fd = background.open_log(log_path)
-    except OSError as error:
-        print(f"keplerd: cannot open log file {log_path}: {error.strerror}", file=sys.stderr)
-        sys.exit(1)
-    if args.daemonize:
-        return background.daemonize(log_fd, log_path)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    return None
 
 
 def _fail(readiness, message):

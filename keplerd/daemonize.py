@@ -6,10 +6,14 @@ daemon writes ``ready`` once its socket answers, or ``error <why>`` when it
 cannot start. That process then exits 0, or prints the reason and exits 1, which
 is what an init script needs.
 
+Also where the daemon's output goes (``output_path``, ``send_output``), and
+start-up warnings passed on to the waiting process (``WarningsTo``).
+
 This runs before gevent's hub exists (nothing has yielded yet), so the raw
 ``fork`` is safe and the daemon starts with a fresh loop.
 """
 
+import logging
 import os
 import sys
 
@@ -50,6 +54,52 @@ class Readiness:
         if last:
             os.close(self._fd)
             self._fd = None
+
+
+class WarningsTo(logging.Handler):
+    """Pass warnings and errors logged during start-up on to ``keplerd --daemonize``'s caller."""
+
+    def __init__(self, readiness):
+        super().__init__(logging.WARNING)
+        self._readiness = readiness
+
+    def emit(self, record):
+        if record.levelno == logging.WARNING:  # errors end the start-up: failed() says those
+            self._readiness.warn(record.getMessage())
+
+
+def output_path(log_file, go_to_background, state_dir):
+    """Return where the daemon's output goes, or None to leave it where it is (the terminal).
+
+    ``--log-file`` if given, else ``keplerd.log`` in the state dir for a daemon going
+    to the background (``--daemonize``).
+    """
+    if log_file:
+        return log_file
+    if go_to_background:
+        return os.path.join(state_dir, "keplerd.log")
+    return None
+
+
+def send_output(log_path, go_to_background):
+    """Send output to *log_path* (if any); with *go_to_background* (``--daemonize``), go there too.
+
+    Returns the daemonized process's Readiness, or None in the foreground.
+    """
+    if log_path is None:
+        return None
+    try:
+        os.makedirs(os.path.dirname(log_path), mode=0o770, exist_ok=True)
+        log_fd = open_log(log_path)
+    except OSError as error:
+        print(f"keplerd: cannot open log file {log_path}: {error.strerror}", file=sys.stderr)
+        sys.exit(1)
+    if go_to_background:
+        return daemonize(log_fd, log_path)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    return None
 
 
 def open_log(path):

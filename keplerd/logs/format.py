@@ -16,7 +16,7 @@ except ImportError:  # installed without a compiler: stamp with bytes methods
     stamp_lines = None
 
 MAX_LINE = 16 * 1024
-# The C stamper's pieces stay under glibc's mmap threshold (128 KiB, fixed in daemon.py): a
+# The C stamper's pieces stay under glibc's mmap threshold (128 KiB, fixed in osproc/heap.py): a
 # piece then comes from the heap, already in memory, where a mapping of its own faults in every
 # page (S3, issue #25, daemon CPU: 54 ms with 1 MiB pieces, 42 ms with these).
 PIECE_SIZE = 112 * 1024

@@ -1,4 +1,4 @@
-"""Give the heap's free pages back to the OS after big work (glibc's ``malloc_trim``), paced.
+"""The daemon's heap: glibc's thresholds, and its free pages given back after big work, paced.
 
 Objects over 512 bytes (a service's runtime dict, a greenlet's saved C stack) come
 from glibc's heap. A ``ps`` of 1,000 services, a write of ``state.json`` or a
@@ -22,6 +22,35 @@ try:
     _malloc_trim = ctypes.CDLL(None).malloc_trim
 except (OSError, AttributeError):
     _malloc_trim = None  # not glibc: its allocator decides
+
+
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
+TRIM_THRESHOLD = 1024 * 1024
+
+
+def keep_big_buffers_out_of_the_heap():
+    """Keep glibc from moving big buffers into its heap, where freed memory is never given back.
+
+    By default glibc raises its mmap threshold each time a large mmapped block is
+    freed (up to 32 MiB): after one client sent a 16 MiB frame, later big frames came
+    from the heap and the daemon's RSS stayed high after they were freed. A fixed
+    threshold keeps every buffer over 128 KiB in its own mapping, unmapped when freed.
+
+    Fixing it also fixes the trim threshold, at 128 KiB unless set: the heap then
+    shrinks and grows again around every block of a chatty service's output (the log
+    pump's pieces, up to 112 KiB, ``logs/format.py``), faulting its pages in anew each
+    time (S3, issue #25: keplerd 40-45 ms of CPU, 38 with TRIM_THRESHOLD). Up to
+    TRIM_THRESHOLD stays free at the heap's top instead; ``Trimmer`` gives it back
+    after big work.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+    except (OSError, AttributeError):
+        pass  # not glibc: its allocator decides
 
 
 class Trimmer:
