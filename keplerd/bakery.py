@@ -253,7 +253,7 @@ def _start_worker(stdin, stdout, stderr):
 
 
 class _ZygoteWorker:
-    """A worker forked by the zygote, with the ``wait``/``kill`` of a ``process.Child``."""
+    """A worker forked by the zygote, with the ``wait``/``kill`` of a ``children.Child``."""
 
     def __init__(self, zygote, pid):
         self.zygote = zygote

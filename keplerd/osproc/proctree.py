@@ -1,6 +1,6 @@
 """Process trees: find every descendant of a service and kill them all (with psutil).
 
-Loaded on the first stop (``process._proctree``), not at boot.
+Loaded on the first stop (``children._proctree``), not at boot.
 """
 
 import os

@@ -26,7 +26,7 @@ import time
 
 import gevent
 
-from keplerd.osproc import process
+from keplerd.osproc import children
 
 log = logging.getLogger("keplerd.strays")
 
@@ -51,7 +51,7 @@ def collect(mark, main=None):
     """Kill the daemon's adopted children of a service, with their descendants; return their pids.
 
     An adopted child is the service's when it carries *mark*, or when it is in the
-    session led by *main* (the service's ``process.Child``, None when unknown). The
+    session led by *main* (the service's ``children.Child``, None when unknown). The
     daemon's own live children (main processes, hooks, probes) are skipped: only
     processes re-parented to the daemon are strays. A killed stray's own children are
     re-parented to the daemon only once it has exited, so scan again until none is left.
@@ -84,7 +84,7 @@ def _session_led_by(main):
     """
     if main is None:
         return None
-    if main.returncode is not None and main.pid in process.LIVE_PIDS:
+    if main.returncode is not None and main.pid in children.LIVE_PIDS:
         return None
     return main.pid
 
@@ -131,7 +131,7 @@ def _adopted():
 
     A killed one stays a zombie until the hub reaps it: it is not counted again.
     """
-    return [pid for pid in _own_children() if pid not in process.LIVE_PIDS and _running(pid)]
+    return [pid for pid in _own_children() if pid not in children.LIVE_PIDS and _running(pid)]
 
 
 def _session_of(pid):

@@ -219,7 +219,7 @@ class Service(RunAndRestart, HandOver, HealthAndReadiness):
 
     @property
     def child(self):
-        """The running process of the service (``process.Child``), or None."""
+        """The running process of the service (``children.Child``), or None."""
         return self._child
 
     @property

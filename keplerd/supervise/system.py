@@ -5,7 +5,7 @@ through it (as honcho's ``_process_ctor`` or supervisor's ``options``), so the
 supervision rules can be tested in-process against a fake whose children exit
 when the test says (``tests/unit/fake_system.py``).
 
-What a child must offer (``osproc.process.Child`` is the real one): ``pid``,
+What a child must offer (``osproc.children.Child`` is the real one): ``pid``,
 ``pgid``, ``create_time``, ``returncode``, ``wait(timeout)``, ``stop(signum, grace)``,
 ``kill()``.
 """
@@ -16,7 +16,7 @@ import logging
 import gevent
 from gevent.lock import BoundedSemaphore, Semaphore
 
-from keplerd.osproc import cgroup_rename, cgroups, groups, heap, launch, process, strays
+from keplerd.osproc import cgroup_rename, cgroups, children, groups, heap, launch, process, strays
 
 log = logging.getLogger("keplerd.system")
 
@@ -48,7 +48,7 @@ class System:
 
     def adopt_child(self, pid, create_time):
         """Watch a service process an earlier image of this daemon spawned: a child, or None if gone."""
-        return process.Child.adopt(pid, create_time)
+        return children.Child.adopt(pid, create_time)
 
     def spawn_logged(self, writer, spec, env=None, instance=None):
         """Start a service or hook *spec* logging to *writer*: ``(child, pumps)``; raise SpawnError.
@@ -113,7 +113,7 @@ class System:
 
     def paused(self, pid):
         """True when *pid* is stopped (SIGSTOP, a debugger): ``ps`` says ``(paused)``."""
-        return pid in process.PAUSED_PIDS
+        return pid in children.PAUSED_PIDS
 
     def service_mark(self, config_id, owner):
         """The mark of a service's (or ``global``'s) processes: ``<config id>/<owner>``."""
@@ -186,7 +186,7 @@ class System:
 
     def kill_leftover(self, pid, create_time):
         """Kill what an earlier daemon recorded, if that process still exists; True if it did."""
-        return process.kill_leftover(pid, create_time)
+        return children.kill_leftover(pid, create_time)
 
     def forget_identities(self):
         """Resolve users and groups afresh at the next spawns (after a bake or a reload)."""
@@ -194,4 +194,4 @@ class System:
 
     def start_time(self, pid):
         """Return when *pid* started (epoch seconds), or None if it is gone."""
-        return process.start_time(pid)
+        return children.start_time(pid)
