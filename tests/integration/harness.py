@@ -24,6 +24,25 @@ DEFAULT_TIMEOUT = 15.0
 CGROUP_ROOTS = ("/sys/fs/cgroup/unified/kepler", "/sys/fs/cgroup/kepler")
 
 
+def alive(process):
+    """Tell whether *process* (a psutil.Process taken earlier) still runs: same pid, same start, no zombie.
+
+    One call that never raises: a process may be reaped between two psutil calls.
+    """
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def pid_alive(pid):
+    """Tell whether a process runs at *pid* (not a zombie), without raising."""
+    try:
+        return alive(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return False
+
+
 def wait_for(predicate, timeout=DEFAULT_TIMEOUT, interval=0.02, message="condition"):
     """Poll *predicate* until it returns something truthy; return that, or fail after *timeout*."""
     deadline = time.monotonic() + timeout

@@ -7,7 +7,7 @@ import subprocess
 import psutil
 
 from tests.integration import test_security_owners as owners
-from tests.integration.harness import KEPLERCTL, pids_with_marker, wait_for
+from tests.integration.harness import KEPLERCTL, alive, pids_with_marker, wait_for
 from tests.integration.test_dependencies import config
 from tests.integration.test_hooks import record
 from tests.integration.test_security_owners import members as members  # the fixture, for the owner test
@@ -29,14 +29,6 @@ def environ(pid):
     with open(f"/proc/{pid}/environ", "rb") as file:
         pairs = [item.split(b"=", 1) for item in file.read().split(b"\0") if b"=" in item]
     return {key.decode(): value.decode() for key, value in pairs}
-
-
-def alive(process):
-    """Tell whether *process* (a psutil.Process taken earlier) still runs: same pid, same start."""
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def on_disk(kepler):

@@ -8,7 +8,7 @@ import subprocess
 
 import psutil
 
-from tests.integration.harness import pids_with_marker, wait_for
+from tests.integration.harness import pid_alive, pids_with_marker, wait_for
 
 
 def marked(marker):
@@ -163,7 +163,7 @@ def test_sigint_stops_the_daemon_gracefully(kepler):
     pid = kepler.ps()["web"]["pid"]
     kepler.daemon.send_signal(signal.SIGINT)
     assert kepler.daemon.wait(30) == 0
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not pid_alive(pid)
     state = json.load(open(os.path.join(kepler.inspect_path(offline=True), "state.json")))
     assert state["services"]["web"]["desired"] == "up", "the next daemon brings it back"
 

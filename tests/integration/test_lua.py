@@ -5,7 +5,7 @@ import subprocess
 
 import psutil
 
-from tests.integration.harness import KEPLERCTL, wait_for
+from tests.integration.harness import KEPLERCTL, alive, wait_for
 
 RANDOM_TOKEN = """\
     lua: |
@@ -253,8 +253,7 @@ def test_bakes_are_forked_by_a_warm_zygote_that_outlives_a_failed_bake(kepler):
 def test_a_bake_after_the_zygote_died_still_works(kepler):
     zygote = bake_zygote(kepler)
     zygote.kill()
-    wait_for(lambda: not zygote.is_running() or zygote.status() == psutil.STATUS_ZOMBIE,
-             message="the zygote to die")
+    wait_for(lambda: not alive(zygote), message="the zygote to die")
     kepler.config("services:\n  fine:\n    command: !lua return {'sleep', '1000'}\n")
     kepler.ctl("start", "-d")
     kepler.wait_status("fine", "running")
@@ -265,5 +264,4 @@ def test_the_daemon_never_leaves_its_bake_zygote_behind(kepler):
     zygote = bake_zygote(kepler)
     zygote.suspend()  # a zygote that cannot act on its socket closing: the daemon must end it itself
     kepler.stop_daemon()
-    assert not zygote.is_running() or zygote.status() == psutil.STATUS_ZOMBIE, \
-        "the zygote outlived the daemon that started it"
+    assert not alive(zygote), "the zygote outlived the daemon that started it"
