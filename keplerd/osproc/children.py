@@ -1,7 +1,8 @@
 """A spawned child: its exit watched, its stop and kill by process group or cgroup, its leftovers.
 
-Also what ``/proc`` tells of a pid (start time, stopped, zombie): a pid is only ever
-signalled while its start time says it is still the process we started.
+Also what ``/proc`` tells of a pid (start time, stopped, zombie): a pid recorded by an
+earlier daemon is only adopted or killed while its start time says it is still the
+process that daemon started.
 
 Requires a monkey-patched gevent hub (the daemon patches first).
 """
