@@ -212,14 +212,28 @@ def _boot_time():
     raise OSError("no btime in /proc/stat")
 
 
-def _state(pid):
-    """Return the state letter of *pid* in ``/proc/<pid>/stat`` (R, S, T, Z...), or None when it is gone."""
+def stat_fields(pid):
+    """Return the fields of ``/proc/<pid>/stat`` after the command name (the state first), or None if gone.
+
+    One read(2), no buffered file object: it is on the spawn path of every service.
+    """
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            data = stat.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-    return data[data.rfind(b")") + 2:][:1].decode()
+    try:
+        data = os.read(fd, _STAT_READ_SIZE)
+    except OSError:
+        return None
+    finally:
+        _close_now(fd)
+    return data[data.rfind(b")") + 2:].split()
+
+
+def _state(pid):
+    """Return the state letter of *pid* (R, S, T, Z...), or None when it is gone."""
+    fields = stat_fields(pid)
+    return fields[0].decode() if fields else None
 
 
 def stopped(pid):
@@ -231,21 +245,7 @@ def _is_zombie(pid):
     return _state(pid) == "Z"
 
 
-
 def start_time(pid):
-    """Return when *pid* started, in epoch seconds (as psutil's create_time), or None if gone.
-
-    Read from ``/proc/<pid>/stat`` directly: it is on the spawn path of every service.
-    """
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        data = os.read(fd, _STAT_READ_SIZE)  # one read(2): no buffered file object on the spawn path
-    except OSError:
-        return None
-    finally:
-        _close_now(fd)
-    fields = data[data.rfind(b")") + 2:].split()
-    return _boot_time() + int(fields[19]) / _CLOCK_TICKS
+    """Return when *pid* started, in epoch seconds (as psutil's create_time), or None if gone."""
+    fields = stat_fields(pid)
+    return _boot_time() + int(fields[19]) / _CLOCK_TICKS if fields else None

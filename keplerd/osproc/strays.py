@@ -136,23 +136,19 @@ def _adopted():
 
 def _session_of(pid):
     """Return the session id of *pid* (None when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            data = file.read()
-    except OSError:
-        return None
-    return int(data[data.rfind(b")") + 2:].split()[3])
+    fields = children.stat_fields(pid)
+    return int(fields[3]) if fields else None
 
 
 def _own_children():
-    children = []
+    pids = []
     try:
         for task in os.listdir("/proc/self/task"):
             with open(f"/proc/self/task/{task}/children") as file:
-                children.extend(int(pid) for pid in file.read().split())
+                pids.extend(int(pid) for pid in file.read().split())
     except OSError:
         return _children_by_scan()
-    return children
+    return pids
 
 
 def _children_by_scan():
